@@ -1,0 +1,2 @@
+//! The `ndlab` command line (native only).
+fn main() {}

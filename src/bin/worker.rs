@@ -1,0 +1,2 @@
+//! The Web Worker entry point (wasm only).
+fn main() {}

@@ -1,0 +1,14 @@
+//! ndlab's core: network decoupling (Guo et al., BMVC 2018) and everything it is measured with.
+//!
+//! The core is pure: it takes bytes and plain structs and returns [`Result`]; it never touches the
+//! browser. The web app (`app`, wasm only) and the command line (`src/bin/ndlab.rs`) are thin hosts.
+
+pub mod conv;
+pub mod cost;
+pub mod decouple;
+pub mod error;
+pub mod layer;
+pub mod npy;
+
+pub use error::{Error, Result};
+pub use layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order, Padding};
