@@ -1,10 +1,10 @@
 //! Packed, cache-blocked single-thread SGEMM `C += A·B` (BLIS loop order).
 //!
-//! `A` (m × k, row-major) is packed once into `MR`-row panels; `B` (k × n) is produced block by block
-//! by a [`BSource`] straight into `NR`-column panels, so im2col never materialises the whole matrix.
-//! The micro-kernel keeps an `MR × NR` accumulator tile in registers; it is plain Rust written so that
-//! LLVM vectorises it. On x86-64 with AVX2+FMA (detected at run time) a 6 × 16 tile with fused
-//! multiply-adds is used; elsewhere (including wasm, where simd128 vectorises it if enabled) a 4 × 8 tile.
+//! `A` (m × k, row-major) is packed once into MR-row panels; `B` (k × n) is produced block by block
+//! by a [`BSource`] straight into NR-column panels, so im2col never materialises the whole matrix.
+//! The micro-kernel keeps an MR × NR accumulator tile in registers: on x86-64 with AVX2+FMA
+//! (detected at run time) a 6 × 16 tile of twelve ymm registers with fused multiply-adds; on wasm
+//! built with `simd128` a 4 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
 
 /// Depth of a packed block (rows of B / columns of A kept together).
 const KC: usize = 256;
@@ -15,9 +15,9 @@ const MC: usize = 96;
 
 /// Produces blocks of the k × n right-hand matrix in packed panel layout.
 pub(crate) trait BSource {
-    /// Writes rows `k0..k0+kc` and columns `j0..j0+nc` into `dst` as `ceil(nc/NR)` panels of
-    /// `kc × NR` values (`dst[(q·kc + p)·NR + jj]` = B[k0+p, j0+q·NR+jj]), zero beyond column `nc`.
-    fn pack<const NR: usize>(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
+    /// Writes rows `k0..k0+kc` and columns `j0..j0+nc` into `dst` as `ceil(nc/nr)` panels of
+    /// `kc × nr` values (`dst[(q·kc + p)·nr + jj]` = B[k0+p, j0+q·nr+jj]), zero beyond column `nc`.
+    fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
 }
 
 /// A plain row-major k × n matrix with leading dimension `ld`.
@@ -27,11 +27,11 @@ pub(crate) struct MatB<'a> {
 }
 
 impl BSource for MatB<'_> {
-    fn pack<const NR: usize>(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
-        for (q, panel) in dst.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
-            let js = j0 + q * NR;
-            let nv = NR.min(j0 + nc - js);
-            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+    fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        for (q, panel) in dst.chunks_exact_mut(kc * nr).take(nc.div_ceil(nr)).enumerate() {
+            let js = j0 + q * nr;
+            let nv = nr.min(j0 + nc - js);
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
                 let src = &self.data[(k0 + p) * self.ld + js..][..nv];
                 row[..nv].copy_from_slice(src);
                 row[nv..].fill(0.0);
@@ -57,7 +57,7 @@ pub(crate) struct Im2colB<'a> {
 }
 
 impl BSource for Im2colB<'_> {
-    fn pack<const NR: usize>(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+    fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
         // Top-left input coordinate of every output pixel of the block (may be negative).
         let base: Vec<(isize, isize)> = (j0..j0 + nc)
             .map(|j| {
@@ -74,8 +74,8 @@ impl BSource for Im2colB<'_> {
             let (ci, ky, kx) = (k / (self.kh * self.kw), (k / self.kw) % self.kh, k % self.kw);
             let plane = &self.x[ci * self.h * self.w..][..self.h * self.w];
             let (dy, dx) = ((ky * self.dilation.0) as isize, (kx * self.dilation.1) as isize);
-            for (q, cols) in base.chunks(NR).enumerate() {
-                let row = &mut dst[(q * kc + p) * NR..][..NR];
+            for (q, cols) in base.chunks(nr).enumerate() {
+                let row = &mut dst[(q * kc + p) * nr..][..nr];
                 for (d, &(by, bx)) in row.iter_mut().zip(cols) {
                     let (iy, ix) = (by + dy, bx + dx);
                     *d = if iy >= 0 && iy < h && ix >= 0 && ix < w {
@@ -90,73 +90,146 @@ impl BSource for Im2colB<'_> {
     }
 }
 
-/// One multiply-add flavour: separate multiply and add, or a fused multiply-add.
-trait Madd {
-    fn madd(a: f32, b: f32, c: f32) -> f32;
+/// Largest tile (MR·NR) of any micro-kernel.
+const TILE: usize = 96;
+
+/// A register-blocked micro-kernel computing one MR × NR tile of `Apanel · Bpanel`.
+trait Micro {
+    /// Tile height (rows of A per panel).
+    const MR: usize;
+    /// Tile width (columns of B per panel).
+    const NR: usize;
+    /// `out[i·NR + j] = Σ_p a[p·MR + i] · b[p·NR + j]` for p < kc. Does nothing if a slice is short.
+    ///
+    /// # Safety
+    /// The CPU must support the instructions the implementation is compiled for.
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]);
 }
 
-/// `a·b + c` with two roundings (vectorises on any target).
-struct Plain;
-impl Madd for Plain {
+/// Portable 4 × 8 tile in plain Rust (LLVM vectorises what the target allows).
+struct Portable;
+impl Micro for Portable {
+    const MR: usize = 4;
+    const NR: usize = 8;
     #[inline(always)]
-    fn madd(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
+        let mut acc = [[0.0f32; 8]; 4];
+        for (ap, bp) in a.chunks_exact(4).zip(b.chunks_exact(8)).take(kc) {
+            let (Ok(ap), Ok(bp)) = (<&[f32; 4]>::try_from(ap), <&[f32; 8]>::try_from(bp)) else {
+                continue;
+            };
+            for (row, &av) in acc.iter_mut().zip(ap) {
+                for (r, &bv) in row.iter_mut().zip(bp) {
+                    *r += av * bv;
+                }
+            }
+        }
+        for (o, v) in out.iter_mut().zip(acc.iter().flatten()) {
+            *o = *v;
+        }
     }
 }
 
-/// `fma(a, b, c)`: only used where the FMA instruction is enabled (otherwise it is a libm call).
-#[cfg(target_arch = "x86_64")]
-struct Fused;
-#[cfg(target_arch = "x86_64")]
-impl Madd for Fused {
+/// wasm simd128 4 × 8 tile (compiled only when the `simd128` target feature is on).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+struct Simd128;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl Micro for Simd128 {
+    const MR: usize = 4;
+    const NR: usize = 8;
     #[inline(always)]
-    fn madd(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
+        use std::arch::wasm32::*;
+        if a.len() < kc * 4 || b.len() < kc * 8 {
+            return;
+        }
+        let mut c = [f32x4_splat(0.0); 8];
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        for p in 0..kc {
+            // SAFETY: p·8 + 8 ≤ b.len() and p·4 + 4 ≤ a.len() were checked above.
+            let (b0, b1) = unsafe {
+                (v128_load(pb.add(p * 8) as *const v128), v128_load(pb.add(p * 8 + 4) as *const v128))
+            };
+            for i in 0..4 {
+                let av = f32x4_splat(unsafe { *pa.add(p * 4 + i) });
+                c[2 * i] = f32x4_add(c[2 * i], f32x4_mul(av, b0));
+                c[2 * i + 1] = f32x4_add(c[2 * i + 1], f32x4_mul(av, b1));
+            }
+        }
+        for (i, v) in c.iter().enumerate() {
+            // SAFETY: i·4 + 4 ≤ 32 ≤ TILE.
+            unsafe { v128_store(out.as_mut_ptr().add(i * 4) as *mut v128, *v) };
+        }
     }
 }
 
-/// `C[..mv, ..nv] += Apanel · Bpanel` for one MR × NR tile; `a` is kc × MR, `b` is kc × NR.
-#[inline(always)]
-fn micro<const MR: usize, const NR: usize, F: Madd>(
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    ldc: usize,
-    mv: usize,
-    nv: usize,
-) {
-    let mut acc = [[0.0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-        let (Ok(ap), Ok(bp)) = (<&[f32; MR]>::try_from(ap), <&[f32; NR]>::try_from(bp)) else {
-            continue;
-        };
-        for i in 0..MR {
-            for j in 0..NR {
-                acc[i][j] = F::madd(ap[i], bp[j], acc[i][j]);
+/// AVX2 + FMA 6 × 16 tile: twelve ymm accumulators, two B loads and six broadcasts per step.
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+#[cfg(target_arch = "x86_64")]
+impl Micro for Avx2 {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    #[inline(always)]
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
+        use std::arch::x86_64::*;
+        if a.len() < kc * 6 || b.len() < kc * 16 {
+            return;
+        }
+        // SAFETY: the caller guarantees AVX2 and FMA; every pointer offset stays below
+        // kc·6 ≤ a.len(), kc·16 ≤ b.len() (checked above) or 96 = TILE.
+        unsafe {
+            let mut c = [_mm256_setzero_ps(); 12];
+            let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
+            for _ in 0..kc {
+                let b0 = _mm256_loadu_ps(pb);
+                let b1 = _mm256_loadu_ps(pb.add(8));
+                macro_rules! row {
+                    ($i:expr) => {
+                        let av = _mm256_broadcast_ss(&*pa.add($i));
+                        c[2 * $i] = _mm256_fmadd_ps(av, b0, c[2 * $i]);
+                        c[2 * $i + 1] = _mm256_fmadd_ps(av, b1, c[2 * $i + 1]);
+                    };
+                }
+                row!(0);
+                row!(1);
+                row!(2);
+                row!(3);
+                row!(4);
+                row!(5);
+                pa = pa.add(6);
+                pb = pb.add(16);
+            }
+            for (i, v) in c.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(i * 8), *v);
             }
         }
     }
-    for (i, acc_row) in acc.iter().enumerate().take(mv) {
-        let row = &mut c[i * ldc..][..nv];
-        for (r, v) in row.iter_mut().zip(acc_row) {
+}
+
+/// `C[..mv, ..nv] += tile` (tile rows of `nr` values).
+#[inline(always)]
+fn store_tile(tile: &[f32; TILE], nr: usize, c: &mut [f32], ldc: usize, mv: usize, nv: usize) {
+    for (i, t) in tile.chunks_exact(nr).take(mv).enumerate() {
+        for (r, v) in c[i * ldc..][..nv].iter_mut().zip(t) {
             *r += v;
         }
     }
 }
 
-/// Packs all of A (m × k row-major) as: for each KC block starting at k0 (depth kc), `ceil(m/MR)`
-/// panels of kc × MR at `mp·k0 + i·kc·MR` (mp = m rounded up to MR), zero-padded rows.
-fn pack_a<const MR: usize>(m: usize, k: usize, a: &[f32]) -> Vec<f32> {
-    let mp = m.div_ceil(MR) * MR;
+/// Packs all of A (m × k row-major) as: for each KC block starting at k0 (depth kc), `ceil(m/mr)`
+/// panels of kc × mr at `mp·k0 + i·kc·mr` (mp = m rounded up to mr), zero-padded rows.
+fn pack_a(mr: usize, m: usize, k: usize, a: &[f32]) -> Vec<f32> {
+    let mp = m.div_ceil(mr) * mr;
     let mut out = vec![0.0f32; mp * k];
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         let block = &mut out[mp * k0..][..mp * kc];
-        for (i, panel) in block.chunks_exact_mut(kc * MR).enumerate() {
-            for ii in 0..MR.min(m - i * MR) {
-                let src = &a[(i * MR + ii) * k + k0..][..kc];
+        for (i, panel) in block.chunks_exact_mut(kc * mr).enumerate() {
+            for ii in 0..mr.min(m - i * mr) {
+                let src = &a[(i * mr + ii) * k + k0..][..kc];
                 for (p, &v) in src.iter().enumerate() {
-                    panel[p * MR + ii] = v;
+                    panel[p * mr + ii] = v;
                 }
             }
         }
@@ -164,9 +237,12 @@ fn pack_a<const MR: usize>(m: usize, k: usize, a: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The blocked driver for one tile shape.
+/// The blocked driver (BLIS order jc → pc → ic → jr → ir) for one micro-kernel.
+///
+/// # Safety
+/// The CPU must support the micro-kernel's instructions.
 #[inline(always)]
-fn gemm_impl<const MR: usize, const NR: usize, F: Madd, B: BSource>(
+unsafe fn gemm_impl<K: Micro, B: BSource>(
     m: usize,
     k: usize,
     n: usize,
@@ -175,24 +251,27 @@ fn gemm_impl<const MR: usize, const NR: usize, F: Madd, B: BSource>(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let mp = m.div_ceil(MR) * MR;
-    let apack = pack_a::<MR>(m, k, a);
-    let mut bpack = vec![0.0f32; KC * NC.min(n).div_ceil(NR) * NR];
+    let (mr, nr) = (K::MR, K::NR);
+    let mp = m.div_ceil(mr) * mr;
+    let apack = pack_a(mr, m, k, a);
+    let mut bpack = vec![0.0f32; KC * NC.min(n).div_ceil(nr) * nr];
+    let mut tile = [0.0f32; TILE];
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            b.pack::<NR>(pc, kc, jc, nc, &mut bpack);
+            b.pack(nr, pc, kc, jc, nc, &mut bpack);
             let ablock = &apack[mp * pc..][..mp * kc];
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                for jr in (0..nc).step_by(NR) {
-                    let nv = NR.min(nc - jr);
-                    let bpanel = &bpack[(jr / NR) * kc * NR..][..kc * NR];
-                    for ir in (ic..ic + mc).step_by(MR) {
-                        let mv = MR.min(m - ir);
-                        let apanel = &ablock[(ir / MR) * kc * MR..][..kc * MR];
-                        micro::<MR, NR, F>(apanel, bpanel, &mut c[ir * ldc + jc + jr..], ldc, mv, nv);
+                for jr in (0..nc).step_by(nr) {
+                    let nv = nr.min(nc - jr);
+                    let bpanel = &bpack[(jr / nr) * kc * nr..][..kc * nr];
+                    for ir in (ic..ic + mc).step_by(mr) {
+                        let apanel = &ablock[(ir / mr) * kc * mr..][..kc * mr];
+                        // SAFETY: forwarded from the caller.
+                        unsafe { K::tile(kc, apanel, bpanel, &mut tile) };
+                        store_tile(&tile, nr, &mut c[ir * ldc + jc + jr..], ldc, mr.min(m - ir), nv);
                     }
                 }
             }
@@ -200,14 +279,29 @@ fn gemm_impl<const MR: usize, const NR: usize, F: Madd, B: BSource>(
     }
 }
 
-/// AVX2 + FMA instantiation (6 × 16 tile).
+/// AVX2 + FMA instantiation.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_avx2<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
-    gemm_impl::<6, 16, Fused, B>(m, k, n, a, b, c, ldc)
+    // SAFETY: this function is only entered with AVX2 and FMA available.
+    unsafe { gemm_impl::<Avx2, B>(m, k, n, a, b, c, ldc) }
+}
+
+/// The portable path: simd128 intrinsics on wasm when enabled, plain Rust elsewhere.
+fn gemm_fallback<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    // SAFETY: simd128 is enabled at compile time.
+    unsafe {
+        gemm_impl::<Simd128, B>(m, k, n, a, b, c, ldc)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    // SAFETY: the portable kernel uses no special instructions.
+    unsafe {
+        gemm_impl::<Portable, B>(m, k, n, a, b, c, ldc)
+    }
 }
 
 /// `C += A·B`: A is m × k row-major, B is k × n from `b`, C is m × n with leading dimension `ldc`.
@@ -224,7 +318,7 @@ pub(crate) fn gemm<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c
             return;
         }
     }
-    gemm_impl::<4, 8, Plain, B>(m, k, n, a, b, c, ldc)
+    gemm_fallback(m, k, n, a, b, c, ldc)
 }
 
 /// The portable path regardless of the CPU (so tests cover it on AVX2 machines too).
@@ -241,5 +335,5 @@ pub(crate) fn gemm_portable<B: BSource>(
     if m == 0 || k == 0 || n == 0 {
         return;
     }
-    gemm_impl::<4, 8, Plain, B>(m, k, n, a, b, c, ldc)
+    gemm_fallback(m, k, n, a, b, c, ldc)
 }
