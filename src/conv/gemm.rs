@@ -6,6 +6,8 @@
 //! (detected at run time) a 6 × 16 tile of twelve ymm registers with fused multiply-adds; on wasm
 //! built with `simd128` a 4 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
 
+use super::dw::valid_range;
+
 /// Depth of a packed block (rows of B / columns of A kept together).
 const KC: usize = 256;
 /// Columns of B packed per block.
@@ -58,34 +60,73 @@ pub(crate) struct Im2colB<'a> {
 
 impl BSource for Im2colB<'_> {
     fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
-        // Top-left input coordinate of every output pixel of the block (may be negative).
-        let base: Vec<(isize, isize)> = (j0..j0 + nc)
-            .map(|j| {
-                let (oy, ox) = (j / self.wo, j % self.wo);
-                (
-                    (oy * self.stride.0) as isize - self.pad.0 as isize,
-                    (ox * self.stride.1) as isize - self.pad.1 as isize,
-                )
-            })
-            .collect();
-        let (h, w) = (self.h as isize, self.w as isize);
+        // Output pixel (oy, ox) of the first column of every panel.
+        let starts: Vec<(usize, usize)> =
+            (0..nc.div_ceil(nr)).map(|q| ((j0 + q * nr) / self.wo, (j0 + q * nr) % self.wo)).collect();
+        let hw = self.h * self.w;
         for p in 0..kc {
             let k = k0 + p;
             let (ci, ky, kx) = (k / (self.kh * self.kw), (k / self.kw) % self.kh, k % self.kw);
-            let plane = &self.x[ci * self.h * self.w..][..self.h * self.w];
-            let (dy, dx) = ((ky * self.dilation.0) as isize, (kx * self.dilation.1) as isize);
-            for (q, cols) in base.chunks(nr).enumerate() {
+            let plane = &self.x[ci * hw..][..hw];
+            let tap = Tap { plane, dy: ky * self.dilation.0, dx: kx * self.dilation.1 };
+            let cols = valid_range(tap.dx, self.pad.1, self.stride.1, self.w, self.wo);
+            for (q, &(oy, ox)) in starts.iter().enumerate() {
                 let row = &mut dst[(q * kc + p) * nr..][..nr];
-                for (d, &(by, bx)) in row.iter_mut().zip(cols) {
-                    let (iy, ix) = (by + dy, bx + dx);
-                    *d = if iy >= 0 && iy < h && ix >= 0 && ix < w {
-                        plane[(iy * w + ix) as usize]
-                    } else {
-                        0.0
-                    };
-                }
-                row[cols.len()..].fill(0.0);
+                let n = nr.min(nc - q * nr);
+                self.fill_panel_row(&tap, cols, (oy, ox), &mut row[..n]);
+                row[n..].fill(0.0);
             }
+        }
+    }
+}
+
+/// One im2col row: an input plane and the tap's offset.
+struct Tap<'a> {
+    plane: &'a [f32],
+    dy: usize,
+    dx: usize,
+}
+
+impl Im2colB<'_> {
+    /// Fills `out` with the tap's values for consecutive output pixels starting at `(oy, ox)`,
+    /// output row by output row; `cols` is the range of output columns inside the image.
+    #[inline]
+    fn fill_panel_row(
+        &self,
+        tap: &Tap,
+        cols: (usize, usize),
+        (mut oy, mut ox): (usize, usize),
+        out: &mut [f32],
+    ) {
+        let (sh, sw) = self.stride;
+        let mut pos = 0;
+        while pos < out.len() {
+            let len = (self.wo - ox).min(out.len() - pos);
+            let seg = &mut out[pos..pos + len];
+            let iy = oy * sh + tap.dy;
+            if iy < self.pad.0 || iy - self.pad.0 >= self.h {
+                seg.fill(0.0);
+            } else {
+                let irow = &tap.plane[(iy - self.pad.0) * self.w..][..self.w];
+                let a = cols.0.clamp(ox, ox + len);
+                let b = cols.1.clamp(a, ox + len);
+                seg[..a - ox].fill(0.0);
+                if a < b {
+                    let start = a * sw + tap.dx - self.pad.1;
+                    let dst = &mut seg[a - ox..b - ox];
+                    if sw == 1 {
+                        dst.copy_from_slice(&irow[start..start + (b - a)]);
+                    } else {
+                        for (d, s) in dst.iter_mut().zip(irow[start..].iter().step_by(sw)) {
+                            *d = *s;
+                        }
+                    }
+                }
+                seg[b - ox..].fill(0.0);
+            }
+            pos += len;
+            ox = 0;
+            oy += 1;
         }
     }
 }
@@ -179,29 +220,37 @@ impl Micro for Avx2 {
         // SAFETY: the caller guarantees AVX2 and FMA; every pointer offset stays below
         // kc·6 ≤ a.len(), kc·16 ≤ b.len() (checked above) or 96 = TILE.
         unsafe {
-            let mut c = [_mm256_setzero_ps(); 12];
+            let z = _mm256_setzero_ps();
+            let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
+            let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
             let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
             for _ in 0..kc {
                 let b0 = _mm256_loadu_ps(pb);
                 let b1 = _mm256_loadu_ps(pb.add(8));
-                macro_rules! row {
-                    ($i:expr) => {
-                        let av = _mm256_broadcast_ss(&*pa.add($i));
-                        c[2 * $i] = _mm256_fmadd_ps(av, b0, c[2 * $i]);
-                        c[2 * $i + 1] = _mm256_fmadd_ps(av, b1, c[2 * $i + 1]);
-                    };
-                }
-                row!(0);
-                row!(1);
-                row!(2);
-                row!(3);
-                row!(4);
-                row!(5);
+                let a0 = _mm256_broadcast_ss(&*pa);
+                c00 = _mm256_fmadd_ps(a0, b0, c00);
+                c01 = _mm256_fmadd_ps(a0, b1, c01);
+                let a1 = _mm256_broadcast_ss(&*pa.add(1));
+                c10 = _mm256_fmadd_ps(a1, b0, c10);
+                c11 = _mm256_fmadd_ps(a1, b1, c11);
+                let a2 = _mm256_broadcast_ss(&*pa.add(2));
+                c20 = _mm256_fmadd_ps(a2, b0, c20);
+                c21 = _mm256_fmadd_ps(a2, b1, c21);
+                let a3 = _mm256_broadcast_ss(&*pa.add(3));
+                c30 = _mm256_fmadd_ps(a3, b0, c30);
+                c31 = _mm256_fmadd_ps(a3, b1, c31);
+                let a4 = _mm256_broadcast_ss(&*pa.add(4));
+                c40 = _mm256_fmadd_ps(a4, b0, c40);
+                c41 = _mm256_fmadd_ps(a4, b1, c41);
+                let a5 = _mm256_broadcast_ss(&*pa.add(5));
+                c50 = _mm256_fmadd_ps(a5, b0, c50);
+                c51 = _mm256_fmadd_ps(a5, b1, c51);
                 pa = pa.add(6);
                 pb = pb.add(16);
             }
-            for (i, v) in c.iter().enumerate() {
-                _mm256_storeu_ps(out.as_mut_ptr().add(i * 8), *v);
+            let o = out.as_mut_ptr();
+            for (i, v) in [c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51].iter().enumerate() {
+                _mm256_storeu_ps(o.add(i * 8), *v);
             }
         }
     }
