@@ -218,7 +218,7 @@ proptest! {
 
     /// Merged and branch forwards of both orders = conv(x, W_T) + b, with W_T rebuilt from the factors.
     #[test]
-    fn decoupled_matches_rebuilt_kernel(cs in case(), groups in prop::sample::select(vec![1usize, 2]),
+    fn decoupled_matches_rebuilt_kernel(cs in case(), groups in prop::sample::select(vec![1usize, 2, 4]),
                                         cpg in 1usize..5, npg in 1usize..5, t in 1usize..=4,
                                         dwpw: bool) {
         prop_assume!(expected_size(&cs).is_some());
@@ -249,12 +249,13 @@ proptest! {
     }
 }
 
-/// Larger shapes that cross the GEMM's tile and block edges (K > 256, pixels > 1024, odd channels).
+/// Larger shapes that cross the GEMM's tile and block edges (K > 384, pixels > 768, odd channels).
 #[test]
 fn conv2d_large_blocks_match_reference() {
     let cases = [
         (37, 23, 3, 3, 17, 19, ConvGeometry::new(1, 1, 1)),
         (40, 13, 3, 3, 36, 33, ConvGeometry::new(1, 1, 1)),
+        (50, 7, 3, 3, 30, 31, ConvGeometry::new(1, 1, 1)),
         (30, 70, 5, 5, 12, 11, ConvGeometry::new(2, 2, 1)),
         (8, 12, 3, 3, 40, 41, ConvGeometry { groups: 4, ..ConvGeometry::new(1, 2, 2) }),
     ];
@@ -290,5 +291,36 @@ fn decoupled_large_matches_rebuilt_kernel() {
         assert_close(&decoupled_forward(&x, &m, Some(&bias), &geom).unwrap(), &want, "merged large");
         let br = branch_forward(&x, &to_branches(&m), order, n, 3, 3, Some(&bias), &geom).unwrap();
         assert_close(&br, &want, "branch large");
+    }
+}
+
+/// 1×1 spatial inputs: a 1×1 kernel, and a 3×3 kernel that only sees the centre through padding 1.
+#[test]
+fn one_by_one_spatial_inputs() {
+    let x = FeatureMap::new(5, 1, 1, noise(5, 20)).unwrap();
+    for (kh, pad) in [(1usize, 0usize), (3, 1)] {
+        let geom = ConvGeometry::new(1, pad, 1);
+        let k = Kernel::new(7, 5, kh, kh, noise(7 * 5 * kh * kh, 21)).unwrap();
+        let bias = noise(7, 22);
+        let want = reference_conv2d(&x, &k, Some(&bias), &geom).unwrap();
+        assert_eq!((want.c, want.h, want.w), (7, 1, 1));
+        // Only the centre tap touches the input: y_n = Σ_c W[n, c, centre] x_c + b_n.
+        for n in 0..7 {
+            let centre = (kh * kh) / 2;
+            let direct: f64 =
+                (0..5).map(|c| k.data[(n * 5 + c) * kh * kh + centre] as f64 * x.data[c] as f64).sum::<f64>()
+                    + bias[n] as f64;
+            assert!((want.data[n] as f64 - direct).abs() < 1e-5);
+        }
+        assert_close(&conv2d(&x, &k, Some(&bias), &geom).unwrap(), &want, "conv2d 1×1 input");
+        for order in [Order::DwPw, Order::PwDw] {
+            let m = random_merged(order, 2, 7, 5, 1, (kh, kh), 23);
+            let w_t = match order {
+                Order::DwPw => rebuild_dwpw(&m),
+                Order::PwDw => rebuild_pwdw(&m),
+            };
+            let want = reference_conv2d(&x, &w_t, Some(&bias), &geom).unwrap();
+            assert_close(&decoupled_forward(&x, &m, Some(&bias), &geom).unwrap(), &want, "merged 1×1 input");
+        }
     }
 }

@@ -9,9 +9,9 @@
 use super::dw::{plane_acc, valid_range, PlaneGeom};
 
 /// Depth of a packed block (rows of B / columns of A kept together).
-const KC: usize = 256;
+const KC: usize = 384;
 /// Columns of B packed per block.
-const NC: usize = 1024;
+const NC: usize = 768;
 /// Rows of A walked per B block (a multiple of both tile heights).
 const MC: usize = 96;
 
