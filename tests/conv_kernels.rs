@@ -305,12 +305,12 @@ fn one_by_one_spatial_inputs() {
         let want = reference_conv2d(&x, &k, Some(&bias), &geom).unwrap();
         assert_eq!((want.c, want.h, want.w), (7, 1, 1));
         // Only the centre tap touches the input: y_n = Σ_c W[n, c, centre] x_c + b_n.
-        for n in 0..7 {
-            let centre = (kh * kh) / 2;
+        let centre = (kh * kh) / 2;
+        for (n, (&got, &b)) in want.data.iter().zip(&bias).enumerate() {
             let direct: f64 =
                 (0..5).map(|c| k.data[(n * 5 + c) * kh * kh + centre] as f64 * x.data[c] as f64).sum::<f64>()
-                    + bias[n] as f64;
-            assert!((want.data[n] as f64 - direct).abs() < 1e-5);
+                    + b as f64;
+            assert!((got as f64 - direct).abs() < 1e-5);
         }
         assert_close(&conv2d(&x, &k, Some(&bias), &geom).unwrap(), &want, "conv2d 1×1 input");
         for order in [Order::DwPw, Order::PwDw] {
