@@ -324,11 +324,10 @@ fn check_merged(x: &FeatureMap, m: &Merged, geom: &ConvGeometry) -> Result<()> {
         Order::PwDw => m.n,
     };
     let dw_need = checked_len(&[dw_rows, m.t, m.kh, m.kw])?;
-    let pw_rows = match m.order {
-        Order::DwPw => m.n,
-        Order::PwDw => m.n * m.t,
+    let pw_need = match m.order {
+        Order::DwPw => checked_len(&[m.n, m.c_total / m.groups, m.t])?,
+        Order::PwDw => checked_len(&[m.n, m.t, m.c_total / m.groups])?,
     };
-    let pw_need = checked_len(&[pw_rows, m.pw_cols()])?;
     if m.dw.len() != dw_need || m.pw.len() != pw_need {
         return Err(Error::Shape(format!(
             "decoupled factors need {dw_need} depthwise and {pw_need} pointwise values, got {} and {}",
@@ -401,10 +400,10 @@ fn check_branches(
     }
     check_groups(groups, x.c, n)?;
     let dw_need = match order {
-        Order::DwPw => x.c * k2,
-        Order::PwDw => n * k2,
+        Order::DwPw => checked_len(&[x.c, k2])?,
+        Order::PwDw => checked_len(&[n, k2])?,
     };
-    let pw_need = n * (x.c / groups);
+    let pw_need = checked_len(&[n, x.c / groups])?;
     for (t, b) in branches.iter().enumerate() {
         if b.dw.len() != dw_need || b.pw.len() != pw_need {
             return Err(Error::Shape(format!(
