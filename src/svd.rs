@@ -128,10 +128,10 @@ pub fn svd(a: &[f64], m: usize, n: usize) -> Result<Svd> {
 pub fn svd_with(ws: &mut Workspace, a: &[f64], m: usize, n: usize) -> Result<Svd> {
     let fast = decompose(ws, a, m, n, SvdMethod::Gram);
     match fast {
-        Ok(s) if passes_checks(&s, a, ws.norm_sq) => Ok(s),
+        Ok(s) if passes_checks(&s, a, ws) => Ok(s),
         _ => {
             let slow = decompose(ws, a, m, n, SvdMethod::OneSidedJacobi)?;
-            if passes_runtime_checks(&slow, a, ws.norm_sq) {
+            if passes_runtime_checks(&slow, a, ws) {
                 Ok(slow)
             } else {
                 Err(Error::Numeric(format!(
@@ -159,24 +159,29 @@ pub struct Workspace {
     b: Vec<f64>,
     /// q × q Gram matrix / column store for one-sided Jacobi.
     g: Vec<f64>,
-    /// ‖M‖²_F of the last input (unscaled).
+    /// ‖M‖²_F of the last input after scaling by 2^(−e1−e2).
     norm_sq: f64,
+    /// The scaling exponents (e1, e2) of the last input.
+    exps: (i32, i32),
 }
 
 /// Checks for the Gram result: the run-time checks plus the gray-zone test.
-fn passes_checks(s: &Svd, a: &[f64], norm_sq: f64) -> bool {
+fn passes_checks(s: &Svd, a: &[f64], ws: &Workspace) -> bool {
     let smax = s.sigma.first().copied().unwrap_or(0.0);
     let gray = s.sigma.iter().any(|&x| x > 0.0 && x < GRAY_ZONE * smax);
-    !gray && passes_runtime_checks(s, a, norm_sq)
+    !gray && passes_runtime_checks(s, a, ws)
 }
 
 /// Σσ² = ‖M‖²_F to 1e-10 relative, everything finite, and three rows reconstructed to 1e-8 relative
 /// (in units of σ_max).
-fn passes_runtime_checks(s: &Svd, a: &[f64], norm_sq: f64) -> bool {
+fn passes_runtime_checks(s: &Svd, a: &[f64], ws: &Workspace) -> bool {
     if !s.sigma.iter().chain(&s.u).chain(&s.v).all(|x| x.is_finite()) {
         return false;
     }
-    let ssq: f64 = s.sigma.iter().map(|x| x * x).sum();
+    // Compared in the scaled domain, so huge entries cannot overflow ‖M‖².
+    let (f1, f2) = (2f64.powi(-ws.exps.0), 2f64.powi(-ws.exps.1));
+    let ssq: f64 = s.sigma.iter().map(|x| (x * f1 * f2).powi(2)).sum();
+    let norm_sq = ws.norm_sq;
     if (ssq - norm_sq).abs() > 1e-10 * norm_sq {
         return false;
     }
@@ -202,16 +207,19 @@ fn row_error(s: &Svd, a: &[f64], i: usize) -> f64 {
 /// descending sort, the zero cut, and the mapping back.
 fn decompose(ws: &mut Workspace, a: &[f64], m: usize, n: usize, method: SvdMethod) -> Result<Svd> {
     validate(a, m, n)?;
-    ws.norm_sq = frobenius_sq(a);
     let k = m.min(n);
     let amax = a.iter().fold(0.0f64, |acc, x| acc.max(x.abs()));
     if amax == 0.0 {
+        ws.norm_sq = 0.0;
+        ws.exps = (0, 0);
         return Ok(Svd { m, n, sigma: vec![0.0; k], u: vec![0.0; k * m], v: vec![0.0; k * n], method });
     }
     let (e1, e2) = split_exponent(amax);
     let transposed = m < n;
     let (p, q) = if transposed { (n, m) } else { (m, n) };
     load_scaled(ws, a, m, n, transposed, e1, e2);
+    ws.norm_sq = frobenius_sq(&ws.b);
+    ws.exps = (e1, e2);
     let (mut sigma, mut left, mut right) = match method {
         SvdMethod::Gram => gram_core(ws, p, q)?,
         SvdMethod::OneSidedJacobi => one_sided_core(ws, p, q)?,
@@ -379,6 +387,7 @@ fn one_sided_core(ws: &mut Workspace, p: usize, q: usize) -> Result<CoreOut> {
     for i in 0..q {
         vt[i * q + i] = 1.0;
     }
+    let null_sq = (f64::EPSILON * f64::EPSILON) * ws.norm_sq;
     let mut converged = false;
     for _ in 0..MAX_SWEEPS {
         let mut rotated = false;
@@ -387,7 +396,12 @@ fn one_sided_core(ws: &mut Workspace, p: usize, q: usize) -> Result<CoreOut> {
                 let (ci, cj) = (&cols[i * p..(i + 1) * p], &cols[j * p..(j + 1) * p]);
                 let (alpha, beta) = (dot(ci, ci), dot(cj, cj));
                 let gamma = dot(ci, cj);
-                if gamma == 0.0 || gamma.abs() <= f64::EPSILON * (alpha * beta).sqrt() {
+                // Skip orthogonal pairs, and pairs with a numerically null column (below ε·‖B‖_F,
+                // so under the rank cut anyway): rotating noise against noise never converges.
+                if gamma == 0.0
+                    || gamma.abs() <= f64::EPSILON * (alpha * beta).sqrt()
+                    || alpha.min(beta) <= null_sq
+                {
                     continue;
                 }
                 rotated = true;
