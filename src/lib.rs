@@ -10,6 +10,7 @@ pub mod decouple;
 pub mod error;
 pub mod layer;
 pub mod npy;
+pub mod svd;
 
 pub use error::{Error, Result};
 pub use layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order, Padding};
