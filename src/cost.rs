@@ -61,6 +61,15 @@ impl CostModel {
         Ok(CostModel { n, c, kh, kw, groups, h, w, ho, wo })
     }
 
+    /// Costs per output pixel at stride 1 with the input at the output resolution (H·W = Ho·Wo = 1):
+    /// the basis of METHOD.md's speed-up formulas. `c` is the input channels of the whole layer.
+    pub fn per_output_pixel(n: usize, c: usize, kh: usize, kw: usize, groups: usize) -> Result<Self> {
+        let mut geom = ConvGeometry::new(1, 0, 1);
+        geom.groups = groups;
+        let m = CostModel::new(n, c, kh, kw, kh, kw, &geom)?;
+        Ok(CostModel { h: 1, w: 1, ho: 1, wo: 1, ..m })
+    }
+
     /// K² = Kh·Kw.
     pub fn k2(&self) -> u64 {
         (self.kh * self.kw) as u64
@@ -198,6 +207,17 @@ mod tests {
         assert_eq!(m.regular_params(), 256 * 256 * 9);
         assert_eq!(m.decoupled_params(Order::DwPw, 3), 256 * 3 * 9 + 256 * 256 * 3);
         assert_eq!(m.decoupled_params(Order::PwDw, 3), 256 * 3 * 256 + 256 * 3 * 9);
+    }
+
+    #[test]
+    fn per_output_pixel_model_matches_formulas() {
+        let m = CostModel::per_output_pixel(256, 256, 3, 3, 1).unwrap();
+        assert_eq!(m.regular_macs(), 256 * 256 * 9);
+        assert_eq!(m.decoupled_macs(Order::DwPw, 1), 256 * 9 + 256 * 256);
+        for t in 1..=9 {
+            assert!((m.speedup(Order::PwDw, t) - pwdw_speedup(256, 9, 1, t)).abs() < 1e-12);
+            assert!((m.speedup(Order::DwPw, t) - dwpw_speedup(256, 9, 1, t)).abs() < 1e-12);
+        }
     }
 
     #[test]

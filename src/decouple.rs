@@ -330,10 +330,7 @@ impl Decomposition {
 pub fn slice_shape(kernel: &Kernel, groups: usize, order: Order) -> Result<(usize, usize, usize)> {
     let (n, c, k2) = (kernel.n, kernel.c, kernel.kh * kernel.kw);
     if n == 0 || c == 0 || k2 == 0 {
-        return Err(Error::Shape(format!(
-            "kernel {n}×{c}×{}×{} has a zero dimension",
-            kernel.kh, kernel.kw
-        )));
+        return Err(Error::Shape(format!("kernel {n}×{c}×{}×{} has a zero dimension", kernel.kh, kernel.kw)));
     }
     let len = n.checked_mul(c).and_then(|x| x.checked_mul(k2));
     if len != Some(kernel.data.len()) {

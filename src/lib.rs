@@ -3,6 +3,7 @@
 //! The core is pure: it takes bytes and plain structs and returns [`Result`]; it never touches the
 //! browser. The web app (`app`, wasm only) and the command line (`src/bin/ndlab.rs`) are thin hosts.
 
+pub mod cli;
 pub mod conv;
 pub mod cost;
 pub mod decouple;
