@@ -324,3 +324,48 @@ fn one_by_one_spatial_inputs() {
         }
     }
 }
+
+/// End to end with the real decomposition: the merged and branch forwards of `Decomposition`'s
+/// factors equal `conv(x, W_T) + b` with `W_T = reconstruct(T)` for every T, and the original conv
+/// at full rank (METHOD.md checks 1, 2, 8), for both orders, groups 1 and 2, N < K² and C < K².
+#[test]
+fn decomposition_factors_run_as_the_rebuilt_conv() {
+    use ndlab::decouple::Decomposition;
+    let geoms = [
+        ConvGeometry::new(1, 1, 1),
+        ConvGeometry {
+            stride: (2, 1),
+            padding: Padding { top: 0, bottom: 2, left: 1, right: 0 },
+            dilation: (1, 2),
+            groups: 1,
+        },
+    ];
+    // (n, c per group, groups): N < K² and C < K² included.
+    for (i, &(n, cpg, groups)) in
+        [(6usize, 4usize, 1usize), (12, 11, 1), (4, 3, 2), (16, 10, 2)].iter().enumerate()
+    {
+        let seed = 100 + i as u64;
+        let k = Kernel::new(n, cpg, 3, 3, noise(n * cpg * 9, seed)).unwrap();
+        let bias = noise(n, seed ^ 1);
+        let x = FeatureMap::new(cpg * groups, 9, 8, noise(cpg * groups * 72, seed ^ 2)).unwrap();
+        for base in geoms {
+            let geom = ConvGeometry { groups, ..base };
+            let original = reference_conv2d(&x, &k, Some(&bias), &geom).unwrap();
+            for order in [Order::DwPw, Order::PwDw] {
+                let d = Decomposition::new(&k, groups, order).unwrap();
+                for t in 1..=d.full_rank {
+                    let w_t = d.reconstruct(t).unwrap();
+                    let want = reference_conv2d(&x, &w_t, Some(&bias), &geom).unwrap();
+                    let merged = decoupled_forward(&x, &d.merged(t).unwrap(), Some(&bias), &geom).unwrap();
+                    assert_close(&merged, &want, "decomposition merged");
+                    let branches = d.branches(t).unwrap();
+                    let br = branch_forward(&x, &branches, order, n, 3, 3, Some(&bias), &geom).unwrap();
+                    assert_close(&br, &want, "decomposition branches");
+                    if t == d.full_rank {
+                        assert_close(&merged, &original, "full rank = original");
+                    }
+                }
+            }
+        }
+    }
+}
