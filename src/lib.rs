@@ -10,6 +10,7 @@ pub mod cost;
 pub mod decouple;
 pub mod error;
 pub mod examples;
+pub mod formats;
 pub mod layer;
 pub mod npy;
 pub mod state;
