@@ -10,6 +10,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -89,6 +90,21 @@ def main():
             else:
                 passed += 1
                 print(f"ok   {path.name} {order}")
+    # The same layer re-saved by numpy as big-endian Fortran-order float64 and as float16.
+    with tempfile.TemporaryDirectory() as tmp:
+        w = np.load(layers[0])
+        variants = {"f8-big-fortran": np.asfortranarray(w.astype(">f8")), "f2": w.astype("<f2")}
+        for name, arr in variants.items():
+            path = pathlib.Path(tmp) / f"{layers[0].stem}-{name}.npy"
+            np.save(path, arr)
+            for order in ("dw-pw", "pw-dw"):
+                problems = check(binary, path, order)
+                if problems:
+                    failed += 1
+                    print(f"FAIL {path.name} {order}: " + "; ".join(problems))
+                else:
+                    passed += 1
+                    print(f"ok   {path.name} {order}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 
