@@ -88,17 +88,25 @@ pub fn draw_costs<DB: DrawingBackend>(
             .collect();
         let mut vmarks = vec![];
         if breaks {
-            for s in &data.series {
+            for (row, s) in data.series.iter().enumerate() {
                 if s.break_even_t.is_finite() && s.break_even_t >= x0 && s.break_even_t <= x1 {
                     vmarks.push(VMark {
                         x: s.break_even_t,
                         label: format!("break-even {} T = {:.2}", s.order.label(), s.break_even_t),
                         color: style.order_color_light(s.order),
+                        row: row + 1,
+                        label_left: true,
                     });
                 }
             }
         }
-        vmarks.push(VMark { x: data.t as f64, label: format!("T = {}", data.t), color: style.marker });
+        vmarks.push(VMark {
+            x: data.t as f64,
+            label: format!("T = {}", data.t),
+            color: style.marker,
+            row: 0,
+            label_left: false,
+        });
         let all = data.series.iter().flat_map(|s| pick(s).iter().copied()).chain([original, 0.0]);
         let (_, hi) = value_range(all, (0.0, 1.0));
         Panel {
@@ -111,6 +119,7 @@ pub fn draw_costs<DB: DrawingBackend>(
             lines,
             vmarks,
             hmarks: vec![HMark { y: original, label: "original layer".into(), color: style.reference }],
+            legend: SeriesLabelPosition::LowerRight,
         }
     };
     draw_panel(&left, &panel("MACs", |s| &s.macs, data.original_macs, true), style)?;

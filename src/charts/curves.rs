@@ -47,7 +47,13 @@ fn by_t(v: &[f64]) -> Vec<(f64, f64)> {
 
 /// The current-T marker.
 fn t_mark(t: usize, order: Order, style: &ChartStyle) -> VMark {
-    VMark { x: t as f64, label: format!("T = {} ({})", t, order.label()), color: style.marker }
+    VMark {
+        x: t as f64,
+        label: format!("T = {} ({})", t, order.label()),
+        color: style.marker,
+        row: 0,
+        label_left: false,
+    }
 }
 
 /// Draws energy kept and relative weight error vs T: one line of each per ordering, a legend,
@@ -85,6 +91,7 @@ pub fn draw_energy_error<DB: DrawingBackend>(
         lines,
         vmarks: vec![t_mark(data.t, data.order, style)],
         hmarks: vec![],
+        legend: SeriesLabelPosition::MiddleRight,
     };
     draw_panel(area, &panel, style)
 }
@@ -135,6 +142,7 @@ pub fn draw_output_error<DB: DrawingBackend>(
         lines,
         vmarks: vec![t_mark(data.t, data.order, style)],
         hmarks: vec![],
+        legend: SeriesLabelPosition::UpperRight,
     };
     draw_panel(area, &panel, style)
 }

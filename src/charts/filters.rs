@@ -202,8 +202,9 @@ fn draw_pw<DB: DrawingBackend>(
     let map = HeatMap::new(data.t, rows, values);
     let range = max_abs(&data.pw);
     let avail_h = h - fs * 5;
-    let cell = (avail_h / rows as i32).min((w / 2) / data.t as i32).clamp(2, 24);
-    let (mw, mh) = (cell * data.t as i32, cell * rows as i32);
+    let cell_h = (avail_h / rows as i32).clamp(2, 24);
+    let cell_w = ((w / 2) / data.t as i32).clamp(2, 40).max(cell_h);
+    let (mw, mh) = (cell_w * data.t as i32, cell_h * rows as i32);
     draw_heatmap(area, &map, (x, y + fs * 2, mw, mh), range, style)?;
-    color_bar(area, (x, y + fs * 2 + mh + 4, mw.max(60), fs / 2 + 2), range, style)
+    color_bar(area, (x, y + fs * 2 + mh + 4, mw.max(120), fs / 2 + 2), range, style)
 }

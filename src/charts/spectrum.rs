@@ -127,8 +127,15 @@ pub fn draw_spectrum<DB: DrawingBackend>(
         y_range: (0.0, 1.02),
         bands,
         lines: vec![Line { label: "median".into(), points: ks(&data.median), color, dots: true }],
-        vmarks: vec![VMark { x: data.t as f64 + 0.5, label: format!("T = {}", data.t), color: style.marker }],
+        vmarks: vec![VMark {
+            x: data.t as f64 + 0.5,
+            label: format!("T = {}", data.t),
+            color: style.marker,
+            row: 0,
+            label_left: false,
+        }],
         hmarks: vec![],
+        legend: SeriesLabelPosition::UpperRight,
     };
     draw_panel(area, &panel, style)
 }

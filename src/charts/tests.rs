@@ -318,3 +318,115 @@ fn degenerate_inputs_draw_without_error() {
         assert_clean(&s.unwrap());
     }
 }
+
+/// A test-only DW→PW / PW→DW decomposition via nalgebra (independent of `decouple`).
+fn nalgebra_decomposition(k: &Kernel, order: Order) -> Decomposition {
+    use nalgebra::DMatrix;
+    let k2 = k.k2();
+    let (slices, rows) = if order == Order::DwPw { (k.c, k.n) } else { (k.n, k.c) };
+    let r = rows.min(k2);
+    let slices = (0..slices)
+        .map(|s| {
+            let m = DMatrix::from_fn(rows, k2, |i, p| {
+                let (o, c) = if order == Order::DwPw { (i, s) } else { (s, i) };
+                k.filter(o, c)[p] as f64
+            });
+            let svd = m.clone().svd(true, true);
+            let (u, vt) = (svd.u.unwrap(), svd.v_t.unwrap());
+            let mut idx: Vec<usize> = (0..svd.singular_values.len()).collect();
+            idx.sort_by(|a, b| svd.singular_values[*b].total_cmp(&svd.singular_values[*a]));
+            let idx = &idx[..r];
+            Slice {
+                sigma: idx.iter().map(|&j| svd.singular_values[j]).collect(),
+                dw: idx.iter().flat_map(|&j| (0..k2).map(|p| vt[(j, p)]).collect::<Vec<_>>()).collect(),
+                pw: idx
+                    .iter()
+                    .flat_map(|&j| (0..rows).map(|i| svd.singular_values[j] * u[(i, j)]).collect::<Vec<_>>())
+                    .collect(),
+                energy: m.norm_squared(),
+            }
+        })
+        .collect();
+    Decomposition { order, n: k.n, c: k.c, kh: k.kh, kw: k.kw, groups: 1, full_rank: r, slices }
+}
+
+/// Reads an OIHW float32 `.npy` (v1.0 header) for tests.
+pub(crate) fn read_npy_f32(path: &str) -> Vec<f32> {
+    let b = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    b[10 + hl..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+#[test]
+fn filter_data_from_a_real_layer_rebuilds_w() {
+    // conv1_2 of VGG16-BN: at full rank the reconstruction equals W (both orders).
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    for order in [Order::DwPw, Order::PwDw] {
+        let d = nalgebra_decomposition(&k, order);
+        let f = FilterGridData::from_decomposition(&k, &d, 5, 9).unwrap();
+        assert_eq!(f.rows.len(), MAX_FILTERS);
+        let scale = max_abs_of(&f.original);
+        assert!(max_abs_of(&f.difference) < 1e-5 * scale, "{order:?}");
+        let f1 = FilterGridData::from_decomposition(&k, &d, 5, 1).unwrap();
+        assert!(max_abs_of(&f1.difference) > 1e-3 * scale);
+    }
+}
+
+fn max_abs_of(v: &[Vec<f32>]) -> f32 {
+    v.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()))
+}
+
+/// Writes every chart for a real layer to /tmp/ndlab-charts (run with --ignored, then look).
+#[test]
+#[ignore]
+fn dump_real_charts() {
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    let dw = nalgebra_decomposition(&k, Order::DwPw);
+    let pw = nalgebra_decomposition(&k, Order::PwDw);
+    let curve = |d: &Decomposition| {
+        let tot: f64 = d.slices.iter().map(|s| s.energy).sum();
+        let energy: Vec<f64> = (1..=d.full_rank)
+            .map(|t| {
+                d.slices.iter().map(|s| s.sigma[..t].iter().map(|x| x * x).sum::<f64>()).sum::<f64>() / tot
+            })
+            .collect();
+        let error = energy.iter().map(|e| (1.0 - e).max(0.0).sqrt()).collect();
+        OrderCurves { order: d.order, energy, error }
+    };
+    let style = ChartStyle::default();
+    let dir = "/tmp/ndlab-charts";
+    std::fs::create_dir_all(dir).unwrap();
+    let save = |name: &str, svg: String| std::fs::write(format!("{dir}/{name}.svg"), svg).unwrap();
+    let mut spec = SpectrumData::from_decomposition(&dw, 2);
+    spec.show_min_max = true;
+    save("spectrum", to_svg(640, 400, |a| draw_spectrum(a, &spec, &style)).unwrap());
+    let ee = EnergyErrorData { curves: vec![curve(&dw), curve(&pw)], t: 2, order: Order::DwPw };
+    save("energy_error", to_svg(700, 420, |a| draw_energy_error(a, &ee, &style)).unwrap());
+    let layer = ConvLayer::new(k.clone(), None, ConvGeometry::new(1, 1, 1)).unwrap();
+    let cost = CostData::for_layer(&layer, 64, 64, 2, Order::DwPw).unwrap();
+    save("costs", to_svg(1000, 400, |a| draw_costs(a, &cost, &style)).unwrap());
+    let f = FilterGridData::from_decomposition(&k, &dw, 3, 2).unwrap();
+    save("filters", to_svg(900, 560, |a| draw_filters(a, &f, &style)).unwrap());
+    let o = OutputErrorData {
+        series: vec![(Order::DwPw, vec![0.4, 0.25, 0.28, 0.1, 0.05, 0.02, 0.01, 0.004, 0.0])],
+        t: 2,
+        order: Order::DwPw,
+        input_label: "astronaut".into(),
+    };
+    save("output_error", to_svg(640, 400, |a| draw_output_error(a, &o, &style)).unwrap());
+    let (h, w) = (96, 128);
+    let a: Vec<f32> =
+        (0..h * w).map(|i| ((i % w) as f32 / 9.0).sin() * ((i / w) as f32 / 7.0).cos()).collect();
+    let b: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + 0.05 * ((i % 13) as f32 - 6.0) / 6.0).collect();
+    let m = FeatureTripleData::new(
+        &FeatureMap::new(1, h, w, a).unwrap(),
+        &FeatureMap::new(1, h, w, b).unwrap(),
+        0,
+        MAX_MAP_SIDE,
+        "T = 2, DW→PW",
+    )
+    .unwrap();
+    save("maps", to_svg(900, 360, |a| draw_feature_maps(a, &m, &style)).unwrap());
+}
