@@ -4,6 +4,7 @@
 //! browser. The web app (`app`, wasm only) and the command line (`src/bin/ndlab.rs`) are thin hosts.
 
 pub mod charts;
+pub mod cli;
 pub mod conv;
 pub mod cost;
 pub mod decouple;
@@ -12,6 +13,7 @@ pub mod examples;
 pub mod layer;
 pub mod npy;
 pub mod state;
+pub mod svd;
 pub mod vgg;
 
 pub use error::{Error, Result};
