@@ -556,3 +556,36 @@ mod tests {
         assert!(random_input(0, 1, 1, 0).is_err());
     }
 }
+
+#[cfg(test)]
+mod decomposition_tests {
+    use super::*;
+    use crate::decouple::Decomposition;
+
+    #[test]
+    fn low_rank_example_is_exact_at_t_r_in_both_orders() {
+        let k = find("lowrank2_64").unwrap().generate().unwrap().unwrap();
+        for order in [Order::DwPw, Order::PwDw] {
+            let e = Decomposition::new(&k, 1, order).unwrap().rel_weight_error();
+            assert!(e[0] > 0.05, "{order:?}: T = 1 already exact: {}", e[0]);
+            assert!(e[1] < 1e-5, "{order:?}: error at T = 2 is {}", e[1]);
+        }
+    }
+
+    #[test]
+    fn classic_bank_is_exact_at_t1_in_pw_dw_only() {
+        let k = classic_bank_kernel().unwrap();
+        let pw = Decomposition::new(&k, 1, Order::PwDw).unwrap().rel_weight_error();
+        assert!(pw[0] < 1e-6, "{}", pw[0]);
+        let dw = Decomposition::new(&k, 1, Order::DwPw).unwrap().rel_weight_error();
+        assert!(dw[0] > 0.1 && dw[7] > 1e-4 && dw[8] < 1e-6, "{dw:?}");
+    }
+
+    #[test]
+    fn gaussian_example_has_a_flat_spectrum() {
+        // For i.i.d. weights energy grows about linearly: T = 1 keeps far less than for VGG.
+        let k = find("gaussian_64").unwrap().generate().unwrap().unwrap();
+        let e = Decomposition::new(&k, 1, Order::DwPw).unwrap().energy_kept();
+        assert!(e[0] < 0.3 && e[0] > 1.0 / 9.0, "{}", e[0]);
+    }
+}

@@ -2,6 +2,7 @@
 
 use super::lines::{draw_panel, t_range, value_range, HMark, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
+use crate::cost::CostModel;
 use crate::error::Result;
 use crate::layer::{ConvLayer, Order};
 use plotters::coord::Shift;
@@ -31,37 +32,31 @@ impl CostData {
     /// Costs of `layer` on an `h` × `w` input for T = 1..=full rank of each ordering.
     pub fn for_layer(layer: &ConvLayer, h: usize, w: usize, t: usize, order: Order) -> Result<Self> {
         let k = &layer.kernel;
-        let g = &layer.geometry;
-        let (ho, wo) = g.output_size(h, w, k.kh, k.kw)?;
-        let groups = g.groups.max(1);
-        let (n, c, k2) = (k.n as f64, k.c as f64, k.k2() as f64);
-        let (hw, howo) = ((h * w) as f64, (ho * wo) as f64);
-        let c_total = c * groups as f64;
-        let n_per_group = n / groups as f64;
-        // Per unit of T.
-        let dwpw_macs = c_total * k2 * howo + c_total * n_per_group * howo;
-        let dwpw_params = c_total * k2 + c_total * n_per_group;
-        let pwdw_macs = n * c * hw + n * k2 * howo;
-        let pwdw_params = n * c + n * k2;
-        let original_macs = n * c * k2 * howo;
-        let original_params = n * c * k2;
-        let ranks = [(k.n / groups).min(k.k2()), k.c.min(k.k2())];
-        let make = |order: Order, m: f64, p: f64, r: usize| CostSeries {
-            order,
-            macs: (1..=r.max(1)).map(|t| t as f64 * m).collect(),
-            params: (1..=r.max(1)).map(|t| t as f64 * p).collect(),
-            break_even_t: original_macs / m,
-        };
-        Ok(CostData {
-            original_macs,
-            original_params,
-            series: vec![
-                make(Order::DwPw, dwpw_macs, dwpw_params, ranks[0]),
-                make(Order::PwDw, pwdw_macs, pwdw_params, ranks[1]),
-            ],
+        let model = CostModel::new(k.n, layer.in_channels(), k.kh, k.kw, h, w, &layer.geometry)?;
+        Ok(Self::from_model(&model, t, order))
+    }
+
+    /// Costs from a [`CostModel`] for T = 1..=full rank of each ordering
+    /// (DW→PW: min(N/groups, K²); PW→DW: min(C/groups, K²)).
+    pub fn from_model(m: &CostModel, t: usize, order: Order) -> Self {
+        let k2 = m.kh * m.kw;
+        let groups = m.groups.max(1);
+        let series = [(Order::DwPw, (m.n / groups).min(k2)), (Order::PwDw, (m.c / groups).min(k2))]
+            .into_iter()
+            .map(|(o, r)| CostSeries {
+                order: o,
+                macs: (1..=r.max(1)).map(|t| m.decoupled_macs(o, t) as f64).collect(),
+                params: (1..=r.max(1)).map(|t| m.decoupled_params(o, t) as f64).collect(),
+                break_even_t: m.break_even(o),
+            })
+            .collect();
+        CostData {
+            original_macs: m.regular_macs() as f64,
+            original_params: m.regular_params() as f64,
+            series,
             t,
             order,
-        })
+        }
     }
 }
 

@@ -430,3 +430,45 @@ fn dump_real_charts() {
     .unwrap();
     save("maps", to_svg(900, 360, |a| draw_feature_maps(a, &m, &style)).unwrap());
 }
+
+#[test]
+fn charts_from_the_real_decomposition() {
+    // The filter data built from `decouple` matches the one from an independent nalgebra SVD
+    // (compare reconstructions, never raw singular vectors), and the spectra agree.
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    let style = ChartStyle::default();
+    for order in [Order::DwPw, Order::PwDw] {
+        let d = Decomposition::new(&k, 1, order).unwrap();
+        let oracle = nalgebra_decomposition(&k, order);
+        for t in [1, 2, 5] {
+            let a = FilterGridData::from_decomposition(&k, &d, 7, t).unwrap();
+            let b = FilterGridData::from_decomposition(&k, &oracle, 7, t).unwrap();
+            let scale = max_abs_of(&a.original);
+            for (x, y) in a.reconstructed.iter().flatten().zip(b.reconstructed.iter().flatten()) {
+                assert!((x - y).abs() < 1e-5 * scale, "{order:?} T={t}");
+            }
+            // The reconstruction equals `Decomposition::reconstruct` too.
+            let wt = d.reconstruct(t).unwrap();
+            for (r, &row) in a.rows.iter().enumerate() {
+                let (n, c) = if order == Order::DwPw { (row, 7) } else { (7, row) };
+                for (x, y) in a.reconstructed[r].iter().zip(wt.filter(n, c)) {
+                    assert!((x - y).abs() < 1e-5 * scale);
+                }
+            }
+        }
+        let (sa, sb) =
+            (SpectrumData::from_decomposition(&d, 2), SpectrumData::from_decomposition(&oracle, 2));
+        for (x, y) in sa.median.iter().zip(&sb.median) {
+            assert!((x - y).abs() < 1e-9);
+        }
+        let ee = EnergyErrorData::from_decompositions(&[&d], 2, order);
+        let svg = to_svg(600, 400, |a| draw_energy_error(a, &ee, &style)).unwrap();
+        assert_clean(&svg);
+        assert_eq!(lines_of(&svg, style.order_color(order))[0].len(), 9);
+        // Energy + error² = 1 at every T (METHOD.md).
+        for (e, r) in ee.curves[0].energy.iter().zip(&ee.curves[0].error) {
+            assert!((e + r * r - 1.0).abs() < 1e-9);
+        }
+    }
+}
