@@ -3,8 +3,8 @@
 //! plus the catalogue of built-in input images.
 
 use crate::error::{Error, Result};
-use crate::layer::{ConvGeometry, Kernel, Order, Padding};
-use crate::vgg::{Normalisation, VggLayer};
+use crate::layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order, Padding};
+use crate::vgg::{Normalisation, VggLayer, VggPrefix};
 
 /// Where an example's kernel comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +81,60 @@ impl Example {
         match self.kernel {
             KernelSource::Asset(_) => None,
             KernelSource::Generated(g) => Some(g.kernel()),
+        }
+    }
+}
+
+impl Example {
+    /// The example as a conv layer (no bias: the `.npy` assets hold weights only; for VGG layers
+    /// the bias is in [`crate::vgg::VggPrefix::layer`]). `asset` holds the `.npy` bytes of an
+    /// [`KernelSource::Asset`] example and is ignored for generated ones. The kernel's shape must
+    /// match [`Example::shape`].
+    pub fn layer(&self, asset: Option<&[u8]>) -> Result<ConvLayer> {
+        let kernel = match (self.kernel, asset) {
+            (KernelSource::Generated(g), _) => g.kernel()?,
+            (KernelSource::Asset(p), Some(bytes)) => {
+                crate::npy::read_npy(bytes)?.into_kernel().map_err(|e| match e {
+                    Error::Shape(m) => Error::Shape(format!("{p}: {m}")),
+                    other => other,
+                })?
+            }
+            (KernelSource::Asset(p), None) => {
+                return Err(Error::Param(format!("example '{}' needs the bytes of {p}", self.id)))
+            }
+        };
+        if (kernel.n, kernel.c, kernel.kh, kernel.kw) != self.shape {
+            return Err(Error::Shape(format!(
+                "example '{}' expects a {:?} kernel, the file holds {}×{}×{}×{}",
+                self.id, self.shape, kernel.n, kernel.c, kernel.kh, kernel.kw
+            )));
+        }
+        ConvLayer::new(kernel, None, self.geometry())
+    }
+
+    /// The layer's input for an RGBA image (`w` × `h`), worked at a longer side of at most
+    /// `max_side`: the VGG activation (needs `vgg`), the normalised image, or seeded noise of the
+    /// image's working size with the layer's input channels.
+    pub fn input(
+        &self,
+        rgba: &[u8],
+        w: usize,
+        h: usize,
+        max_side: usize,
+        vgg: Option<&VggPrefix>,
+    ) -> Result<FeatureMap> {
+        match self.input {
+            InputSpec::Vgg(l) => {
+                let vgg =
+                    vgg.ok_or_else(|| Error::Param(format!("{} needs the VGG16-BN prefix", self.id)))?;
+                let x = crate::vgg::image_to_map(rgba, w, h, max_side, Normalisation::ImageNet)?;
+                vgg.input_of(&x, l)
+            }
+            InputSpec::Image(norm) => crate::vgg::image_to_map(rgba, w, h, max_side, norm),
+            InputSpec::Random { seed } => {
+                let (oh, ow) = crate::vgg::working_size(w, h, max_side);
+                random_input(self.shape.1, oh, ow, seed)
+            }
         }
     }
 }
@@ -406,10 +460,10 @@ impl Generator {
 }
 
 /// A c × h × w feature map of standard normal values (the [`InputSpec::Random`] input).
-pub fn random_input(c: usize, h: usize, w: usize, seed: u64) -> Result<crate::layer::FeatureMap> {
+pub fn random_input(c: usize, h: usize, w: usize, seed: u64) -> Result<FeatureMap> {
     let len = crate::layer::checked_len(&[c, h, w])?;
     let mut rng = Rng::new(seed);
-    crate::layer::FeatureMap::new(c, h, w, (0..len).map(|_| rng.normal() as f32).collect())
+    FeatureMap::new(c, h, w, (0..len).map(|_| rng.normal() as f32).collect())
 }
 
 #[cfg(test)]
@@ -587,5 +641,43 @@ mod decomposition_tests {
         let k = find("gaussian_64").unwrap().generate().unwrap().unwrap();
         let e = Decomposition::new(&k, 1, Order::DwPw).unwrap().energy_kept();
         assert!(e[0] < 0.3 && e[0] > 1.0 / 9.0, "{}", e[0]);
+    }
+}
+
+#[cfg(test)]
+mod layer_tests {
+    use super::*;
+
+    fn bytes(path: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+    }
+
+    #[test]
+    fn every_example_loads_and_gets_an_input() {
+        let vgg =
+            VggPrefix::from_safetensors(&bytes("assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors"))
+                .unwrap();
+        // A 40×30 RGBA gradient image.
+        let (w, h) = (40, 30);
+        let rgba: Vec<u8> =
+            (0..w * h).flat_map(|i| [(i % w * 6) as u8, (i / w * 8) as u8, 128, 255]).collect();
+        for e in catalogue() {
+            let asset = match e.kernel {
+                KernelSource::Asset(p) => Some(bytes(p)),
+                KernelSource::Generated(_) => None,
+            };
+            let layer = e.layer(asset.as_deref()).unwrap();
+            let x = e.input(&rgba, w, h, 32, Some(&vgg)).unwrap();
+            assert_eq!(x.c, layer.in_channels(), "{}", e.id);
+            let y = crate::conv::layer_forward(&x, &layer).unwrap();
+            assert!(y.data.iter().all(|v| v.is_finite()), "{}", e.id);
+        }
+        let vgg_ex = default_example();
+        assert!(vgg_ex.layer(None).is_err());
+        assert!(vgg_ex.input(&rgba, w, h, 32, None).is_err());
+        // A wrong file for the example is refused with a message.
+        let wrong = bytes("assets/layers/craft_vgg16bn_conv1_1_64x3x3x3.npy");
+        let err = vgg_ex.layer(Some(&wrong)).unwrap_err().to_string();
+        assert!(err.contains("expects"), "{err}");
     }
 }

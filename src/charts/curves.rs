@@ -2,8 +2,10 @@
 
 use super::lines::{draw_panel, t_range, value_range, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
+use crate::conv::{conv2d, layer_forward};
 use crate::decouple::Decomposition;
-use crate::layer::Order;
+use crate::error::Result;
+use crate::layer::{ConvLayer, FeatureMap, Order};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -106,6 +108,39 @@ pub struct OutputErrorData {
     pub order: Order,
     /// What the input was (e.g. "astronaut, conv3_2 input"), shown in the caption.
     pub input_label: String,
+}
+
+impl OutputErrorData {
+    /// Measures the output relative error ‖conv(x, W − W_T)‖ / ‖conv(x, W) + b‖ for
+    /// T = 1..=full rank of each decomposition of `layer`'s kernel (the decoupled layer computes
+    /// exactly conv(x, W_T) + b, METHOD.md). Costs one conv per T and ordering: run it off the UI
+    /// thread for big layers. A zero original output gives the absolute error.
+    pub fn measure(
+        x: &FeatureMap,
+        layer: &ConvLayer,
+        ds: &[&Decomposition],
+        t: usize,
+        order: Order,
+        input_label: &str,
+    ) -> Result<Self> {
+        let y = layer_forward(x, layer)?;
+        let y_norm = y.data.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+        let mut series = Vec::with_capacity(ds.len());
+        for d in ds {
+            let mut errs = Vec::with_capacity(d.full_rank);
+            for tt in 1..=d.full_rank {
+                let mut diff = d.reconstruct(tt)?;
+                for (w_t, &w) in diff.data.iter_mut().zip(&layer.kernel.data) {
+                    *w_t = w - *w_t;
+                }
+                let e = conv2d(x, &diff, None, &layer.geometry)?;
+                let e_norm = e.data.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+                errs.push(if y_norm > 0.0 { e_norm / y_norm } else { e_norm });
+            }
+            series.push((d.order, errs));
+        }
+        Ok(OutputErrorData { series, t, order, input_label: input_label.to_string() })
+    }
 }
 
 /// Draws the output relative error vs T with the current T marked.

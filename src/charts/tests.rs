@@ -472,3 +472,27 @@ fn charts_from_the_real_decomposition() {
         }
     }
 }
+
+#[test]
+fn measured_output_error_matches_the_decoupled_forward() {
+    use crate::conv::{decoupled_forward, layer_forward};
+    use crate::examples::{find, random_input};
+    let k = find("lowrank2_64").unwrap().generate().unwrap().unwrap();
+    let bias: Vec<f32> = (0..64).map(|i| i as f32 * 0.01).collect();
+    let layer = ConvLayer::new(k.clone(), Some(bias.clone()), ConvGeometry::new(1, 1, 1)).unwrap();
+    let x = random_input(64, 12, 10, 3).unwrap();
+    let ds: Vec<Decomposition> =
+        [Order::DwPw, Order::PwDw].map(|o| Decomposition::new(&k, 1, o).unwrap()).into();
+    let data = OutputErrorData::measure(&x, &layer, &[&ds[0], &ds[1]], 1, Order::DwPw, "noise").unwrap();
+    let y = layer_forward(&x, &layer).unwrap();
+    for (d, (order, errs)) in ds.iter().zip(&data.series) {
+        assert_eq!((*order, errs.len()), (d.order, 9));
+        // Independent path: the merged decoupled layer's output against the original's.
+        for t in [1, 2, 5] {
+            let yt = decoupled_forward(&x, &d.merged(t).unwrap(), Some(&bias), &layer.geometry).unwrap();
+            let want = yt.rel_error(&y).unwrap();
+            assert!((errs[t - 1] - want).abs() < 1e-4, "{order:?} T={t}: {} vs {want}", errs[t - 1]);
+        }
+        assert!(errs[0] > 0.05 && errs[1] < 1e-5, "{errs:?}");
+    }
+}
