@@ -60,6 +60,21 @@ impl CostData {
     }
 }
 
+/// The MACs caption with the theoretical speed-up at the current T.
+fn macs_caption(data: &CostData) -> String {
+    let cur =
+        data.series.iter().find(|s| s.order == data.order).and_then(|s| s.macs.get(data.t.wrapping_sub(1)));
+    match cur {
+        Some(&m) if m > 0.0 => format!(
+            "MACs vs T: {} at T = {} is {:.2}× fewer (theoretical)",
+            data.order.label(),
+            data.t,
+            data.original_macs / m
+        ),
+        _ => "MACs vs T (theoretical)".to_string(),
+    }
+}
+
 /// Draws two panels side by side: MACs vs T and parameters vs T.
 pub fn draw_costs<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -105,7 +120,7 @@ pub fn draw_costs<DB: DrawingBackend>(
         let all = data.series.iter().flat_map(|s| pick(s).iter().copied()).chain([original, 0.0]);
         let (_, hi) = value_range(all, (0.0, 1.0));
         Panel {
-            caption: format!("{what} vs T{}", if breaks { " (theoretical speed-up)" } else { "" }),
+            caption: if breaks { macs_caption(data) } else { format!("{what} vs T") },
             x_label: "T (terms per slice)".into(),
             y_label: what.to_string(),
             x_range: (x0, x1),

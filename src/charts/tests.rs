@@ -171,7 +171,13 @@ fn cost_chart_marks_original_and_break_even() {
     let d = CostData::for_layer(&layer(256, 256, 3), 32, 32, 2, Order::DwPw).unwrap();
     let svg = to_svg(900, 400, |a| draw_costs(a, &d, &style)).unwrap();
     assert_clean(&svg);
-    for s in ["original layer", "break-even DW→PW T = 8.69", "theoretical", "MACs", "params", "T = 2"] {
+    for s in [
+        "original layer",
+        "break-even DW→PW T = 8.69",
+        "DW→PW at T = 2 is 4.35× fewer (theoretical)",
+        "params",
+        "T = 2",
+    ] {
         assert!(svg.contains(s), "missing {s}");
     }
     // One MACs and one params line per ordering, 9 points each.
