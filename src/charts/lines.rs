@@ -257,7 +257,8 @@ fn draw_hmark<'a, DB: DrawingBackend + 'a>(
     }
     let shape = h.color.stroke_width(1);
     chart.draw_series(std::iter::once(PathElement::new(vec![(x0, h.y), (x1, h.y)], shape))).map_err(err)?;
-    let text = style.text(0.9).color(&h.color).pos(Pos::new(HPos::Right, VPos::Bottom));
-    chart.draw_series(std::iter::once(Text::new(h.label.clone(), (x1, h.y), text))).map_err(err)?;
+    let text = style.text(0.9).color(&h.color).pos(Pos::new(HPos::Left, VPos::Bottom));
+    let x = x0 + (x1 - x0) * 0.01;
+    chart.draw_series(std::iter::once(Text::new(h.label.clone(), (x, h.y), text))).map_err(err)?;
     Ok(())
 }
