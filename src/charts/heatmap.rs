@@ -115,7 +115,9 @@ pub(crate) fn color_bar<DB: DrawingBackend>(
 
 /// A short value for colour-bar ends.
 pub(crate) fn fmt_value(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v == 0.0 {
         "0".into()
     } else if !(1e-3..1e4).contains(&v.abs()) {
         format!("{v:.2e}")

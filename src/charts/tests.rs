@@ -502,3 +502,28 @@ fn measured_output_error_matches_the_decoupled_forward() {
         assert!(errs[0] > 0.05 && errs[1] < 1e-5, "{errs:?}");
     }
 }
+
+#[test]
+fn malformed_hand_made_inputs_are_errors_or_drawn_safely() {
+    let (k, mut d) = hand_decomposition();
+    d.c = 0;
+    assert!(FilterGridData::from_decomposition(&k, &d, 0, 1).is_err());
+    let (k, d) = hand_decomposition();
+    let mut f = FilterGridData::from_decomposition(&k, &d, 0, 2).unwrap();
+    f.pw = vec![vec![1.0], vec![], vec![f32::NAN, 2.0, 3.0]];
+    f.t = usize::MAX;
+    f.dw.push(vec![f32::INFINITY; 2]);
+    assert_clean(&to_svg(500, 300, |a| draw_filters(a, &f, &ChartStyle::default())).unwrap());
+    let m = FeatureTripleData {
+        channel: 0,
+        full_size: (0, 0),
+        original: HeatMap::new(3, 2, vec![1.0]),
+        decoupled: HeatMap::new(0, 0, vec![]),
+        difference: HeatMap::new(1, 1, vec![f32::NAN]),
+        rel_error: f64::NAN,
+        label: "<b>".into(),
+    };
+    let svg = to_svg(400, 200, |a| draw_feature_maps(a, &m, &ChartStyle::default())).unwrap();
+    assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"), "text is escaped");
+    assert!(svg.contains("relative error n/a"));
+}
