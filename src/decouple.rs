@@ -96,12 +96,16 @@ impl Decomposition {
             return Err(Error::NonFinite(format!("kernel value #{i} is {}", kernel.data[i])));
         }
         let mut ws = svd::Workspace::default();
-        let mut buf = Vec::with_capacity(rows * cols);
+        let mut buf = Vec::with_capacity(FILL_BLOCK * rows * cols);
         let mut slices = Vec::with_capacity(count);
-        for s in 0..count {
-            fill_slice(kernel, groups, order, s, &mut buf);
-            let dec = svd::svd_with(&mut ws, &buf, rows, cols).map_err(|e| with_slice(e, order, s))?;
-            slices.push(to_slice(dec, svd::frobenius_sq(&buf), order, s)?);
+        for s0 in (0..count).step_by(FILL_BLOCK) {
+            let nb = FILL_BLOCK.min(count - s0);
+            fill_slices(kernel, groups, order, s0, nb, &mut buf);
+            for (i, m) in buf.chunks_exact(rows * cols).enumerate() {
+                let s = s0 + i;
+                let dec = svd::svd_with(&mut ws, m, rows, cols).map_err(|e| with_slice(e, order, s))?;
+                slices.push(to_slice(dec, svd::frobenius_sq(m), order, s)?);
+            }
         }
         Ok(Decomposition {
             order,
@@ -330,10 +334,7 @@ impl Decomposition {
 pub fn slice_shape(kernel: &Kernel, groups: usize, order: Order) -> Result<(usize, usize, usize)> {
     let (n, c, k2) = (kernel.n, kernel.c, kernel.kh * kernel.kw);
     if n == 0 || c == 0 || k2 == 0 {
-        return Err(Error::Shape(format!(
-            "kernel {n}×{c}×{}×{} has a zero dimension",
-            kernel.kh, kernel.kw
-        )));
+        return Err(Error::Shape(format!("kernel {n}×{c}×{}×{} has a zero dimension", kernel.kh, kernel.kw)));
     }
     let len = n.checked_mul(c).and_then(|x| x.checked_mul(k2));
     if len != Some(kernel.data.len()) {
@@ -366,21 +367,37 @@ pub fn slice_matrix(kernel: &Kernel, groups: usize, order: Order, s: usize) -> R
     Ok(buf)
 }
 
+/// Slices gathered per block in [`Decomposition::new`]: DW→PW slices are strided in OIHW, and
+/// gathering several input channels per pass reads the kernel in contiguous runs.
+const FILL_BLOCK: usize = 16;
+
 /// Writes slice `s` into `buf` (cleared first). Shapes must have been checked by [`slice_shape`].
 fn fill_slice(kernel: &Kernel, groups: usize, order: Order, s: usize, buf: &mut Vec<f64>) {
+    fill_slices(kernel, groups, order, s, 1, buf);
+}
+
+/// Writes slices `s0 .. s0 + nb` one after the other into `buf` (cleared first).
+fn fill_slices(kernel: &Kernel, groups: usize, order: Order, s0: usize, nb: usize, buf: &mut Vec<f64>) {
     let (c, k2) = (kernel.c, kernel.kh * kernel.kw);
     buf.clear();
     match order {
         Order::DwPw => {
             let nper = kernel.n / groups;
-            let (g, cl) = (s / c, s % c);
+            let size = nper * k2;
+            buf.resize(nb * size, 0.0);
             for nl in 0..nper {
-                let off = ((g * nper + nl) * c + cl) * k2;
-                buf.extend(kernel.data[off..off + k2].iter().map(|&x| x as f64));
+                for i in 0..nb {
+                    let (g, cl) = ((s0 + i) / c, (s0 + i) % c);
+                    let off = ((g * nper + nl) * c + cl) * k2;
+                    let dst = &mut buf[i * size + nl * k2..i * size + (nl + 1) * k2];
+                    for (o, &x) in dst.iter_mut().zip(&kernel.data[off..off + k2]) {
+                        *o = x as f64;
+                    }
+                }
             }
         }
         Order::PwDw => {
-            buf.extend(kernel.data[s * c * k2..(s + 1) * c * k2].iter().map(|&x| x as f64));
+            buf.extend(kernel.data[s0 * c * k2..(s0 + nb) * c * k2].iter().map(|&x| x as f64));
         }
     }
 }
