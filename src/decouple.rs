@@ -1,5 +1,15 @@
 //! Network decoupling: per-slice SVDs of a conv kernel, truncation to T terms, factors in branch
 //! and merged form, energy/error curves and threshold rules (METHOD.md).
+//!
+//! Every slice goes through [`crate::svd::svd_with`] in f64 (Gram + Jacobi, checked at run time,
+//! one-sided Jacobi as the fallback); the factors are kept in f64 and rounded to f32 only when a
+//! kernel, merged form or branch form is produced. Conventions:
+//! * `Slice.pw` row k = σ_k u_k, `Slice.dw` row k = v_k, so `M = Σ_k pw_k dw_kᵀ` and the T-term
+//!   error is exactly the σ tail (the SVD's vectors on one side are orthonormal by construction).
+//! * A numerically null term (σ_k below `rank_tol·σ_max`) has σ_k = 0 and zero vectors; an all-zero
+//!   slice has all-zero factors and is left out of both threshold rules.
+//! * An all-zero kernel: error 0 and energy kept 1 at every T, and `threshold_t` returns 1.
+//! * 1×1 kernels (K² = 1) are already separable: `full_rank` = 1 and T = 1 is exact.
 
 use crate::error::{Error, Result};
 use crate::layer::{Kernel, Order};

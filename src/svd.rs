@@ -239,7 +239,7 @@ fn validate(a: &[f64], m: usize, n: usize) -> Result<()> {
         return Err(Error::Shape(format!("cannot decompose an empty {m}×{n} matrix")));
     }
     if m.checked_mul(n) != Some(a.len()) {
-        return Err(Error::Shape(format!("a {m}×{n} matrix needs {} values, got {}", m * n, a.len())));
+        return Err(Error::Shape(format!("{} values do not form a {m}×{n} matrix", a.len())));
     }
     if a.iter().any(|x| !x.is_finite()) {
         return Err(Error::NonFinite("matrix holds NaN or infinity".into()));
@@ -432,8 +432,9 @@ fn sort_and_cut(sigma: &mut Vec<f64>, left: &mut Vec<f64>, right: &mut Vec<f64>,
             continue;
         }
         s2[dst] = s;
+        let inv = 1.0 / s;
         for (o, &x) in l2[dst * p..(dst + 1) * p].iter_mut().zip(&left[src * p..(src + 1) * p]) {
-            *o = x / s;
+            *o = x * inv;
         }
         r2[dst * q..(dst + 1) * q].copy_from_slice(&right[src * q..(src + 1) * q]);
     }
