@@ -160,6 +160,8 @@ pub struct Workspace {
     b: Vec<f64>,
     /// q × q Gram matrix / column store for one-sided Jacobi.
     g: Vec<f64>,
+    /// Unnormalised left vectors of the last core (q × p).
+    left: Vec<f64>,
     /// ‖M‖²_F of the last input after scaling by 2^(−e1−e2).
     norm_sq: f64,
     /// The scaling exponents (e1, e2) of the last input.
@@ -221,11 +223,11 @@ fn decompose(ws: &mut Workspace, a: &[f64], m: usize, n: usize, method: SvdMetho
     load_scaled(ws, a, m, n, transposed, e1, e2);
     ws.norm_sq = frobenius_sq(&ws.b);
     ws.exps = (e1, e2);
-    let (mut sigma, mut left, mut right) = match method {
+    let (sigma, right) = match method {
         SvdMethod::Gram => gram_core(ws, p, q)?,
         SvdMethod::OneSidedJacobi => one_sided_core(ws, p, q)?,
     };
-    sort_and_cut(&mut sigma, &mut left, &mut right, p, q);
+    let (mut sigma, left, right) = sort_and_cut(&sigma, &ws.left, &right, p, q);
     for s in &mut sigma {
         *s = *s * 2f64.powi(e1) * 2f64.powi(e2);
     }
@@ -273,9 +275,9 @@ fn load_scaled(ws: &mut Workspace, a: &[f64], m: usize, n: usize, transposed: bo
     }
 }
 
-/// Output of a core: σ (unsorted, length q), left vectors (q × p, unnormalised p_k = B v_k),
-/// right vectors (q × q, unit).
-type CoreOut = (Vec<f64>, Vec<f64>, Vec<f64>);
+/// Output of a core: σ (unsorted, length q) and the right vectors (q × q, unit); the left
+/// vectors (q × p, unnormalised p_k = B v_k) are left in `ws.left`.
+type CoreOut = (Vec<f64>, Vec<f64>);
 
 /// Gram route on the tall p × q matrix whose columns are in `ws.b`.
 fn gram_core(ws: &mut Workspace, p: usize, q: usize) -> Result<CoreOut> {
@@ -292,7 +294,9 @@ fn gram_core(ws: &mut Workspace, p: usize, q: usize) -> Result<CoreOut> {
     }
     let right = jacobi_eigen(g, q)?;
     // left_k = B v_k = Σ_j v_k[j] · col_j.
-    let mut left = vec![0.0; q * p];
+    let left = &mut ws.left;
+    left.clear();
+    left.resize(q * p, 0.0);
     for (lk, vk) in left.chunks_exact_mut(p).zip(right.chunks_exact(q)) {
         for (col, &w) in cols.chunks_exact(p).zip(vk) {
             for (o, &x) in lk.iter_mut().zip(col) {
@@ -301,7 +305,7 @@ fn gram_core(ws: &mut Workspace, p: usize, q: usize) -> Result<CoreOut> {
         }
     }
     let sigma = left.chunks_exact(p).map(norm).collect();
-    Ok((sigma, left, right))
+    Ok((sigma, right))
 }
 
 /// Cyclic Jacobi eigensolver for the symmetric q × q matrix `g` (destroyed). Returns the
@@ -414,11 +418,12 @@ fn one_sided_core(ws: &mut Workspace, p: usize, q: usize) -> Result<CoreOut> {
         return Err(Error::Numeric(format!("one-sided Jacobi did not converge in {MAX_SWEEPS} sweeps")));
     }
     let sigma = (0..q).map(|k| norm(&cols[k * p..(k + 1) * p])).collect();
-    Ok((sigma, std::mem::take(cols), vt))
+    std::mem::swap(&mut ws.left, &mut ws.g);
+    Ok((sigma, vt))
 }
 
-/// Sorts the triplets by σ descending, zeroes numerically null ones, normalises the left vectors.
-fn sort_and_cut(sigma: &mut Vec<f64>, left: &mut Vec<f64>, right: &mut Vec<f64>, p: usize, q: usize) {
+/// The triplets sorted by σ descending, numerically null ones zeroed, left vectors normalised.
+fn sort_and_cut(sigma: &[f64], left: &[f64], right: &[f64], p: usize, q: usize) -> CutOut {
     let mut idx: Vec<usize> = (0..q).collect();
     idx.sort_by(|&a, &b| sigma[b].total_cmp(&sigma[a]));
     let smax = sigma[idx[0]];
@@ -438,10 +443,11 @@ fn sort_and_cut(sigma: &mut Vec<f64>, left: &mut Vec<f64>, right: &mut Vec<f64>,
         }
         r2[dst * q..(dst + 1) * q].copy_from_slice(&right[src * q..(src + 1) * q]);
     }
-    *sigma = s2;
-    *left = l2;
-    *right = r2;
+    (s2, l2, r2)
 }
+
+/// Sorted σ, left vectors (q × p) and right vectors (q × q).
+type CutOut = (Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// Dot product with four independent accumulators (lets the compiler vectorise).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
