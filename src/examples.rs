@@ -19,9 +19,11 @@ pub enum KernelSource {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Generator {
     /// i.i.d. Gaussian weights, N(0, 2/(C·K²)) (He init).
+    #[allow(missing_docs)]
     Gaussian { n: usize, c: usize, k: usize, seed: u64 },
     /// `W[n,c] = Σ_{j<r} A[n,j]·B[c,j]·D_j` with Gaussian A, B, D: every slice has rank r in
     /// both orderings, so both decouple exactly at T = r.
+    #[allow(missing_docs)]
     LowRank { n: usize, c: usize, k: usize, r: usize, seed: u64 },
     /// The classic 3×3 filters of [`classic_filters`] applied to the mean of 3 input channels.
     ClassicBank,
@@ -36,7 +38,10 @@ pub enum InputSpec {
     Image(Normalisation),
     /// A seeded Gaussian feature map: the project has no network to produce real activations for
     /// this layer, so the output error is measured on noise (say so in the UI).
-    Random { seed: u64 },
+    Random {
+        /// PRNG seed.
+        seed: u64,
+    },
 }
 
 /// One built-in example.
@@ -50,15 +55,19 @@ pub struct Example {
     pub shape: (usize, usize, usize, usize),
     /// Stride, padding and dilation of the layer in its network.
     pub stride: usize,
+    /// Zero padding on every side.
     pub padding: usize,
     /// Where the weights come from (one line).
     pub source: &'static str,
     /// Licence of the weights.
     pub licence: &'static str,
+    /// Where the kernel comes from.
     pub kernel: KernelSource,
+    /// What feeds the layer in the feature-map view.
     pub input: InputSpec,
     /// Initial T and ordering when the example is opened.
     pub preset_t: usize,
+    /// Initial ordering.
     pub preset_order: Order,
     /// Short explanation shown with the example.
     pub note: &'static str,
@@ -285,10 +294,13 @@ pub fn is_known_example(id: &str) -> bool {
 /// A built-in input image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImageInfo {
+    /// Stable id used in URLs.
     pub id: &'static str,
     /// Path relative to the site / repository root.
     pub path: &'static str,
+    /// Human title.
     pub title: &'static str,
+    /// Licence of the image.
     pub licence: &'static str,
 }
 

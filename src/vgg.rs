@@ -14,8 +14,9 @@ use std::str::FromStr;
 
 /// BatchNorm eps of torchvision's `BatchNorm2d`.
 pub const BN_EPS: f32 = 1e-5;
-/// ImageNet mean and std (RGB), as torchvision.
+/// ImageNet mean (RGB), as torchvision.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet std (RGB).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// How RGB pixels (0..=255) become network input.
@@ -42,6 +43,7 @@ impl Normalisation {
 
 /// The seven convs of the prefix, in forward order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
 pub enum VggLayer {
     Conv1_1,
     Conv1_2,
@@ -103,17 +105,23 @@ impl FromStr for VggLayer {
 /// One conv of the prefix: raw weight and bias, its BatchNorm, and both folded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VggConv {
+    /// Which conv.
     pub layer: VggLayer,
     /// Raw conv weight (OIHW) and bias, BatchNorm not applied.
     pub kernel: Kernel,
+    /// Raw conv bias.
     pub bias: Vec<f32>,
-    /// BatchNorm γ, β, running mean, running var.
+    /// BatchNorm γ (weight).
     pub gamma: Vec<f32>,
+    /// BatchNorm β (bias).
     pub beta: Vec<f32>,
+    /// BatchNorm running mean.
     pub mean: Vec<f32>,
+    /// BatchNorm running variance.
     pub var: Vec<f32>,
     /// Weight and bias with the BatchNorm folded in (what the forward runs).
     pub folded_kernel: Kernel,
+    /// Bias with the BatchNorm folded in.
     pub folded_bias: Vec<f32>,
 }
 

@@ -11,8 +11,11 @@ use plotters::prelude::*;
 /// The cost of one ordering for T = 1..=len (index T − 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostSeries {
+    /// The ordering.
     pub order: Order,
+    /// MACs of the decoupled layer.
     pub macs: Vec<f64>,
+    /// Parameters of the decoupled layer (no bias).
     pub params: Vec<f64>,
     /// The (real-valued) T at which the MACs equal the original layer's; faster below it.
     pub break_even_t: f64,
@@ -21,10 +24,15 @@ pub struct CostSeries {
 /// Input of [`draw_costs`] (formulas of METHOD.md "Costs"; biases not counted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostData {
+    /// MACs of the original layer.
     pub original_macs: f64,
+    /// Parameters of the original layer (no bias).
     pub original_params: f64,
+    /// One series per ordering.
     pub series: Vec<CostSeries>,
+    /// The current T (marked).
     pub t: usize,
+    /// The current ordering (its speed-up is in the caption).
     pub order: Order,
 }
 

@@ -12,6 +12,7 @@ use plotters::prelude::*;
 /// The curves of one ordering; index T − 1, T = 1..=len.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderCurves {
+    /// The ordering.
     pub order: Order,
     /// Energy kept 1 − Σ_{k>T}σ² / Σσ².
     pub energy: Vec<f64>,
@@ -30,8 +31,11 @@ impl OrderCurves {
 /// current T and ordering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnergyErrorData {
+    /// One entry per ordering.
     pub curves: Vec<OrderCurves>,
+    /// The current T (marked).
     pub t: usize,
+    /// The current ordering (named in the marker label).
     pub order: Order,
 }
 
@@ -104,7 +108,9 @@ pub fn draw_energy_error<DB: DrawingBackend>(
 pub struct OutputErrorData {
     /// (ordering, error for T = 1..) pairs.
     pub series: Vec<(Order, Vec<f64>)>,
+    /// The current T (marked).
     pub t: usize,
+    /// The current ordering (named in the marker label).
     pub order: Order,
     /// What the input was (e.g. "astronaut, conv3_2 input"), shown in the caption.
     pub input_label: String,

@@ -17,17 +17,23 @@ pub const MAX_FILTERS: usize = 16;
 /// (filter W[n, c]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterGridData {
+    /// The ordering the slice belongs to.
     pub order: Order,
     /// Slice index (DW→PW: input channel; PW→DW: output channel).
     pub slice: usize,
+    /// Terms kept.
     pub t: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
     /// Channel index of each shown row (DW→PW: n; PW→DW: c), at most [`MAX_FILTERS`].
     pub rows: Vec<usize>,
     /// K² values per shown row.
     pub original: Vec<Vec<f32>>,
+    /// The same filters rebuilt from T terms.
     pub reconstructed: Vec<Vec<f32>>,
+    /// original − reconstructed.
     pub difference: Vec<Vec<f32>>,
     /// The T depthwise filters v_k (K² values each).
     pub dw: Vec<Vec<f32>>,

@@ -7,8 +7,11 @@ use plotters::prelude::*;
 /// A `w` × `h` grid of values, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatMap {
+    /// Columns.
     pub w: usize,
+    /// Rows.
     pub h: usize,
+    /// `h·w` values, row-major.
     pub values: Vec<f32>,
 }
 

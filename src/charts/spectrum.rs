@@ -15,13 +15,19 @@ pub struct SpectrumData {
     pub order: Order,
     /// Number of singular values per slice.
     pub full_rank: usize,
-    /// Slices in total and slices left out because they are all zero.
+    /// Slices in total.
     pub n_slices: usize,
+    /// Slices left out because they are all zero.
     pub zero_slices: usize,
+    /// Median over slices.
     pub median: Vec<f64>,
+    /// 10th percentile.
     pub p10: Vec<f64>,
+    /// 90th percentile.
     pub p90: Vec<f64>,
+    /// Minimum over slices.
     pub min: Vec<f64>,
+    /// Maximum over slices.
     pub max: Vec<f64>,
     /// The current T (the cut), drawn as a vertical line.
     pub t: usize,
