@@ -146,7 +146,7 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<Format> {
     }
     if let Some(kind) = image_kind(bytes) {
         return Err(Error::Format(format!(
-            "'{file_name}' is a {kind} image, not a weights file (expected .npy, .npz, .safetensors, .onnx or .pt/.pth)"
+            "'{file_name}' is a {kind} image, not a weights file (not a .npy, .npz, .safetensors, .onnx or PyTorch .pt/.pth)"
         )));
     }
     if bytes.first() == Some(&0x80) {
