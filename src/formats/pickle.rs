@@ -62,13 +62,23 @@ fn err(msg: impl Into<String>) -> Error {
     Error::Format(format!("PyTorch pickle: {}", msg.into()))
 }
 
-/// Rough count of values in a tree (for the budget).
-fn weight(v: &Value) -> usize {
+/// Deepest nesting accepted (a state_dict needs about 6); deeper is refused, so nothing recurses far.
+const MAX_NESTING: usize = 64;
+
+/// Number of values in a tree (for the budget), or `None` when nested deeper than [`MAX_NESTING`].
+/// Values only grow deeper by being pushed inside a new container, so checking every push suffices.
+fn weight(v: &Value, depth: usize) -> Option<usize> {
+    if depth > MAX_NESTING {
+        return None;
+    }
+    let sum = |x: &[Value]| x.iter().try_fold(1usize, |acc, c| Some(acc + weight(c, depth + 1)?));
     match v {
-        Value::Tuple(x) | Value::List(x) | Value::Tensor(x) => 1 + x.iter().map(weight).sum::<usize>(),
-        Value::Dict(x) => 1 + x.iter().map(|(k, v)| weight(k) + weight(v)).sum::<usize>(),
-        Value::PersId(b) => 1 + weight(b),
-        _ => 1,
+        Value::Tuple(x) | Value::List(x) | Value::Tensor(x) => sum(x),
+        Value::Dict(x) => {
+            x.iter().try_fold(1usize, |acc, (k, v)| Some(acc + weight(k, depth + 1)? + weight(v, depth + 1)?))
+        }
+        Value::PersId(b) => Some(1 + weight(b, depth + 1)?),
+        _ => Some(1),
     }
 }
 
@@ -124,7 +134,10 @@ impl<'a> Vm<'a> {
         Ok(self.stack.split_off(m))
     }
     fn push(&mut self, v: Value) -> Result<()> {
-        self.built += weight(&v);
+        let w = weight(&v, 0).ok_or_else(|| {
+            err(format!("values nested deeper than {MAX_NESTING} levels (not a state_dict)"))
+        })?;
+        self.built = self.built.saturating_add(w);
         if self.built > MAX_VALUES || self.stack.len() > MAX_VALUES {
             return Err(Error::TooLarge(format!("PyTorch pickle builds more than {MAX_VALUES} values")));
         }

@@ -95,3 +95,40 @@ fn images_are_refused_with_a_clear_message() {
     let e = detect(&b, "camera.npy").unwrap_err().to_string();
     assert!(e.contains("is a PNG image, not a weights file"), "{e}");
 }
+
+#[test]
+fn pickle_nesting_and_size_are_bounded() {
+    // 100 000 nested one-tuples: refused by depth, no stack overflow.
+    let mut p = vec![0x80, 2, b')'];
+    p.extend(std::iter::repeat_n(0x85u8, 100_000));
+    p.push(b'.');
+    let e = pickle::load(&p).unwrap_err().to_string();
+    assert!(e.contains("nested deeper than 64"), "{e}");
+    // A list doubled by memo gets (billion laughs): refused by the value budget.
+    let mut p = vec![0x80, 2, b']', b'K', 1, b'a', b'q', 0];
+    for _ in 0..40 {
+        p.extend([b'h', 0, b'h', 0, 0x86, b'q', 0]);
+    }
+    p.push(b'.');
+    let e = pickle::load(&p).unwrap_err().to_string();
+    assert!(e.contains("more than 5000000 values"), "{e}");
+}
+
+#[test]
+fn pickle_builds_a_plain_state_dict() {
+    // {"a": 1, "b": [True, None, 2.5]} with protocol 2 opcodes, as Python's pickle writes it.
+    let p = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01X\x01\x00\x00\x00bq\x02]q\x03(\x88NG@\x04\x00\x00\x00\x00\x00\x00eu.";
+    let v = pickle::load(p).unwrap();
+    let want = pickle::Value::Dict(vec![
+        (pickle::Value::Str("a".into()), pickle::Value::Int(1)),
+        (
+            pickle::Value::Str("b".into()),
+            pickle::Value::List(vec![
+                pickle::Value::Bool(true),
+                pickle::Value::None,
+                pickle::Value::Float(2.5),
+            ]),
+        ),
+    ]);
+    assert_eq!(v, want);
+}
