@@ -119,7 +119,11 @@ fn exercise(bytes: &[u8], name: &str) {
 const GOOD: [&str; 5] = ["good.npz", "keras_hwio.safetensors", "state_dict.pth", "raw_pads.onnx", "nan.npy"];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    // PROPTEST_CASES=N runs a longer fuzz session (e.g. 100000); the test command runs 300.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn mutated_files_never_panic(
