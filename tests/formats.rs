@@ -100,6 +100,15 @@ fn corpus_gives_the_expected_layers_and_messages() {
 }
 
 #[test]
+fn loading_a_skipped_tensor_says_why() {
+    let b = corpus("good.npz");
+    let e = load_layer(&b, "good.npz", "emb", Layout::Oihw, false).unwrap_err().to_string();
+    assert!(e.contains("'emb' is not a conv layer: 3-D tensor"), "{e}");
+    let e = load_layer(&b, "good.npz", "nope", Layout::Oihw, false).unwrap_err().to_string();
+    assert!(e.contains("no conv layer named 'nope' (layers: conv1.weight)"), "{e}");
+}
+
+#[test]
 fn folding_a_layer_without_batchnorm_is_an_error() {
     let b = corpus("good.npz");
     let e = load_layer(&b, "good.npz", "conv1.weight", Layout::Oihw, true).unwrap_err().to_string();

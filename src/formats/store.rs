@@ -158,7 +158,10 @@ pub(crate) fn list(st: &dyn TensorStore, layout: Layout) -> Result<(Vec<LayerEnt
 
 /// Loads one layer: weight (layout applied), bias, BatchNorm folded on request.
 pub(crate) fn load(st: &dyn TensorStore, name: &str, layout: Layout, fold_bn: bool) -> Result<ConvLayer> {
-    let (layers, _) = list(st, layout)?;
+    let (layers, skipped) = list(st, layout)?;
+    if let Some(s) = skipped.iter().find(|s| s.name == name) {
+        return Err(Error::Format(format!("'{}' is not a conv layer: {}", s.name, s.reason)));
+    }
     let entry = find_entry(&layers, name)?;
     let raw = st.read(&entry.weight)?;
     let [n, c, kh, kw] = entry.shape;
