@@ -149,11 +149,12 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<Format> {
             "'{file_name}' is a {kind} image, not a weights file (not a .npy, .npz, .safetensors, .onnx or PyTorch .pt/.pth)"
         )));
     }
-    if bytes.first() == Some(&0x80) {
-        return Err(torch::legacy_error(bytes));
-    }
+    // Before the pickle check: a safetensors header length can start with the byte 0x80.
     if safetensors::looks_like(bytes) {
         return Ok(Format::Safetensors);
+    }
+    if bytes.first() == Some(&0x80) {
+        return Err(torch::legacy_error(bytes));
     }
     if onnx::looks_like(bytes, file_name) {
         return Ok(Format::Onnx);

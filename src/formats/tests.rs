@@ -132,3 +132,17 @@ fn pickle_builds_a_plain_state_dict() {
     ]);
     assert_eq!(v, want);
 }
+
+#[test]
+fn safetensors_with_a_header_length_starting_with_0x80_is_not_a_pickle() {
+    let mut header = br#"{"w":{"dtype":"F32","shape":[1,1,1,2],"data_offsets":[0,8]}}"#.to_vec();
+    header.resize(384, b' ');
+    let mut b = (384u64).to_le_bytes().to_vec();
+    assert_eq!(b[0], 0x80);
+    b.extend(&header);
+    b.extend(1.5f32.to_le_bytes());
+    b.extend((-2.0f32).to_le_bytes());
+    assert_eq!(detect(&b, "x.safetensors").unwrap(), Format::Safetensors);
+    let l = load_layer(&b, "x.safetensors", "w", Layout::Oihw, false).unwrap();
+    assert_eq!(l.kernel.data, vec![1.5, -2.0]);
+}
