@@ -87,9 +87,10 @@ def torch_zip(state, storages, extra_files=None, evil=None):
     pkl = evil if evil is not None else b.getvalue()
     z = io.BytesIO()
     with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as f:
-        f.writestr("archive/data.pkl", pkl)
-        for s in storages: f.writestr(f"archive/data/{s.key}", s.arr.tobytes())
-        f.writestr("archive/version", "3\n")
+        fixed = lambda n: zipfile.ZipInfo(n, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible bytes
+        f.writestr(fixed("archive/data.pkl"), pkl)
+        for s in storages: f.writestr(fixed(f"archive/data/{s.key}"), s.arr.tobytes())
+        f.writestr(fixed("archive/version"), "3\n")
     return z.getvalue()
 
 
@@ -163,12 +164,16 @@ g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProt
                       [helper.make_tensor_value_info("y4", TensorProto.FLOAT, None)], inits)
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
 out("raw_pads.onnx", m.SerializeToString())
+g6, be6, m6, v6 = (np.resize(x, 6).astype(np.float64) for x in (gam, bet, mean, var))
+sc6 = g6 / np.sqrt(v6 + 1e-3)  # the node's epsilon, not the default
 files["raw_pads.onnx"] = {"layers": [
     {"name": "<b>conv_a</b>", "shape": [6, 2, 3, 3], "bias": True, "bn": "y2", "stride": [2, 2], "padding": [0, 1, 2, 1],
      "dilation": [1, 2], "groups": 2},
     {"name": "conv_same", "shape": [6, 6, 3, 3], "bias": False, "stride": [1, 1], "padding": [1, 1, 1, 1],
      "dilation": [1, 1], "groups": 1}],
     "check": {"layer": "<b>conv_a</b>", "index": [4, 1, 2, 0], "value": float(w1[4, 1, 2, 0])},
+    "check_folded": {"layer": "<b>conv_a</b>", "index": [4, 1, 2, 0], "value": float(w1[4, 1, 2, 0] * sc6[4]),
+                     "bias2": float(sc6[2] * (1.0 - m6[2]) + be6[2])},
     "load_error": {"layer": "conv_ext", "error": "external data file ('weights.bin')"}}
 
 # ---- bad files ----
