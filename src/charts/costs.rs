@@ -74,7 +74,7 @@ fn macs_caption(data: &CostData) -> String {
         data.series.iter().find(|s| s.order == data.order).and_then(|s| s.macs.get(data.t.wrapping_sub(1)));
     match cur {
         Some(&m) if m > 0.0 => format!(
-            "MACs vs T: {} at T = {} is {:.2}× fewer (theoretical)",
+            "MACs: {} at T = {} is {:.2}× fewer (theoretical)",
             data.order.label(),
             data.t,
             data.original_macs / m

@@ -88,7 +88,7 @@ pub fn draw_energy_error<DB: DrawingBackend>(
     }
     let max_t = data.curves.iter().map(|c| c.energy.len().max(c.error.len())).max().unwrap_or(1);
     let panel = Panel {
-        caption: "Energy kept and relative weight error vs T".into(),
+        caption: "Energy kept and weight error vs T".into(),
         x_label: "T (terms per slice)".into(),
         y_label: "fraction".into(),
         x_range: t_range(max_t),

@@ -104,6 +104,14 @@ pub(crate) fn short_number(v: f64) -> String {
     }
 }
 
+/// Font scale for a caption: 1.2× the base size, shrunk (down to 0.8×) so that the caption fits
+/// the panel's width (about 0.55 em per character).
+pub(crate) fn caption_scale(caption: &str, width_px: u32, style: &ChartStyle) -> f64 {
+    let chars = caption.chars().count().max(1) as f64;
+    let fit = width_px as f64 / (chars * 0.55 * style.font_size.max(1.0));
+    fit.clamp(0.8, 1.2)
+}
+
 /// Draws one panel into `area`.
 pub(crate) fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -113,7 +121,7 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
     let (x0, x1) = sane(panel.x_range);
     let (y0, y1) = sane(panel.y_range);
     let mut chart = ChartBuilder::on(area)
-        .caption(&panel.caption, style.text(1.2))
+        .caption(&panel.caption, style.text(caption_scale(&panel.caption, area.dim_in_pixel().0, style)))
         .margin(8)
         .x_label_area_size(style.font_size * 3.0)
         .y_label_area_size(style.font_size * 4.5)
