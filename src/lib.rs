@@ -12,6 +12,7 @@ pub mod error;
 pub mod examples;
 pub mod layer;
 pub mod npy;
+pub mod relatives;
 pub mod state;
 pub mod svd;
 pub mod vgg;
