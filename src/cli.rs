@@ -32,6 +32,7 @@ USAGE:
                           [--size HxW [--stride S] [--padding P] [--dilation D]] [--json]
   ndlab apply KERNEL.npy --input X.npy --t T --out Y.npy [--order dw-pw|pw-dw]
                           [--stride S] [--padding P] [--dilation D] [--groups G] [--bias B.npy]
+  ndlab compare KERNEL.npy --speedup X [--json]
   ndlab --help
 
 report  per-slice SVDs of an OIHW float .npy kernel: for T = 1..full rank, the energy kept, the
@@ -40,6 +41,9 @@ report  per-slice SVDs of an OIHW float .npy kernel: for T = 1..full rank, the e
         also prints the T chosen by the mean rule (official code) and the max rule (TRP code).
 apply   runs the T-term decoupled layer on a C×H×W (or 1×C×H×W) input, writes its output, and
         prints the output's relative error against the original layer.
+compare every related decomposition (nd-dw-pw, nd-pw-dw, channel, spatial, cp, cp-mobilenet,
+        tucker2) at its largest rank whose MACs per output pixel (stride 1) fit regular MACs / X:
+        rank, MACs, params, relative weight error (--json: an array of objects).
 ";
 
 /// A parsed command line.
@@ -51,6 +55,8 @@ pub enum Command {
     Report(ReportOpts),
     /// `ndlab apply ...`
     Apply(ApplyOpts),
+    /// `ndlab compare ...` (the arguments after `compare`; see [`crate::relatives::cli`]).
+    Compare(Vec<String>),
 }
 
 /// Options of `ndlab report`.
@@ -95,6 +101,7 @@ pub fn run(args: &[String], host: &mut dyn Host) -> Result<String> {
         Command::Help => Ok(USAGE.to_string()),
         Command::Report(o) => report(&o, host),
         Command::Apply(o) => apply(&o, host),
+        Command::Compare(a) => compare(&a, host),
     }
 }
 
@@ -219,7 +226,7 @@ fn parse_threshold(v: &str) -> Result<f64> {
 /// Turns the arguments (without the program name) into a [`Command`].
 pub fn parse_args(args: &[String]) -> Result<Command> {
     let Some((cmd, rest)) = args.split_first() else {
-        return Err(usage_err("missing command: report or apply"));
+        return Err(usage_err("missing command: report, apply or compare"));
     };
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         return Ok(Command::Help);
@@ -228,7 +235,8 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
         "--help" | "-h" | "help" => Ok(Command::Help),
         "report" => parse_report(rest).map(Command::Report),
         "apply" => parse_apply(rest).map(Command::Apply),
-        other => Err(usage_err(format!("unknown command '{other}' (expected report or apply)"))),
+        "compare" => Ok(Command::Compare(rest.to_vec())),
+        other => Err(usage_err(format!("unknown command '{other}' (expected report, apply or compare)"))),
     }
 }
 
@@ -281,6 +289,13 @@ fn in_file(path: &str, e: Error) -> Error {
         Error::TooLarge(s) => Error::TooLarge(m(s)),
         Error::Numeric(s) => Error::Numeric(m(s)),
     }
+}
+
+/// `ndlab compare`: reads the file named in the arguments and runs the equal-cost comparison.
+fn compare(args: &[String], host: &mut dyn Host) -> Result<String> {
+    let parsed = crate::relatives::cli::parse_compare(args)?;
+    let bytes = host.read(&parsed.file)?;
+    crate::relatives::cli::run_compare(args, &bytes)
 }
 
 fn load_kernel(host: &mut dyn Host, path: &str) -> Result<Kernel> {

@@ -390,3 +390,23 @@ fn cli_compare_json_and_errors() {
     }
     assert!(run_compare(&args, b"not npy").is_err());
 }
+
+#[test]
+fn ndlab_compare_end_to_end() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndlab"))
+        .args(["compare", "assets/layers/mtcnn_onet_conv1_32x3x3x3.npy", "--speedup", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let methods: Vec<&str> = v.as_array().unwrap().iter().map(|o| o["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["nd-dw-pw", "nd-pw-dw", "channel", "spatial", "cp", "cp-mobilenet", "tucker2"]);
+    for o in v.as_array().unwrap() {
+        assert!(o["macs"].as_u64().unwrap() <= 432);
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ndlab"))
+        .args(["compare", "assets/layers/mtcnn_onet_conv1_32x3x3x3.npy"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
