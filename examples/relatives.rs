@@ -117,6 +117,7 @@ fn main() {
     let res = match args.first().map(String::as_str) {
         Some("errors") => errors(&args[1..]),
         Some("figures") => figures(args.get(1).map_or("assets/layers", String::as_str)),
+        Some("timings") => timings(args.get(1).map_or("assets/layers", String::as_str)),
         _ => Err("usage: relatives errors FILE R_CP R3 R4 RESTARTS | relatives figures [DIR]".into()),
     };
     if let Err(e) = res {
