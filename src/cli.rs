@@ -36,6 +36,7 @@ USAGE:
   ndlab apply KERNEL.npy --input X.npy --t T --out Y.npy [--order dw-pw|pw-dw]
                           [--stride S] [--padding P] [--dilation D] [--groups G] [--bias B.npy]
   ndlab list MODEL [--layout oihw|hwio]
+  ndlab compare KERNEL.npy --speedup X [--json]
   ndlab --help
 
 MODEL/KERNEL files: .npy, .npz, .safetensors, .onnx, PyTorch .pt/.pth (zip format). With a model file,
@@ -49,6 +50,9 @@ report  per-slice SVDs of an OIHW float .npy kernel: for T = 1..full rank, the e
         also prints the T chosen by the mean rule (official code) and the max rule (TRP code).
 apply   runs the T-term decoupled layer on a C×H×W (or 1×C×H×W) input, writes its output, and
         prints the output's relative error against the original layer.
+compare every related decomposition (nd-dw-pw, nd-pw-dw, channel, spatial, cp, cp-mobilenet,
+        tucker2) at its largest rank whose MACs per output pixel (stride 1) fit regular MACs / X:
+        rank, MACs, params, relative weight error (--json: an array of objects).
 ";
 
 /// A parsed command line.
@@ -62,6 +66,8 @@ pub enum Command {
     Apply(ApplyOpts),
     /// `ndlab list ...`
     List(ListOpts),
+    /// `ndlab compare ...` (the arguments after `compare`; see [`crate::relatives::cli`]).
+    Compare(Vec<String>),
 }
 
 /// Options of `ndlab report`.
@@ -111,6 +117,7 @@ pub fn run(args: &[String], host: &mut dyn Host) -> Result<String> {
         Command::Report(o) => report(&o, host),
         Command::Apply(o) => apply(&o, host),
         Command::List(o) => model::list(&o, host),
+        Command::Compare(a) => compare(&a, host),
     }
 }
 
@@ -235,7 +242,7 @@ fn parse_threshold(v: &str) -> Result<f64> {
 /// Turns the arguments (without the program name) into a [`Command`].
 pub fn parse_args(args: &[String]) -> Result<Command> {
     let Some((cmd, rest)) = args.split_first() else {
-        return Err(usage_err("missing command: report, apply or list"));
+        return Err(usage_err("missing command: report, apply, list or compare"));
     };
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         return Ok(Command::Help);
@@ -245,7 +252,10 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
         "report" => parse_report(rest).map(Command::Report),
         "apply" => parse_apply(rest).map(Command::Apply),
         "list" => model::parse_list(rest).map(Command::List),
-        other => Err(usage_err(format!("unknown command '{other}' (expected report, apply or list)"))),
+        "compare" => Ok(Command::Compare(rest.to_vec())),
+        other => {
+            Err(usage_err(format!("unknown command '{other}' (expected report, apply, list or compare)")))
+        }
     }
 }
 
@@ -321,6 +331,13 @@ fn in_file(path: &str, e: Error) -> Error {
         Error::TooLarge(s) => Error::TooLarge(m(s)),
         Error::Numeric(s) => Error::Numeric(m(s)),
     }
+}
+
+/// `ndlab compare`: reads the file named in the arguments and runs the equal-cost comparison.
+fn compare(args: &[String], host: &mut dyn Host) -> Result<String> {
+    let parsed = crate::relatives::cli::parse_compare(args)?;
+    let bytes = host.read(&parsed.file)?;
+    crate::relatives::cli::run_compare(args, &bytes)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ pub mod examples;
 pub mod formats;
 pub mod layer;
 pub mod npy;
+pub mod relatives;
 pub mod state;
 pub mod svd;
 pub mod vgg;

@@ -1,0 +1,118 @@
+//! `ndlab compare FILE [--layer NAME] --speedup X [--json]`: the equal-cost comparison of a layer's
+//! decompositions. Pure: arguments and the file's bytes in, the text to print out.
+
+use super::{compare, CompareOptions, ComparisonRow, Dims};
+use crate::error::{Error, Result};
+use crate::layer::Kernel;
+use crate::npy::read_npy;
+
+/// Usage of the subcommand.
+pub const COMPARE_USAGE: &str = "ndlab compare FILE.npy --speedup X [--json]
+  Every related decomposition (nd-dw-pw, nd-pw-dw, channel, spatial, cp, cp-mobilenet, tucker2)
+  at its largest rank whose MACs per output pixel (stride 1) fit regular MACs / X.
+  --layer NAME is accepted only for formats holding several layers (not .npy).";
+
+/// Parsed arguments of `compare`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareArgs {
+    /// The kernel file.
+    pub file: String,
+    /// A layer name inside a multi-layer file.
+    pub layer: Option<String>,
+    /// The speed-up X (> 0).
+    pub speedup: f64,
+    /// JSON output.
+    pub json: bool,
+}
+
+fn usage(msg: &str) -> Error {
+    Error::Param(format!("{msg}\nusage: {COMPARE_USAGE}"))
+}
+
+/// Parses the arguments after `compare`.
+pub fn parse_compare(args: &[String]) -> Result<CompareArgs> {
+    let (mut file, mut layer, mut speedup, mut json) = (None, None, None, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--layer" => layer = Some(it.next().ok_or_else(|| usage("--layer needs a name"))?.clone()),
+            "--speedup" => {
+                let v = it.next().ok_or_else(|| usage("--speedup needs a value"))?;
+                let x: f64 = v.parse().map_err(|_| usage(&format!("--speedup '{v}' is not a number")))?;
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(usage("--speedup must be a positive number"));
+                }
+                speedup = Some(x);
+            }
+            s if s.starts_with("--") => return Err(usage(&format!("unknown option {s}"))),
+            s if file.is_none() => file = Some(s.to_string()),
+            s => return Err(usage(&format!("unexpected argument '{s}'"))),
+        }
+    }
+    Ok(CompareArgs {
+        file: file.ok_or_else(|| usage("compare needs a FILE"))?,
+        layer,
+        speedup: speedup.ok_or_else(|| usage("compare needs --speedup X"))?,
+        json,
+    })
+}
+
+/// Reads the kernel (a 4-D OIHW .npy; `--layer` is refused for it).
+fn load(args: &CompareArgs, bytes: &[u8]) -> Result<Kernel> {
+    if let Some(name) = &args.layer {
+        return Err(Error::Param(format!(
+            "--layer {name}: {} is read as a single-kernel .npy file, which has no layers",
+            args.file
+        )));
+    }
+    read_npy(bytes).and_then(|a| a.into_kernel()).map_err(|e| Error::Format(format!("{}: {e}", args.file)))
+}
+
+/// The budget in MACs per output pixel: regular MACs / X, rounded down.
+pub fn budget(d: Dims, speedup: f64) -> u64 {
+    (d.regular_macs() as f64 / speedup).floor() as u64
+}
+
+/// Runs `compare` on a file's bytes and returns the text to print.
+pub fn run_compare(args: &[String], bytes: &[u8]) -> Result<String> {
+    let a = parse_compare(args)?;
+    let kernel = load(&a, bytes)?;
+    let d = Dims::of(&kernel);
+    let b = budget(d, a.speedup);
+    let rows = compare(&kernel, b, &CompareOptions::default())?;
+    if a.json {
+        return serde_json::to_string_pretty(&rows).map_err(|e| Error::Param(format!("JSON: {e}")));
+    }
+    Ok(render(&a, d, b, &rows))
+}
+
+/// The comparison as a text table.
+pub fn render(a: &CompareArgs, d: Dims, budget: u64, rows: &[ComparisonRow]) -> String {
+    let mut s = format!(
+        "{}: {}×{}×{}×{}, regular {} MACs/pixel, budget {} (speed-up {})\n",
+        a.file,
+        d.n,
+        d.c,
+        d.kh,
+        d.kw,
+        d.regular_macs(),
+        budget,
+        a.speedup
+    );
+    s.push_str(&format!(
+        "{:<13} {:>12} {:>10} {:>10} {:>9}\n",
+        "method", "rank", "MACs", "params", "rel err"
+    ));
+    for r in rows {
+        s.push_str(&format!(
+            "{:<13} {:>12} {:>10} {:>10} {:>9.5}\n",
+            r.method,
+            r.rank.to_string(),
+            r.macs,
+            r.params,
+            r.rel_weight_error
+        ));
+    }
+    s
+}
