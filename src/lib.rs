@@ -6,9 +6,15 @@
 pub mod conv;
 pub mod cost;
 pub mod decouple;
+pub mod engine;
 pub mod error;
 pub mod layer;
 pub mod npy;
+pub mod protocol;
+
+/// The browser app (wasm only): components hold signals and views, not maths.
+#[cfg(target_arch = "wasm32")]
+pub mod app;
 
 pub use error::{Error, Result};
 pub use layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order, Padding};
