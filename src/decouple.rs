@@ -1,8 +1,9 @@
 //! Network decoupling: per-slice SVDs of a conv kernel, truncation to T terms, factors in branch
 //! and merged form, energy/error curves and threshold rules (METHOD.md).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layer::{Kernel, Order};
+use crate::svd;
 use serde::{Deserialize, Serialize};
 
 /// The SVD of one slice of the kernel.
@@ -85,48 +86,334 @@ pub struct Branch {
 impl Decomposition {
     /// Decouples every slice of `kernel` in `order`. Grouped kernels (groups > 1) are decoupled
     /// group by group. Fails on non-finite weights or a failed numerical self-check.
+    ///
+    /// Each slice goes through [`svd::svd_with`] (Gram + Jacobi, checked, one-sided Jacobi fallback);
+    /// a slice whose Σσ² still differs from ‖M‖²_F by more than 1e-9 relative is an
+    /// [`Error::Numeric`]. 1×1 kernels (K² = 1) decouple trivially with `full_rank` = 1.
     pub fn new(kernel: &Kernel, groups: usize, order: Order) -> Result<Self> {
-        let _ = (kernel, groups, order);
-        todo!("implemented by the core engine")
+        let (count, rows, cols) = slice_shape(kernel, groups, order)?;
+        if let Some(i) = kernel.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!("kernel value #{i} is {}", kernel.data[i])));
+        }
+        let mut ws = svd::Workspace::default();
+        let mut buf = Vec::with_capacity(rows * cols);
+        let mut slices = Vec::with_capacity(count);
+        for s in 0..count {
+            fill_slice(kernel, groups, order, s, &mut buf);
+            let dec = svd::svd_with(&mut ws, &buf, rows, cols).map_err(|e| with_slice(e, order, s))?;
+            slices.push(to_slice(dec, svd::frobenius_sq(&buf), order, s)?);
+        }
+        Ok(Decomposition {
+            order,
+            n: kernel.n,
+            c: kernel.c,
+            kh: kernel.kh,
+            kw: kernel.kw,
+            groups,
+            full_rank: rows.min(cols),
+            slices,
+        })
     }
 
     /// Energy kept for T = 1..=full_rank (index T−1): 1 − Σ_{k>T}σ² / Σσ² over all slices.
+    /// An all-zero kernel keeps all of its (zero) energy: every entry is 1.
     pub fn energy_kept(&self) -> Vec<f64> {
-        todo!()
+        let tails = self.tail_sums();
+        let total = tails[0];
+        (1..=self.full_rank).map(|t| if total > 0.0 { 1.0 - tails[t] / total } else { 1.0 }).collect()
     }
 
     /// Relative weight error ‖W − W_T‖_F / ‖W‖_F for T = 1..=full_rank (index T−1), from the σ tails.
+    /// An all-zero kernel has zero error at every T.
     pub fn rel_weight_error(&self) -> Vec<f64> {
-        todo!()
+        let tails = self.tail_sums();
+        let total = tails[0];
+        (1..=self.full_rank).map(|t| if total > 0.0 { (tails[t] / total).sqrt() } else { 0.0 }).collect()
     }
 
-    /// Per-slice energy fractions e_s(t) for t = 1..=full_rank.
+    /// Per-slice energy fractions e_s(t) for t = 1..=full_rank. An all-zero slice gives 1.0
+    /// everywhere (nothing to lose); an out-of-range `slice` gives an empty vector.
     pub fn slice_energy(&self, slice: usize) -> Vec<f64> {
-        let _ = slice;
-        todo!()
+        match self.slices.get(slice) {
+            Some(s) => energy_fractions(&s.sigma),
+            None => Vec::new(),
+        }
     }
 
-    /// Smallest T whose energy reaches τ ∈ (0, 1] under `rule`.
+    /// Smallest T whose energy reaches τ ∈ (0, 1] under `rule` (METHOD.md, "Choosing T"):
+    /// `Mean`: smallest t with mean over slices of e_s(t) ≥ τ; `Max`: max over slices of
+    /// min{t : e_s(t) ≥ τ}. All-zero slices are left out of both; an all-zero kernel gives T = 1.
     pub fn threshold_t(&self, tau: f64, rule: ThresholdRule) -> Result<usize> {
-        let _ = (tau, rule);
-        todo!()
+        if !(tau > 0.0 && tau <= 1.0) {
+            return Err(Error::Param(format!("energy threshold must be in (0, 1], got {tau}")));
+        }
+        let curves: Vec<Vec<f64>> = self
+            .slices
+            .iter()
+            .filter(|s| s.sigma.iter().any(|&x| x > 0.0))
+            .map(|s| energy_fractions(&s.sigma))
+            .collect();
+        if curves.is_empty() {
+            return Ok(1);
+        }
+        let r = self.full_rank;
+        let first_reaching = |e: &[f64]| e.iter().position(|&x| x >= tau).map_or(r, |i| i + 1);
+        Ok(match rule {
+            ThresholdRule::Max => curves.iter().map(|e| first_reaching(e)).max().unwrap_or(1),
+            ThresholdRule::Mean => {
+                let count = curves.len() as f64;
+                let mean: Vec<f64> =
+                    (0..r).map(|t| curves.iter().map(|e| e[t]).sum::<f64>() / count).collect();
+                first_reaching(&mean)
+            }
+        })
     }
 
     /// The reconstructed kernel W_T (same shape as the original), 1 ≤ T ≤ full_rank.
+    /// Accumulated in f64, rounded once to f32.
     pub fn reconstruct(&self, t: usize) -> Result<Kernel> {
-        let _ = t;
-        todo!()
+        self.check_t(t)?;
+        let k2 = self.kh * self.kw;
+        let rows = self.slice_rows();
+        let mut data = vec![0.0f32; self.n * self.c * k2];
+        let mut acc = vec![0.0f64; k2];
+        for (s, slice) in self.slices.iter().enumerate() {
+            for row in 0..rows {
+                acc.fill(0.0);
+                for k in 0..t {
+                    let f = slice.pw[k * rows + row];
+                    for (a, &d) in acc.iter_mut().zip(&slice.dw[k * k2..(k + 1) * k2]) {
+                        *a += f * d;
+                    }
+                }
+                let off = self.row_offset(s, row);
+                for (o, &a) in data[off..off + k2].iter_mut().zip(&acc) {
+                    *o = a as f32;
+                }
+            }
+        }
+        Kernel::new(self.n, self.c, self.kh, self.kw, data)
     }
 
-    /// Truncated factors in merged form.
+    /// Truncated factors in merged form (layout documented on [`Merged`]).
     pub fn merged(&self, t: usize) -> Result<Merged> {
-        let _ = t;
-        todo!()
+        self.check_t(t)?;
+        let k2 = self.kh * self.kw;
+        let (dw, pw) = match self.order {
+            Order::DwPw => {
+                let mut dw = Vec::with_capacity(self.slices.len() * t * k2);
+                for slice in &self.slices {
+                    dw.extend(slice.dw[..t * k2].iter().map(|&x| x as f32));
+                }
+                let nper = self.n / self.groups;
+                let cols = self.c * t;
+                let mut pw = vec![0.0f32; self.n * cols];
+                for (n, row) in pw.chunks_exact_mut(cols).enumerate() {
+                    let (g, nl) = (n / nper, n % nper);
+                    for cl in 0..self.c {
+                        let slice = &self.slices[g * self.c + cl];
+                        for k in 0..t {
+                            row[cl * t + k] = slice.pw[k * nper + nl] as f32;
+                        }
+                    }
+                }
+                (dw, pw)
+            }
+            Order::PwDw => {
+                let mut dw = Vec::with_capacity(self.n * t * k2);
+                let mut pw = Vec::with_capacity(self.n * t * self.c);
+                for slice in &self.slices {
+                    dw.extend(slice.dw[..t * k2].iter().map(|&x| x as f32));
+                    pw.extend(slice.pw[..t * self.c].iter().map(|&x| x as f32));
+                }
+                (dw, pw)
+            }
+        };
+        Ok(Merged {
+            order: self.order,
+            t,
+            n: self.n,
+            c_total: self.c * self.groups,
+            kh: self.kh,
+            kw: self.kw,
+            groups: self.groups,
+            dw,
+            pw,
+        })
     }
 
-    /// Truncated factors in branch form: T branches.
+    /// Truncated factors in branch form: T branches (layout documented on [`Branch`]).
     pub fn branches(&self, t: usize) -> Result<Vec<Branch>> {
-        let _ = t;
-        todo!()
+        self.check_t(t)?;
+        Ok((0..t).map(|k| self.branch(k)).collect())
     }
+
+    /// Branch k: the k-th term of every slice.
+    fn branch(&self, k: usize) -> Branch {
+        let k2 = self.kh * self.kw;
+        let mut dw = Vec::with_capacity(self.slices.len() * k2);
+        for slice in &self.slices {
+            dw.extend(slice.dw[k * k2..(k + 1) * k2].iter().map(|&x| x as f32));
+        }
+        let mut pw = vec![0.0f32; self.n * self.c];
+        match self.order {
+            Order::DwPw => {
+                let nper = self.n / self.groups;
+                for (n, row) in pw.chunks_exact_mut(self.c).enumerate() {
+                    let (g, nl) = (n / nper, n % nper);
+                    for (cl, o) in row.iter_mut().enumerate() {
+                        *o = self.slices[g * self.c + cl].pw[k * nper + nl] as f32;
+                    }
+                }
+            }
+            Order::PwDw => {
+                for (row, slice) in pw.chunks_exact_mut(self.c).zip(&self.slices) {
+                    for (o, &x) in row.iter_mut().zip(&slice.pw[k * self.c..(k + 1) * self.c]) {
+                        *o = x as f32;
+                    }
+                }
+            }
+        }
+        Branch { dw, pw }
+    }
+
+    /// Σ_s Σ_{k ≥ t} σ²_{s,k} (0-based k) for t = 0..=full_rank; entry 0 is the total energy.
+    fn tail_sums(&self) -> Vec<f64> {
+        let r = self.full_rank;
+        let mut tails = vec![0.0; r + 1];
+        for slice in &self.slices {
+            let mut acc = 0.0;
+            for t in (0..r).rev() {
+                acc += slice.sigma.get(t).map_or(0.0, |s| s * s);
+                tails[t] += acc;
+            }
+        }
+        tails
+    }
+
+    /// Rows of one slice matrix: N/groups for DW→PW, c for PW→DW.
+    fn slice_rows(&self) -> usize {
+        match self.order {
+            Order::DwPw => self.n / self.groups,
+            Order::PwDw => self.c,
+        }
+    }
+
+    /// Start, in the OIHW kernel data, of the K² filter that is row `row` of slice `s`.
+    fn row_offset(&self, s: usize, row: usize) -> usize {
+        let k2 = self.kh * self.kw;
+        match self.order {
+            Order::DwPw => {
+                let nper = self.n / self.groups;
+                let (g, cl) = (s / self.c, s % self.c);
+                ((g * nper + row) * self.c + cl) * k2
+            }
+            Order::PwDw => (s * self.c + row) * k2,
+        }
+    }
+
+    /// 1 ≤ t ≤ full_rank.
+    fn check_t(&self, t: usize) -> Result<()> {
+        if t == 0 || t > self.full_rank {
+            return Err(Error::Param(format!(
+                "T must be between 1 and {} (full rank of {}), got {t}",
+                self.full_rank,
+                self.order.label()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Number of slices, and rows and columns of each slice matrix, for `kernel` split into `groups`
+/// decoupled in `order`: DW→PW: (c·groups, N/groups, K²); PW→DW: (N, c, K²).
+pub fn slice_shape(kernel: &Kernel, groups: usize, order: Order) -> Result<(usize, usize, usize)> {
+    let (n, c, k2) = (kernel.n, kernel.c, kernel.kh * kernel.kw);
+    if n == 0 || c == 0 || k2 == 0 {
+        return Err(Error::Shape(format!("kernel {n}×{c}×{}×{} has a zero dimension", kernel.kh, kernel.kw)));
+    }
+    let len = n.checked_mul(c).and_then(|x| x.checked_mul(k2));
+    if len != Some(kernel.data.len()) {
+        return Err(Error::Shape(format!(
+            "kernel {n}×{c}×{}×{} needs {} values, got {}",
+            kernel.kh,
+            kernel.kw,
+            len.map_or("too many".to_string(), |l| l.to_string()),
+            kernel.data.len()
+        )));
+    }
+    if groups == 0 || n % groups != 0 {
+        return Err(Error::Shape(format!("{n} output channels cannot be split into {groups} groups")));
+    }
+    Ok(match order {
+        Order::DwPw => (c * groups, n / groups, k2),
+        Order::PwDw => (n, c, k2),
+    })
+}
+
+/// Slice `s` of `kernel` as a row-major matrix (rows × K², shapes as in [`slice_shape`]):
+/// DW→PW: row n_local = W[g·N/groups + n_local, s mod c] with g = s / c; PW→DW: row c = W[s, c].
+pub fn slice_matrix(kernel: &Kernel, groups: usize, order: Order, s: usize) -> Result<Vec<f64>> {
+    let (count, rows, cols) = slice_shape(kernel, groups, order)?;
+    if s >= count {
+        return Err(Error::Param(format!("slice {s} out of range (the kernel has {count} slices)")));
+    }
+    let mut buf = Vec::with_capacity(rows * cols);
+    fill_slice(kernel, groups, order, s, &mut buf);
+    Ok(buf)
+}
+
+/// Writes slice `s` into `buf` (cleared first). Shapes must have been checked by [`slice_shape`].
+fn fill_slice(kernel: &Kernel, groups: usize, order: Order, s: usize, buf: &mut Vec<f64>) {
+    let (c, k2) = (kernel.c, kernel.kh * kernel.kw);
+    buf.clear();
+    match order {
+        Order::DwPw => {
+            let nper = kernel.n / groups;
+            let (g, cl) = (s / c, s % c);
+            for nl in 0..nper {
+                let off = ((g * nper + nl) * c + cl) * k2;
+                buf.extend(kernel.data[off..off + k2].iter().map(|&x| x as f64));
+            }
+        }
+        Order::PwDw => {
+            buf.extend(kernel.data[s * c * k2..(s + 1) * c * k2].iter().map(|&x| x as f64));
+        }
+    }
+}
+
+/// An SVD turned into a [`Slice`] (pw row k = σ_k u_k, dw row k = v_k), with the energy check.
+fn to_slice(dec: svd::Svd, energy: f64, order: Order, s: usize) -> Result<Slice> {
+    let ssq: f64 = dec.sigma.iter().map(|x| x * x).sum();
+    if (ssq - energy).abs() > 1e-9 * energy {
+        return Err(Error::Numeric(format!(
+            "{} slice {s}: Σσ² = {ssq:e} but ‖M‖² = {energy:e}",
+            order.label()
+        )));
+    }
+    let m = dec.m;
+    let mut pw = dec.u;
+    for (row, &sig) in pw.chunks_exact_mut(m).zip(&dec.sigma) {
+        row.iter_mut().for_each(|x| *x *= sig);
+    }
+    Ok(Slice { sigma: dec.sigma, dw: dec.v, pw, energy })
+}
+
+/// Adds the slice to an SVD error's message.
+fn with_slice(e: Error, order: Order, s: usize) -> Error {
+    match e {
+        Error::Numeric(msg) => Error::Numeric(format!("{} slice {s}: {msg}", order.label())),
+        other => other,
+    }
+}
+
+/// e(t) = 1 − Σ_{k≥t}σ² / Σσ² for t = 1..=len (0-based k); all ones for a zero slice.
+fn energy_fractions(sigma: &[f64]) -> Vec<f64> {
+    let r = sigma.len();
+    let mut tails = vec![0.0; r + 1];
+    for t in (0..r).rev() {
+        tails[t] = tails[t + 1] + sigma[t] * sigma[t];
+    }
+    let total = tails[0];
+    (1..=r).map(|t| if total > 0.0 { 1.0 - tails[t] / total } else { 1.0 }).collect()
 }

@@ -1,0 +1,125 @@
+//! Heat maps drawn as grids of rectangles, with a diverging colour map over a symmetric range.
+
+use super::{err, ChartStyle, DrawResult};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// A `w` × `h` grid of values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatMap {
+    pub w: usize,
+    pub h: usize,
+    pub values: Vec<f32>,
+}
+
+impl HeatMap {
+    /// A heat map; `values.len()` must be `w·h` (otherwise the missing cells are drawn as 0).
+    pub fn new(w: usize, h: usize, values: Vec<f32>) -> Self {
+        HeatMap { w, h, values }
+    }
+
+    /// Block-averages an `h` × `w` row-major image down so that neither side exceeds `max_side`.
+    pub fn downsampled(values: &[f32], w: usize, h: usize, max_side: usize) -> Self {
+        let max_side = max_side.max(1);
+        let f = w.max(h).div_ceil(max_side).max(1);
+        let (ow, oh) = (w.div_ceil(f), h.div_ceil(f));
+        let mut out = vec![0.0f32; ow * oh];
+        for (oy, row) in out.chunks_mut(ow.max(1)).enumerate() {
+            for (ox, cell) in row.iter_mut().enumerate() {
+                let (mut sum, mut cnt) = (0.0f64, 0usize);
+                for y in oy * f..((oy + 1) * f).min(h) {
+                    for x in ox * f..((ox + 1) * f).min(w) {
+                        if let Some(v) = values.get(y * w + x).filter(|v| v.is_finite()) {
+                            sum += *v as f64;
+                            cnt += 1;
+                        }
+                    }
+                }
+                *cell = if cnt > 0 { (sum / cnt as f64) as f32 } else { 0.0 };
+            }
+        }
+        HeatMap { w: ow, h: oh, values: out }
+    }
+
+    /// Largest finite |value| (0 if none).
+    pub fn max_abs(&self) -> f32 {
+        self.values.iter().filter(|v| v.is_finite()).fold(0.0f32, |m, v| m.max(v.abs()))
+    }
+}
+
+/// Diverging colour map (blue – white – red) for `v` in `[-range, range]`; NaN and a zero range
+/// map to white.
+pub fn diverging_color(v: f64, range: f64) -> RGBColor {
+    let t = if range > 0.0 && v.is_finite() { (v / range).clamp(-1.0, 1.0) } else { 0.0 };
+    let (end, a) = if t >= 0.0 { ((178.0, 24.0, 43.0), t) } else { ((33.0, 102.0, 172.0), -t) };
+    let mix = |e: f64| (255.0 + (e - 255.0) * a).round().clamp(0.0, 255.0) as u8;
+    RGBColor(mix(end.0), mix(end.1), mix(end.2))
+}
+
+/// Draws `map` into the pixel rectangle `(x, y, w, h)` of `area` with a frame, colour range
+/// `±range`.
+pub(crate) fn draw_heatmap<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    map: &HeatMap,
+    rect: (i32, i32, i32, i32),
+    range: f64,
+    style: &ChartStyle,
+) -> DrawResult {
+    let (x, y, w, h) = rect;
+    if map.w == 0 || map.h == 0 || w <= 0 || h <= 0 {
+        return Ok(());
+    }
+    let cell_x = |i: usize| x + (i as i64 * w as i64 / map.w as i64) as i32;
+    let cell_y = |j: usize| y + (j as i64 * h as i64 / map.h as i64) as i32;
+    for j in 0..map.h {
+        for i in 0..map.w {
+            let v = map.values.get(j * map.w + i).copied().unwrap_or(0.0) as f64;
+            let c = diverging_color(v, range);
+            let r = Rectangle::new([(cell_x(i), cell_y(j)), (cell_x(i + 1), cell_y(j + 1))], c.filled());
+            area.draw(&r).map_err(err)?;
+        }
+    }
+    let frame = Rectangle::new([(x, y), (x + w, y + h)], style.foreground.mix(0.4).stroke_width(1));
+    area.draw(&frame).map_err(err)
+}
+
+/// Draws a label with its top-left corner at `pos`.
+pub(crate) fn label<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    pos: (i32, i32),
+    scale: f64,
+    style: &ChartStyle,
+) -> DrawResult {
+    area.draw(&Text::new(text.to_string(), pos, style.text(scale))).map_err(err)
+}
+
+/// Draws a horizontal colour bar for `±range` with its end values, in `(x, y, w, h)`.
+pub(crate) fn color_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    rect: (i32, i32, i32, i32),
+    range: f64,
+    style: &ChartStyle,
+) -> DrawResult {
+    let (x, y, w, h) = rect;
+    let steps = 32usize;
+    let bar: Vec<f32> =
+        (0..steps).map(|i| ((2.0 * i as f64 / (steps - 1) as f64 - 1.0) * range) as f32).collect();
+    draw_heatmap(area, &HeatMap::new(steps, 1, bar), (x, y, w, h), range, style)?;
+    let fs = style.font_size as i32;
+    label(area, &format!("−{}", fmt_value(range)), (x, y + h + 2), 0.85, style)?;
+    let right = fmt_value(range);
+    let tw = (right.chars().count() as i32 * fs * 6 / 10).max(fs);
+    label(area, &format!("+{right}"), (x + w - tw, y + h + 2), 0.85, style)
+}
+
+/// A short value for colour-bar ends.
+pub(crate) fn fmt_value(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        "0".into()
+    } else if !(1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.3}")
+    }
+}

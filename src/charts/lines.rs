@@ -1,0 +1,255 @@
+//! The shared line-chart panel behind the spectrum, error and cost charts (not public).
+
+use super::{err, ChartStyle, DrawResult};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// One polyline with a legend entry. Non-finite points are dropped before drawing.
+pub(crate) struct Line {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+    /// Draw a dot at every point (tells apart lines of the same hue).
+    pub dots: bool,
+}
+
+/// A vertical marker line across the plot with a text label at its top.
+pub(crate) struct VMark {
+    pub x: f64,
+    pub label: String,
+    pub color: RGBColor,
+}
+
+/// A horizontal reference line with a label at its right end.
+pub(crate) struct HMark {
+    pub y: f64,
+    pub label: String,
+    pub color: RGBColor,
+}
+
+/// A shaded band between `lo` and `hi` at each x, with a legend entry.
+pub(crate) struct Band {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+    pub color: RGBColor,
+    pub opacity: f64,
+}
+
+/// Everything one panel shows.
+pub(crate) struct Panel {
+    pub caption: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x_range: (f64, f64),
+    pub y_range: (f64, f64),
+    pub bands: Vec<Band>,
+    pub lines: Vec<Line>,
+    pub vmarks: Vec<VMark>,
+    pub hmarks: Vec<HMark>,
+}
+
+/// Finite (x, y) points only.
+fn finite(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
+}
+
+/// A finite, non-empty range covering `values` (padded by 5 %), or `fallback`.
+pub(crate) fn value_range(values: impl IntoIterator<Item = f64>, fallback: (f64, f64)) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.into_iter().filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() || !hi.is_finite() {
+        return fallback;
+    }
+    if hi - lo <= f64::EPSILON * hi.abs().max(1.0) {
+        let pad = hi.abs().max(1.0) * 0.5;
+        return (lo - pad, hi + pad);
+    }
+    let pad = (hi - lo) * 0.05;
+    (lo - pad, hi + pad)
+}
+
+/// x range for T = 1..=max_t with half a step of margin.
+pub(crate) fn t_range(max_t: usize) -> (f64, f64) {
+    (0.5, max_t.max(1) as f64 + 0.5)
+}
+
+/// Compact number format for axis labels (1.2k, 3.4M, 5.6G).
+pub(crate) fn short_number(v: f64) -> String {
+    let a = v.abs();
+    let (d, s) = if a >= 1e9 {
+        (1e9, "G")
+    } else if a >= 1e6 {
+        (1e6, "M")
+    } else if a >= 1e3 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    let x = v / d;
+    if s.is_empty() && a < 10.0 && a != a.trunc() {
+        format!("{v:.2}")
+    } else if x.abs() >= 100.0 || x == x.trunc() {
+        format!("{x:.0}{s}")
+    } else {
+        format!("{x:.1}{s}")
+    }
+}
+
+/// Draws one panel into `area`.
+pub(crate) fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    style: &ChartStyle,
+) -> DrawResult {
+    let (x0, x1) = sane(panel.x_range);
+    let (y0, y1) = sane(panel.y_range);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.caption, style.text(1.2))
+        .margin(8)
+        .x_label_area_size(style.font_size * 3.0)
+        .y_label_area_size(style.font_size * 4.5)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    let int_x = x1 - x0 < 80.0;
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_label.as_str())
+        .y_desc(panel.y_label.as_str())
+        .x_labels(((x1 - x0).round() as usize).clamp(2, 12))
+        .x_label_formatter(&|x| if int_x { format!("{x:.0}") } else { short_number(*x) })
+        .y_label_formatter(&|y| short_number(*y))
+        .label_style(style.text(0.9))
+        .axis_desc_style(style.text(1.0))
+        .axis_style(style.foreground)
+        .light_line_style(style.background.mix(0.0))
+        .bold_line_style(style.foreground.mix(0.12))
+        .draw()
+        .map_err(err)?;
+    for band in &panel.bands {
+        draw_band(&mut chart, band)?;
+    }
+    for line in &panel.lines {
+        draw_line(&mut chart, line, style)?;
+    }
+    for h in &panel.hmarks {
+        draw_hmark(&mut chart, h, (x0, x1), style)?;
+    }
+    for v in &panel.vmarks {
+        draw_vmark(&mut chart, v, (y0, y1), style)?;
+    }
+    let has_legend =
+        panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
+    if has_legend {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(style.text(0.9))
+            .background_style(style.background.mix(0.85))
+            .border_style(style.foreground.mix(0.3))
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+type Chart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A valid, non-empty range.
+fn sane((a, b): (f64, f64)) -> (f64, f64) {
+    if !a.is_finite() || !b.is_finite() {
+        return (0.0, 1.0);
+    }
+    if b > a {
+        (a, b)
+    } else {
+        (a - 0.5, a + 0.5)
+    }
+}
+
+fn draw_band<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, band: &Band) -> DrawResult {
+    let pts: Vec<_> = band
+        .points
+        .iter()
+        .copied()
+        .filter(|(x, l, h)| x.is_finite() && l.is_finite() && h.is_finite())
+        .collect();
+    if pts.len() < 2 {
+        return Ok(());
+    }
+    let mut poly: Vec<(f64, f64)> = pts.iter().map(|&(x, _, h)| (x, h)).collect();
+    poly.extend(pts.iter().rev().map(|&(x, l, _)| (x, l)));
+    let color = band.color.mix(band.opacity);
+    let anno = chart.draw_series(std::iter::once(Polygon::new(poly, color.filled()))).map_err(err)?;
+    if !band.label.is_empty() {
+        anno.label(band.label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
+    }
+    Ok(())
+}
+
+fn draw_line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    line: &Line,
+    style: &ChartStyle,
+) -> DrawResult {
+    let pts = finite(&line.points);
+    if pts.is_empty() {
+        return Ok(());
+    }
+    let color = line.color;
+    let shape = color.stroke_width(style.stroke);
+    let anno = chart.draw_series(LineSeries::new(pts.clone(), shape)).map_err(err)?;
+    if !line.label.is_empty() {
+        let dots = line.dots;
+        anno.label(line.label.as_str()).legend(move |(x, y)| {
+            let bar = Rectangle::new([(x, y - 2), (x + 16, y + 2)], color.filled());
+            let dot = Circle::new((x + 8, y), if dots { 4 } else { 0 }, color.filled());
+            EmptyElement::at((0, 0)) + bar + dot
+        });
+    }
+    if line.dots {
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn draw_vmark<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    v: &VMark,
+    (y0, y1): (f64, f64),
+    style: &ChartStyle,
+) -> DrawResult {
+    if !v.x.is_finite() {
+        return Ok(());
+    }
+    let shape = v.color.stroke_width(style.stroke);
+    chart.draw_series(std::iter::once(PathElement::new(vec![(v.x, y0), (v.x, y1)], shape))).map_err(err)?;
+    let text = style.text(0.95).color(&v.color);
+    let top = y1 - (y1 - y0) * 0.02;
+    chart.draw_series(std::iter::once(Text::new(v.label.clone(), (v.x, top), text))).map_err(err)?;
+    Ok(())
+}
+
+fn draw_hmark<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    h: &HMark,
+    (x0, x1): (f64, f64),
+    style: &ChartStyle,
+) -> DrawResult {
+    if !h.y.is_finite() {
+        return Ok(());
+    }
+    let shape = h.color.stroke_width(1);
+    chart.draw_series(std::iter::once(PathElement::new(vec![(x0, h.y), (x1, h.y)], shape))).map_err(err)?;
+    let text = style.text(0.9).color(&h.color).pos(Pos::new(HPos::Right, VPos::Bottom));
+    chart.draw_series(std::iter::once(Text::new(h.label.clone(), (x1, h.y), text))).map_err(err)?;
+    Ok(())
+}

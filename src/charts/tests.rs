@@ -1,0 +1,320 @@
+//! Native tests: render each chart to SVG and check its content.
+
+use super::*;
+use crate::decouple::{Decomposition, Slice};
+use crate::layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order};
+
+/// (stroke colour, points) of every `<polyline>` in an SVG document.
+fn polylines(svg: &str) -> Vec<(String, Vec<(f64, f64)>)> {
+    svg.split("<polyline")
+        .skip(1)
+        .map(|tag| {
+            let attr = |name: &str| {
+                let key = format!("{name}=\"");
+                tag.find(&key).map(|i| {
+                    let rest = &tag[i + key.len()..];
+                    rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+                })
+            };
+            let pts = attr("points")
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| {
+                    let (x, y) = p.split_once(',')?;
+                    Some((x.parse().ok()?, y.parse().ok()?))
+                })
+                .collect();
+            (attr("stroke").unwrap_or_default(), pts)
+        })
+        .collect()
+}
+
+fn hex(c: RGBColor) -> String {
+    format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+}
+
+/// Lines of colour `c` (longest first).
+fn lines_of(svg: &str, c: RGBColor) -> Vec<Vec<(f64, f64)>> {
+    let mut v: Vec<_> =
+        polylines(svg).into_iter().filter(|(s, _)| s.eq_ignore_ascii_case(&hex(c))).map(|(_, p)| p).collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    v
+}
+
+/// The x of the (vertical, 2-point) marker line in colour `c`.
+fn marker_x(svg: &str, c: RGBColor) -> f64 {
+    let m = lines_of(svg, c).into_iter().find(|p| p.len() == 2 && p[0].0 == p[1].0);
+    m.expect("a vertical marker line")[0].0
+}
+
+fn assert_clean(svg: &str) {
+    assert!(svg.starts_with("<svg"), "not an SVG document");
+    for bad in ["NaN", "inf"] {
+        assert!(!svg.contains(bad), "SVG contains {bad}");
+    }
+}
+
+fn spectrum_svg(data: &SpectrumData) -> String {
+    to_svg(640, 400, |a| draw_spectrum(a, data, &ChartStyle::default())).unwrap()
+}
+
+#[test]
+fn spectrum_statistics_by_hand() {
+    // Slice norms: 5, 0 (left out), 1.
+    let d = SpectrumData::from_sigmas(Order::DwPw, &[vec![3.0, 4.0], vec![0.0, 0.0], vec![1.0, 0.0]], 1);
+    assert_eq!((d.full_rank, d.n_slices, d.zero_slices), (2, 3, 1));
+    assert!((d.median[0] - 0.8).abs() < 1e-12); // mean of 0.6 and 1.0
+    assert!((d.min[0] - 0.6).abs() < 1e-12 && (d.max[0] - 1.0).abs() < 1e-12);
+    assert!((d.p10[1] - 0.08).abs() < 1e-12); // 0 + 0.1·(0.8 − 0)
+    assert!((d.p90[1] - 0.72).abs() < 1e-12);
+}
+
+#[test]
+fn spectrum_draws_one_point_per_k_and_moves_the_cut() {
+    let sig: Vec<Vec<f64>> =
+        (0..20).map(|s| (0..9).map(|k| (9 - k) as f64 + s as f64 * 0.1).collect()).collect();
+    let style = ChartStyle::default();
+    let mut d = SpectrumData::from_sigmas(Order::DwPw, &sig, 3);
+    d.show_min_max = true;
+    let svg = spectrum_svg(&d);
+    assert_clean(&svg);
+    assert_eq!(lines_of(&svg, style.dw_pw)[0].len(), 9);
+    assert!(svg.contains("T = 3") && svg.contains("median") && svg.contains("10–90 %"));
+    let x3 = marker_x(&svg, style.marker);
+    d.t = 5;
+    let x5 = marker_x(&spectrum_svg(&d), style.marker);
+    assert!(x5 > x3 + 10.0, "cut did not move right: {x3} → {x5}");
+}
+
+fn curves(order: Order, n: usize) -> OrderCurves {
+    let energy: Vec<f64> = (1..=n).map(|t| 1.0 - (1.0 - t as f64 / n as f64).powi(2)).collect();
+    let error = energy.iter().map(|e| (1.0 - e).max(0.0).sqrt()).collect();
+    OrderCurves { order, energy, error }
+}
+
+#[test]
+fn energy_error_has_four_lines_and_a_legend() {
+    let style = ChartStyle::default();
+    let data = EnergyErrorData {
+        curves: vec![curves(Order::DwPw, 9), curves(Order::PwDw, 3)],
+        t: 2,
+        order: Order::DwPw,
+    };
+    let svg = to_svg(700, 420, |a| draw_energy_error(a, &data, &style)).unwrap();
+    assert_clean(&svg);
+    for label in ["energy kept, DW→PW", "energy kept, PW→DW", "weight error, DW→PW", "weight error, PW→DW"]
+    {
+        assert!(svg.contains(label), "legend misses {label}");
+    }
+    assert_eq!(lines_of(&svg, style.dw_pw)[0].len(), 9);
+    assert_eq!(lines_of(&svg, style.dw_pw_light)[0].len(), 9);
+    assert_eq!(lines_of(&svg, style.pw_dw)[0].len(), 3);
+    assert_eq!(lines_of(&svg, style.pw_dw_light)[0].len(), 3);
+    // Energy increases with T: y (pixels, downwards) decreases along the line.
+    let e = &lines_of(&svg, style.dw_pw)[0];
+    assert!(e.windows(2).all(|w| w[1].1 <= w[0].1 && w[1].0 > w[0].0));
+    let x2 = marker_x(&svg, style.marker);
+    let data4 = EnergyErrorData { t: 4, ..data };
+    let x4 = marker_x(&to_svg(700, 420, |a| draw_energy_error(a, &data4, &style)).unwrap(), style.marker);
+    // The marker sits on the data's x grid: T = 2 and T = 4 are two steps apart.
+    let step = e[1].0 - e[0].0;
+    assert!(((x4 - x2) - 2.0 * step).abs() <= 2.0, "marker {x2} → {x4}, step {step}");
+    assert!((x2 - e[1].0).abs() <= 1.0);
+}
+
+#[test]
+fn output_error_is_drawn_as_given() {
+    let style = ChartStyle::default();
+    let v = vec![0.5, 0.2, 0.3, 0.05, 0.0];
+    let data = OutputErrorData {
+        series: vec![(Order::PwDw, v.clone())],
+        t: 3,
+        order: Order::PwDw,
+        input_label: "astronaut".into(),
+    };
+    let svg = to_svg(600, 400, |a| draw_output_error(a, &data, &style)).unwrap();
+    assert_clean(&svg);
+    let line = &lines_of(&svg, style.pw_dw)[0];
+    assert_eq!(line.len(), v.len());
+    // Not monotone: T = 3 is above T = 2 (smaller y in pixels means larger value).
+    assert!(line[2].1 < line[1].1);
+    assert!(svg.contains("astronaut") && svg.contains("T = 3"));
+}
+
+fn layer(n: usize, c: usize, k: usize) -> ConvLayer {
+    let kernel = Kernel::new(n, c, k, k, vec![0.5; n * c * k * k]).unwrap();
+    ConvLayer::new(kernel, None, ConvGeometry::new(1, k / 2, 1)).unwrap()
+}
+
+#[test]
+fn costs_match_method_worked_numbers() {
+    // METHOD.md: N = C = 256, K = 3, s = 1: break-even 8.69; speed-ups 8.69, 4.35, 2.90, 2.17, 1.74; T = 9: 0.97.
+    let d = CostData::for_layer(&layer(256, 256, 3), 32, 32, 2, Order::DwPw).unwrap();
+    let dw = &d.series[0];
+    assert_eq!(dw.order, Order::DwPw);
+    assert!((dw.break_even_t - 256.0 * 9.0 / 265.0).abs() < 1e-9);
+    let speed: Vec<f64> = dw.macs.iter().map(|m| d.original_macs / m).collect();
+    for (got, want) in speed.iter().zip([8.69, 4.35, 2.90, 2.17, 1.74]) {
+        assert!((got - want).abs() < 0.006, "{got} vs {want}");
+    }
+    assert!((speed[8] - 0.97).abs() < 0.006);
+    assert_eq!(d.original_macs, 256.0 * 256.0 * 9.0 * 1024.0);
+    assert_eq!(dw.params[0], 256.0 * 9.0 + 256.0 * 256.0);
+    // PW→DW at stride 1: C·K² / (T·(C + K²)), the same numbers for C = N.
+    assert!((d.series[1].break_even_t - dw.break_even_t).abs() < 1e-9);
+    assert_eq!(d.series[1].macs.len(), 9);
+}
+
+#[test]
+fn cost_chart_marks_original_and_break_even() {
+    let style = ChartStyle::default();
+    let d = CostData::for_layer(&layer(256, 256, 3), 32, 32, 2, Order::DwPw).unwrap();
+    let svg = to_svg(900, 400, |a| draw_costs(a, &d, &style)).unwrap();
+    assert_clean(&svg);
+    for s in ["original layer", "break-even DW→PW T = 8.69", "theoretical", "MACs", "params", "T = 2"] {
+        assert!(svg.contains(s), "missing {s}");
+    }
+    // One MACs and one params line per ordering, 9 points each.
+    assert_eq!(lines_of(&svg, style.dw_pw).iter().filter(|p| p.len() == 9).count(), 2);
+    // A PW→DW layer with C = 3 (first layer): rank 3.
+    let d3 = CostData::for_layer(&layer(64, 3, 3), 64, 64, 1, Order::PwDw).unwrap();
+    assert_eq!(d3.series[1].macs.len(), 3);
+    assert_clean(&to_svg(900, 400, |a| draw_costs(a, &d3, &style)).unwrap());
+}
+
+/// DW→PW, N = 2, C = 1, 3×3: M = 3·e1 e0ᵀ... rows: W[0,0] = 3·δ0, W[1,0] = 2·δ1 (σ = 3, 2).
+fn hand_decomposition() -> (Kernel, Decomposition) {
+    let mut data = vec![0.0f32; 18];
+    data[0] = 3.0;
+    data[9 + 1] = 2.0;
+    let kernel = Kernel::new(2, 1, 3, 3, data).unwrap();
+    let mut dw = vec![0.0; 18];
+    dw[0] = 1.0;
+    dw[9 + 1] = 1.0;
+    let slice = Slice { sigma: vec![3.0, 2.0], dw, pw: vec![3.0, 0.0, 0.0, 2.0], energy: 13.0 };
+    let d = Decomposition {
+        order: Order::DwPw,
+        n: 2,
+        c: 1,
+        kh: 3,
+        kw: 3,
+        groups: 1,
+        full_rank: 2,
+        slices: vec![slice],
+    };
+    (kernel, d)
+}
+
+#[test]
+fn filter_data_rebuilds_by_hand() {
+    let (k, d) = hand_decomposition();
+    let f1 = FilterGridData::from_decomposition(&k, &d, 0, 1).unwrap();
+    assert_eq!(f1.rows, vec![0, 1]);
+    assert_eq!(f1.reconstructed[0][0], 3.0);
+    assert_eq!(f1.reconstructed[1], vec![0.0; 9]);
+    assert_eq!(f1.difference[1][1], 2.0);
+    assert_eq!(f1.pw, vec![vec![3.0], vec![0.0]]);
+    let f2 = FilterGridData::from_decomposition(&k, &d, 0, 2).unwrap();
+    assert!(f2.difference.iter().flatten().all(|&v| v == 0.0));
+    assert!(FilterGridData::from_decomposition(&k, &d, 1, 1).is_err());
+    assert!(FilterGridData::from_decomposition(&k, &d, 0, 3).is_err());
+    assert!(FilterGridData::from_decomposition(&k, &d, 0, 0).is_err());
+}
+
+#[test]
+fn filter_chart_draws_cells_with_symmetric_colours() {
+    let (k, d) = hand_decomposition();
+    let f = FilterGridData::from_decomposition(&k, &d, 0, 1).unwrap();
+    let svg = to_svg(800, 500, |a| draw_filters(a, &f, &ChartStyle::default())).unwrap();
+    assert_clean(&svg);
+    // The strongest positive weight (3) is the full red end of the colour map.
+    assert!(svg.contains(&hex(diverging_color(3.0, 3.0))));
+    assert!(svg.contains("difference, max |Δ| = 2.000"));
+    // 3 grids × 2 filters × 9 cells + 1 DW filter × 9 + 2 PW cells + colour bars (4 × 32).
+    let rects = svg.matches("<rect").count();
+    assert!(rects >= 54 + 9 + 2 + 4 * 32, "{rects} rectangles");
+}
+
+#[test]
+fn diverging_colours_are_symmetric() {
+    assert_eq!(diverging_color(0.0, 1.0), RGBColor(255, 255, 255));
+    assert_eq!(diverging_color(f64::NAN, 1.0), RGBColor(255, 255, 255));
+    assert_eq!(diverging_color(1.0, 0.0), RGBColor(255, 255, 255));
+    let (p, n) = (diverging_color(0.5, 1.0), diverging_color(-0.5, 1.0));
+    assert!(p.0 > p.2 && n.2 > n.0, "{p:?} {n:?}");
+    assert_eq!(diverging_color(5.0, 1.0), diverging_color(1.0, 1.0));
+}
+
+#[test]
+fn feature_maps_downsample_and_measure() {
+    let (h, w) = (100, 130);
+    let a: Vec<f32> = (0..h * w).map(|i| (i % w) as f32 - 50.0).collect();
+    let b: Vec<f32> = a.iter().map(|v| v * 0.9).collect();
+    let fa = FeatureMap::new(1, h, w, a).unwrap();
+    let fb = FeatureMap::new(1, h, w, b).unwrap();
+    let d = FeatureTripleData::new(&fa, &fb, 0, MAX_MAP_SIDE, "T = 2, DW→PW").unwrap();
+    assert!(d.original.w <= 64 && d.original.h <= 64 && d.original.w > 32);
+    assert!((d.rel_error - 0.1).abs() < 1e-6);
+    assert!(FeatureTripleData::new(&fa, &fb, 1, 64, "").is_err());
+    let svg = to_svg(900, 360, |a| draw_feature_maps(a, &d, &ChartStyle::default())).unwrap();
+    assert_clean(&svg);
+    assert!(svg.contains("relative error 0.100"));
+    assert!(svg.matches("<rect").count() >= 3 * d.original.w * d.original.h);
+}
+
+#[test]
+fn block_average_by_hand() {
+    let m = HeatMap::downsampled(&[1.0, 3.0, 5.0, 7.0], 2, 2, 1);
+    assert_eq!((m.w, m.h, m.values.clone()), (1, 1, vec![4.0]));
+    let m = HeatMap::downsampled(&[1.0, 3.0, 5.0], 3, 1, 2);
+    assert_eq!((m.w, m.h, m.values.clone()), (2, 1, vec![2.0, 5.0]));
+}
+
+#[test]
+fn degenerate_inputs_draw_without_error() {
+    let style = ChartStyle::dark();
+    // One all-zero slice, full rank 1.
+    let zero = Slice { sigma: vec![0.0], dw: vec![0.0; 9], pw: vec![0.0], energy: 0.0 };
+    let d = Decomposition {
+        order: Order::PwDw,
+        n: 1,
+        c: 1,
+        kh: 3,
+        kw: 3,
+        groups: 1,
+        full_rank: 1,
+        slices: vec![zero],
+    };
+    let k = Kernel::new(1, 1, 3, 3, vec![0.0; 9]).unwrap();
+    let spec = SpectrumData::from_decomposition(&d, 1);
+    assert_eq!(spec.zero_slices, 1);
+    let f = FilterGridData::from_decomposition(&k, &d, 0, 1).unwrap();
+    let c = EnergyErrorData {
+        curves: vec![OrderCurves { order: Order::PwDw, energy: vec![f64::NAN], error: vec![] }],
+        t: 1,
+        order: Order::PwDw,
+    };
+    let o = OutputErrorData { series: vec![], t: 1, order: Order::DwPw, input_label: String::new() };
+    let z = FeatureMap::zeros(1, 1, 1);
+    let m = FeatureTripleData::new(&z, &z, 0, 64, "").unwrap();
+    let cost = CostData::for_layer(
+        &ConvLayer::new(k.clone(), None, ConvGeometry::new(1, 1, 1)).unwrap(),
+        1,
+        1,
+        1,
+        Order::PwDw,
+    )
+    .unwrap();
+    let svgs = [
+        to_svg(300, 200, |a| draw_spectrum(a, &spec, &style)),
+        to_svg(300, 200, |a| draw_filters(a, &f, &style)),
+        to_svg(300, 200, |a| draw_energy_error(a, &c, &style)),
+        to_svg(300, 200, |a| draw_output_error(a, &o, &style)),
+        to_svg(300, 200, |a| draw_feature_maps(a, &m, &style)),
+        to_svg(300, 200, |a| draw_costs(a, &cost, &style)),
+        to_svg(10, 10, |a| draw_filters(a, &f, &style)),
+    ];
+    for s in svgs {
+        assert_clean(&s.unwrap());
+    }
+}

@@ -1,0 +1,388 @@
+//! Packed, cache-blocked single-thread SGEMM `C += A·B` (BLIS loop order).
+//!
+//! `A` (m × k, row-major) is packed once into MR-row panels; `B` (k × n) is produced block by block
+//! by a [`BSource`] straight into NR-column panels, so im2col never materialises the whole matrix.
+//! The micro-kernel keeps an MR × NR accumulator tile in registers: on x86-64 with AVX2+FMA
+//! (detected at run time) a 6 × 16 tile of twelve ymm registers with fused multiply-adds; on wasm
+//! built with `simd128` a 4 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
+
+use super::dw::valid_range;
+
+/// Depth of a packed block (rows of B / columns of A kept together).
+const KC: usize = 256;
+/// Columns of B packed per block.
+const NC: usize = 1024;
+/// Rows of A walked per B block (a multiple of both tile heights).
+const MC: usize = 96;
+
+/// Produces blocks of the k × n right-hand matrix in packed panel layout.
+pub(crate) trait BSource {
+    /// Writes rows `k0..k0+kc` and columns `j0..j0+nc` into `dst` as `ceil(nc/nr)` panels of
+    /// `kc × nr` values (`dst[(q·kc + p)·nr + jj]` = B[k0+p, j0+q·nr+jj]), zero beyond column `nc`.
+    fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
+}
+
+/// A plain row-major k × n matrix with leading dimension `ld`.
+pub(crate) struct MatB<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+}
+
+impl BSource for MatB<'_> {
+    fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        for (q, panel) in dst.chunks_exact_mut(kc * nr).take(nc.div_ceil(nr)).enumerate() {
+            let js = j0 + q * nr;
+            let nv = nr.min(j0 + nc - js);
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
+                let src = &self.data[(k0 + p) * self.ld + js..][..nv];
+                row[..nv].copy_from_slice(src);
+                row[nv..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// The implicit im2col matrix of one group of a conv input: row `(ci·kh + ky)·kw + kx`,
+/// column `oy·wo + ox` holds `x[ci, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw]` (0 outside).
+pub(crate) struct Im2colB<'a> {
+    /// The group's input channels, each h × w.
+    pub x: &'a [f32],
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub wo: usize,
+    pub stride: (usize, usize),
+    pub dilation: (usize, usize),
+    /// (top, left) padding.
+    pub pad: (usize, usize),
+}
+
+impl BSource for Im2colB<'_> {
+    fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        // Output pixel (oy, ox) of the first column of every panel.
+        let starts: Vec<(usize, usize)> =
+            (0..nc.div_ceil(nr)).map(|q| ((j0 + q * nr) / self.wo, (j0 + q * nr) % self.wo)).collect();
+        let hw = self.h * self.w;
+        for p in 0..kc {
+            let k = k0 + p;
+            let (ci, ky, kx) = (k / (self.kh * self.kw), (k / self.kw) % self.kh, k % self.kw);
+            let plane = &self.x[ci * hw..][..hw];
+            let tap = Tap { plane, dy: ky * self.dilation.0, dx: kx * self.dilation.1 };
+            let cols = valid_range(tap.dx, self.pad.1, self.stride.1, self.w, self.wo);
+            for (q, &(oy, ox)) in starts.iter().enumerate() {
+                let row = &mut dst[(q * kc + p) * nr..][..nr];
+                let n = nr.min(nc - q * nr);
+                self.fill_panel_row(&tap, cols, (oy, ox), &mut row[..n]);
+                row[n..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// One im2col row: an input plane and the tap's offset.
+struct Tap<'a> {
+    plane: &'a [f32],
+    dy: usize,
+    dx: usize,
+}
+
+impl Im2colB<'_> {
+    /// Fills `out` with the tap's values for consecutive output pixels starting at `(oy, ox)`,
+    /// output row by output row; `cols` is the range of output columns inside the image.
+    #[inline]
+    fn fill_panel_row(
+        &self,
+        tap: &Tap,
+        cols: (usize, usize),
+        (mut oy, mut ox): (usize, usize),
+        out: &mut [f32],
+    ) {
+        let (sh, sw) = self.stride;
+        let mut pos = 0;
+        while pos < out.len() {
+            let len = (self.wo - ox).min(out.len() - pos);
+            let seg = &mut out[pos..pos + len];
+            let iy = oy * sh + tap.dy;
+            if iy < self.pad.0 || iy - self.pad.0 >= self.h {
+                seg.fill(0.0);
+            } else {
+                let irow = &tap.plane[(iy - self.pad.0) * self.w..][..self.w];
+                let a = cols.0.clamp(ox, ox + len);
+                let b = cols.1.clamp(a, ox + len);
+                seg[..a - ox].fill(0.0);
+                if a < b {
+                    let start = a * sw + tap.dx - self.pad.1;
+                    let dst = &mut seg[a - ox..b - ox];
+                    if sw == 1 {
+                        dst.copy_from_slice(&irow[start..start + (b - a)]);
+                    } else {
+                        for (d, s) in dst.iter_mut().zip(irow[start..].iter().step_by(sw)) {
+                            *d = *s;
+                        }
+                    }
+                }
+                seg[b - ox..].fill(0.0);
+            }
+            pos += len;
+            ox = 0;
+            oy += 1;
+        }
+    }
+}
+
+/// Largest tile (MR·NR) of any micro-kernel.
+const TILE: usize = 96;
+
+/// A register-blocked micro-kernel computing one MR × NR tile of `Apanel · Bpanel`.
+trait Micro {
+    /// Tile height (rows of A per panel).
+    const MR: usize;
+    /// Tile width (columns of B per panel).
+    const NR: usize;
+    /// `out[i·NR + j] = Σ_p a[p·MR + i] · b[p·NR + j]` for p < kc. Does nothing if a slice is short.
+    ///
+    /// # Safety
+    /// The CPU must support the instructions the implementation is compiled for.
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]);
+}
+
+/// Portable 4 × 8 tile in plain Rust (LLVM vectorises what the target allows).
+struct Portable;
+impl Micro for Portable {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    #[inline(always)]
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
+        let mut acc = [[0.0f32; 8]; 4];
+        for (ap, bp) in a.chunks_exact(4).zip(b.chunks_exact(8)).take(kc) {
+            let (Ok(ap), Ok(bp)) = (<&[f32; 4]>::try_from(ap), <&[f32; 8]>::try_from(bp)) else {
+                continue;
+            };
+            for (row, &av) in acc.iter_mut().zip(ap) {
+                for (r, &bv) in row.iter_mut().zip(bp) {
+                    *r += av * bv;
+                }
+            }
+        }
+        for (o, v) in out.iter_mut().zip(acc.iter().flatten()) {
+            *o = *v;
+        }
+    }
+}
+
+/// wasm simd128 4 × 8 tile (compiled only when the `simd128` target feature is on).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+struct Simd128;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl Micro for Simd128 {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    #[inline(always)]
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
+        use std::arch::wasm32::*;
+        if a.len() < kc * 4 || b.len() < kc * 8 {
+            return;
+        }
+        let mut c = [f32x4_splat(0.0); 8];
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        for p in 0..kc {
+            // SAFETY: p·8 + 8 ≤ b.len() and p·4 + 4 ≤ a.len() were checked above.
+            let (b0, b1) = unsafe {
+                (v128_load(pb.add(p * 8) as *const v128), v128_load(pb.add(p * 8 + 4) as *const v128))
+            };
+            for i in 0..4 {
+                let av = f32x4_splat(unsafe { *pa.add(p * 4 + i) });
+                c[2 * i] = f32x4_add(c[2 * i], f32x4_mul(av, b0));
+                c[2 * i + 1] = f32x4_add(c[2 * i + 1], f32x4_mul(av, b1));
+            }
+        }
+        for (i, v) in c.iter().enumerate() {
+            // SAFETY: i·4 + 4 ≤ 32 ≤ TILE.
+            unsafe { v128_store(out.as_mut_ptr().add(i * 4) as *mut v128, *v) };
+        }
+    }
+}
+
+/// AVX2 + FMA 6 × 16 tile: twelve ymm accumulators, two B loads and six broadcasts per step.
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+#[cfg(target_arch = "x86_64")]
+impl Micro for Avx2 {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    #[inline(always)]
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
+        use std::arch::x86_64::*;
+        if a.len() < kc * 6 || b.len() < kc * 16 {
+            return;
+        }
+        // SAFETY: the caller guarantees AVX2 and FMA; every pointer offset stays below
+        // kc·6 ≤ a.len(), kc·16 ≤ b.len() (checked above) or 96 = TILE.
+        unsafe {
+            let z = _mm256_setzero_ps();
+            let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
+            let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
+            let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
+            for _ in 0..kc {
+                let b0 = _mm256_loadu_ps(pb);
+                let b1 = _mm256_loadu_ps(pb.add(8));
+                let a0 = _mm256_broadcast_ss(&*pa);
+                c00 = _mm256_fmadd_ps(a0, b0, c00);
+                c01 = _mm256_fmadd_ps(a0, b1, c01);
+                let a1 = _mm256_broadcast_ss(&*pa.add(1));
+                c10 = _mm256_fmadd_ps(a1, b0, c10);
+                c11 = _mm256_fmadd_ps(a1, b1, c11);
+                let a2 = _mm256_broadcast_ss(&*pa.add(2));
+                c20 = _mm256_fmadd_ps(a2, b0, c20);
+                c21 = _mm256_fmadd_ps(a2, b1, c21);
+                let a3 = _mm256_broadcast_ss(&*pa.add(3));
+                c30 = _mm256_fmadd_ps(a3, b0, c30);
+                c31 = _mm256_fmadd_ps(a3, b1, c31);
+                let a4 = _mm256_broadcast_ss(&*pa.add(4));
+                c40 = _mm256_fmadd_ps(a4, b0, c40);
+                c41 = _mm256_fmadd_ps(a4, b1, c41);
+                let a5 = _mm256_broadcast_ss(&*pa.add(5));
+                c50 = _mm256_fmadd_ps(a5, b0, c50);
+                c51 = _mm256_fmadd_ps(a5, b1, c51);
+                pa = pa.add(6);
+                pb = pb.add(16);
+            }
+            let o = out.as_mut_ptr();
+            for (i, v) in [c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51].iter().enumerate() {
+                _mm256_storeu_ps(o.add(i * 8), *v);
+            }
+        }
+    }
+}
+
+/// `C[..mv, ..nv] += tile` (tile rows of `nr` values).
+#[inline(always)]
+fn store_tile(tile: &[f32; TILE], nr: usize, c: &mut [f32], ldc: usize, mv: usize, nv: usize) {
+    for (i, t) in tile.chunks_exact(nr).take(mv).enumerate() {
+        for (r, v) in c[i * ldc..][..nv].iter_mut().zip(t) {
+            *r += v;
+        }
+    }
+}
+
+/// Packs all of A (m × k row-major) as: for each KC block starting at k0 (depth kc), `ceil(m/mr)`
+/// panels of kc × mr at `mp·k0 + i·kc·mr` (mp = m rounded up to mr), zero-padded rows.
+fn pack_a(mr: usize, m: usize, k: usize, a: &[f32]) -> Vec<f32> {
+    let mp = m.div_ceil(mr) * mr;
+    let mut out = vec![0.0f32; mp * k];
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        let block = &mut out[mp * k0..][..mp * kc];
+        for (i, panel) in block.chunks_exact_mut(kc * mr).enumerate() {
+            for ii in 0..mr.min(m - i * mr) {
+                let src = &a[(i * mr + ii) * k + k0..][..kc];
+                for (p, &v) in src.iter().enumerate() {
+                    panel[p * mr + ii] = v;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The blocked driver (BLIS order jc → pc → ic → jr → ir) for one micro-kernel.
+///
+/// # Safety
+/// The CPU must support the micro-kernel's instructions.
+#[inline(always)]
+unsafe fn gemm_impl<K: Micro, B: BSource>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (mr, nr) = (K::MR, K::NR);
+    let mp = m.div_ceil(mr) * mr;
+    let apack = pack_a(mr, m, k, a);
+    let mut bpack = vec![0.0f32; KC * NC.min(n).div_ceil(nr) * nr];
+    let mut tile = [0.0f32; TILE];
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            b.pack(nr, pc, kc, jc, nc, &mut bpack);
+            let ablock = &apack[mp * pc..][..mp * kc];
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                for jr in (0..nc).step_by(nr) {
+                    let nv = nr.min(nc - jr);
+                    let bpanel = &bpack[(jr / nr) * kc * nr..][..kc * nr];
+                    for ir in (ic..ic + mc).step_by(mr) {
+                        let apanel = &ablock[(ir / mr) * kc * mr..][..kc * mr];
+                        // SAFETY: forwarded from the caller.
+                        unsafe { K::tile(kc, apanel, bpanel, &mut tile) };
+                        store_tile(&tile, nr, &mut c[ir * ldc + jc + jr..], ldc, mr.min(m - ir), nv);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// AVX2 + FMA instantiation.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_avx2<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+    // SAFETY: this function is only entered with AVX2 and FMA available.
+    unsafe { gemm_impl::<Avx2, B>(m, k, n, a, b, c, ldc) }
+}
+
+/// The portable path: simd128 intrinsics on wasm when enabled, plain Rust elsewhere.
+fn gemm_fallback<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    // SAFETY: simd128 is enabled at compile time.
+    unsafe {
+        gemm_impl::<Simd128, B>(m, k, n, a, b, c, ldc)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    // SAFETY: the portable kernel uses no special instructions.
+    unsafe {
+        gemm_impl::<Portable, B>(m, k, n, a, b, c, ldc)
+    }
+}
+
+/// `C += A·B`: A is m × k row-major, B is k × n from `b`, C is m × n with leading dimension `ldc`.
+/// The caller guarantees the slice sizes (`a.len() ≥ m·k`, `c.len() ≥ (m−1)·ldc + n`).
+pub(crate) fn gemm<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the features were just detected on this CPU.
+            unsafe { gemm_avx2(m, k, n, a, b, c, ldc) };
+            return;
+        }
+    }
+    gemm_fallback(m, k, n, a, b, c, ldc)
+}
+
+/// The portable path regardless of the CPU (so tests cover it on AVX2 machines too).
+#[cfg(test)]
+pub(crate) fn gemm_portable<B: BSource>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    gemm_fallback(m, k, n, a, b, c, ldc)
+}
