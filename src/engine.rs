@@ -6,20 +6,15 @@
 //! [`Engine::assets_needed`] lists, hands them over with [`Engine::provide`], then calls
 //! [`Engine::handle`]. The host also supplies the clock (`performance.now()` in the browser).
 
-mod catalog;
-mod inputs;
-
-pub use catalog::{Example, EXAMPLES};
-pub use inputs::{input_plan, InputPlan, MODEL_ASSET};
-
 use crate::decouple::{Decomposition, Slice};
 use crate::error::{Error, Result};
+use crate::examples::{self, Example, InputSpec, KernelSource};
 use crate::layer::{ConvLayer, FeatureMap, Order};
 use crate::protocol::{
     ForwardResult, InputSummary, LayerSummary, OrderSummary, Request, RequestBody, Response, ResponseBody,
     SliceView,
 };
-use catalog as examples;
+use crate::vgg::{image_to_map, Normalisation, VggLayer, VggPrefix};
 use std::collections::HashMap;
 
 /// Milliseconds from an arbitrary origin (`performance.now()` in the browser).
@@ -27,6 +22,12 @@ pub type Clock = fn() -> f64;
 
 /// Largest image side the engine accepts (the page downscales before sending).
 pub const MAX_IMAGE_SIDE: usize = 1024;
+
+/// Longer side of the image the layers are run on (it is resized, aspect kept).
+pub const WORKING_SIDE: usize = 160;
+
+/// The VGG16-BN prefix weights, relative to the page.
+pub const MODEL_ASSET: &str = "assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors";
 
 /// An RGBA image as the page decoded it.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +61,7 @@ impl RgbaImage {
 
 /// A loaded example: the layer and both decompositions.
 struct Loaded {
-    info: examples::Example,
+    info: &'static Example,
     layer: ConvLayer,
     /// DW→PW then PW→DW.
     decs: Vec<Decomposition>,
@@ -92,39 +93,30 @@ pub struct Engine {
     loaded: Option<Loaded>,
     image: Option<RgbaImage>,
     prepared: Option<Prepared>,
+    vgg: Option<VggPrefix>,
 }
 
 impl Engine {
     /// An empty engine using `clock` for its timings.
     pub fn new(clock: Clock) -> Self {
-        Engine { clock, assets: HashMap::new(), loaded: None, image: None, prepared: None }
+        Engine { clock, assets: HashMap::new(), loaded: None, image: None, prepared: None, vgg: None }
     }
 
     /// Files (paths relative to the page) that `body` needs and the engine does not hold yet.
     pub fn assets_needed(&self, body: &RequestBody) -> Vec<String> {
         let mut paths = Vec::new();
-        let layer_needs = |info: &examples::Example, paths: &mut Vec<String>| {
-            if let Some(p) = info.asset_path() {
+        let (example, image_set) = match body {
+            RequestBody::LoadExample { example } => (examples::find(example), self.image.is_some()),
+            RequestBody::LoadImage { .. } => (self.loaded.as_ref().map(|l| l.info), true),
+            _ => (None, false),
+        };
+        if let Some(ex) = example {
+            if let (RequestBody::LoadExample { .. }, KernelSource::Asset(p)) = (body, ex.kernel) {
                 paths.push(p.to_string());
             }
-        };
-        match body {
-            RequestBody::LoadExample { example } => {
-                if let Some(info) = examples::find(example) {
-                    layer_needs(&info, &mut paths);
-                    if self.image.is_some() && input_plan(&info).needs_model() {
-                        paths.push(MODEL_ASSET.to_string());
-                    }
-                }
+            if image_set && needs_model(ex) && self.vgg.is_none() {
+                paths.push(MODEL_ASSET.to_string());
             }
-            RequestBody::LoadImage { .. } => {
-                if let Some(l) = &self.loaded {
-                    if input_plan(&l.info).needs_model() {
-                        paths.push(MODEL_ASSET.to_string());
-                    }
-                }
-            }
-            _ => {}
         }
         paths.retain(|p| !self.assets.contains_key(p));
         paths
@@ -174,17 +166,8 @@ impl Engine {
     /// Loads and decouples an example in both orderings; prepares the input if an image is set.
     pub fn load_example(&mut self, id: &str, report: &mut dyn FnMut(&str, f64)) -> Result<LayerSummary> {
         let info = examples::find(id).ok_or_else(|| Error::Param(format!("unknown example '{id}'")))?;
-        let bytes = match info.asset_path() {
-            Some(p) => Some(
-                self.assets
-                    .get(p)
-                    .ok_or_else(|| Error::Param(format!("file {p} was not provided")))?
-                    .as_slice(),
-            ),
-            None => None,
-        };
         report("reading the layer", 0.0);
-        let layer = info.build(bytes)?;
+        let layer = self.build_layer(info)?;
         let mut decs = Vec::new();
         let mut decouple_ms = Vec::new();
         for (i, order) in [Order::DwPw, Order::PwDw].into_iter().enumerate() {
@@ -214,43 +197,69 @@ impl Engine {
         Ok(LayerSummary {
             example: l.info.id.to_string(),
             title: l.info.title.to_string(),
-            source: l.info.source_line(),
+            source: format!("{} — licence: {}", l.info.source, l.info.licence),
+            note: l.info.note.to_string(),
+            preset_t: l.info.preset_t,
+            preset_order: l.info.preset_order,
             n: k.n,
             c: k.c,
             kh: k.kh,
             kw: k.kw,
-            groups: l.layer.geometry.groups,
-            stride: l.layer.geometry.stride.0,
+            geometry: l.layer.geometry,
             orders,
             input: None,
         })
     }
 
+    /// Builds the example's layer from its weights file or its generator.
+    fn build_layer(&self, info: &Example) -> Result<ConvLayer> {
+        let kernel = match info.kernel {
+            KernelSource::Asset(p) => {
+                let bytes =
+                    self.assets.get(p).ok_or_else(|| Error::Param(format!("file {p} was not provided")))?;
+                crate::npy::read_npy(bytes)?.into_kernel()?
+            }
+            KernelSource::Generated(g) => g.kernel()?,
+        };
+        let k = &kernel;
+        if (k.n, k.c, k.kh, k.kw) != info.shape {
+            return Err(Error::Shape(format!(
+                "{} should be {:?}, the file holds {}×{}×{}×{}",
+                info.id, info.shape, k.n, k.c, k.kh, k.kw
+            )));
+        }
+        ConvLayer::new(kernel, None, info.geometry())
+    }
+
     /// Computes the input activations for the current layer and image, and the original output.
     fn prepare(&mut self, report: &mut dyn FnMut(&str, f64)) -> Result<InputSummary> {
-        let l = self.loaded.as_ref().ok_or_else(no_layer)?;
+        let info = self.loaded.as_ref().ok_or_else(no_layer)?.info;
+        if needs_model(info) && self.vgg.is_none() {
+            report("reading the VGG16-BN prefix", 0.5);
+            let bytes = self
+                .assets
+                .remove(MODEL_ASSET)
+                .ok_or_else(|| Error::Param(format!("file {MODEL_ASSET} was not provided")))?;
+            self.vgg = Some(VggPrefix::from_safetensors(&bytes)?);
+        }
         let image = self.image.as_ref().ok_or_else(|| Error::Param("no image loaded yet".into()))?;
-        let plan = input_plan(&l.info);
-        let model = if plan.needs_model() {
-            Some(
-                self.assets
-                    .get(MODEL_ASSET)
-                    .ok_or_else(|| Error::Param(format!("file {MODEL_ASSET} was not provided")))?
-                    .as_slice(),
-            )
-        } else {
-            None
-        };
+        let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         report("computing the layer's input", 0.6);
         let start = (self.clock)();
-        let input = plan.run(image, model, l.layer.in_channels())?;
+        let (input, description) = layer_input(info, image, self.vgg.as_ref())?;
         let prefix_ms = (self.clock)() - start;
+        if input.c != l.layer.in_channels() {
+            return Err(Error::Shape(format!(
+                "the layer takes {} channels, its input has {}",
+                l.layer.in_channels(),
+                input.c
+            )));
+        }
         report("running the original layer", 0.8);
         let start = (self.clock)();
         let reference = crate::conv::layer_forward(&input, &l.layer)?;
         let original_ms = (self.clock)() - start;
-        let summary =
-            InputSummary { c: input.c, h: input.h, w: input.w, description: plan.describe(), prefix_ms };
+        let summary = InputSummary { c: input.c, h: input.h, w: input.w, description, prefix_ms };
         self.prepared = Some(Prepared { input, reference, original_ms, curves: HashMap::new() });
         Ok(summary)
     }
@@ -370,7 +379,16 @@ fn strip(d: &Decomposition) -> Decomposition {
         .iter()
         .map(|s| Slice { sigma: s.sigma.clone(), dw: Vec::new(), pw: Vec::new(), energy: s.energy })
         .collect();
-    Decomposition { slices, ..d.clone_header() }
+    Decomposition {
+        order: d.order,
+        n: d.n,
+        c: d.c,
+        kh: d.kh,
+        kw: d.kw,
+        groups: d.groups,
+        full_rank: d.full_rank,
+        slices,
+    }
 }
 
 /// The slice matrix of METHOD.md: DW→PW slice c = rows W[n, c] over the n of c's group;
@@ -402,22 +420,34 @@ fn slice_matrix(layer: &ConvLayer, order: Order, index: usize) -> Result<Vec<f64
     Ok(out)
 }
 
-/// Header fields of a decomposition with no slices.
-trait CloneHeader {
-    fn clone_header(&self) -> Decomposition;
+/// True when the example's input comes from the VGG16-BN prefix.
+fn needs_model(ex: &Example) -> bool {
+    matches!(ex.input, InputSpec::Vgg(l) if l != VggLayer::Conv1_1)
 }
 
-impl CloneHeader for Decomposition {
-    fn clone_header(&self) -> Decomposition {
-        Decomposition {
-            order: self.order,
-            n: self.n,
-            c: self.c,
-            kh: self.kh,
-            kw: self.kw,
-            groups: self.groups,
-            full_rank: self.full_rank,
-            slices: Vec::new(),
+/// The input of `ex`'s layer for `image`, and a sentence saying what it is.
+fn layer_input(ex: &Example, image: &RgbaImage, vgg: Option<&VggPrefix>) -> Result<(FeatureMap, String)> {
+    let rgb = |norm| image_to_map(&image.rgba, image.width, image.height, WORKING_SIDE, norm);
+    match ex.input {
+        InputSpec::Vgg(VggLayer::Conv1_1) => Ok((
+            rgb(Normalisation::ImageNet)?,
+            "the image, normalised as in ImageNet training (VGG16-BN's input)".into(),
+        )),
+        InputSpec::Vgg(layer) => {
+            let vgg = vgg.ok_or_else(|| Error::Param("the VGG16-BN prefix is not loaded".into()))?;
+            let x = vgg.input_of(&rgb(Normalisation::ImageNet)?, layer)?;
+            Ok((x, format!("the real VGG16-BN activations that feed {} for this image", layer.name())))
+        }
+        InputSpec::Image(norm) => Ok((rgb(norm)?, "the image itself, normalised".to_string())),
+        InputSpec::Random { seed } => {
+            let (h, w) = crate::vgg::working_size(image.width, image.height, WORKING_SIDE);
+            let x = examples::random_input(ex.shape.1, h, w, seed)?;
+            Ok((
+                x,
+                "Gaussian noise: this network's activations are not shipped, so the output error is \
+                 measured on noise"
+                    .to_string(),
+            ))
         }
     }
 }

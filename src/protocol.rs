@@ -6,7 +6,7 @@
 //! same types are tested natively.
 
 use crate::decouple::{Decomposition, Slice};
-use crate::layer::Order;
+use crate::layer::{ConvGeometry, Order};
 use serde::{Deserialize, Serialize};
 
 /// A request from the UI thread to the worker.
@@ -147,6 +147,12 @@ pub struct LayerSummary {
     pub title: String,
     /// Where the weights come from and their licence, for the page.
     pub source: String,
+    /// A short explanation of the example.
+    pub note: String,
+    /// The example's suggested T.
+    pub preset_t: usize,
+    /// The example's suggested ordering.
+    pub preset_order: Order,
     /// Output channels.
     pub n: usize,
     /// Input channels (per group).
@@ -155,10 +161,8 @@ pub struct LayerSummary {
     pub kh: usize,
     /// Kernel width.
     pub kw: usize,
-    /// Groups.
-    pub groups: usize,
-    /// Stride (same both ways in the examples).
-    pub stride: usize,
+    /// Stride, padding, dilation, groups.
+    pub geometry: ConvGeometry,
     /// DW→PW then PW→DW.
     pub orders: Vec<OrderSummary>,
     /// The input prepared for this layer, when an image was already loaded.

@@ -201,10 +201,8 @@ fn read_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let sh = &header[header.find("'shape': (").unwrap() + 10..];
     let shape: Vec<usize> =
         sh[..sh.find(')').unwrap()].split(',').filter_map(|x| x.trim().parse().ok()).collect();
-    let data: Vec<f32> = bytes[start + hlen..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let data: Vec<f32> =
+        bytes[start + hlen..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     assert_eq!(data.len(), shape.iter().product::<usize>());
     (shape, data)
 }
@@ -334,9 +332,8 @@ fn threshold_rules_against_scalar_reference() {
         };
         for tau in [0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.999] {
             let ns = d.slices.len();
-            let mean_t = (1..=r)
-                .find(|&t| (0..ns).map(|s| e(s, t)).sum::<f64>() / ns as f64 >= tau - 1e-12)
-                .unwrap();
+            let mean_t =
+                (1..=r).find(|&t| (0..ns).map(|s| e(s, t)).sum::<f64>() / ns as f64 >= tau - 1e-12).unwrap();
             let max_t = (0..ns).map(|s| (1..=r).find(|&t| e(s, t) >= tau - 1e-12).unwrap()).max().unwrap();
             assert_eq!(d.threshold_t(tau, ThresholdRule::Mean).unwrap(), mean_t, "{order:?} τ={tau}");
             assert_eq!(d.threshold_t(tau, ThresholdRule::Max).unwrap(), max_t, "{order:?} τ={tau}");
@@ -389,7 +386,8 @@ fn tiny_kernels_keep_their_accuracy() {
     let k = rand_kernel(16, 8, 3, 3, 77);
     let tiny = Kernel::new(16, 8, 3, 3, k.data.iter().map(|x| x * 1e-30).collect()).unwrap();
     for order in ORDERS {
-        let (a, b) = (Decomposition::new(&k, 1, order).unwrap(), Decomposition::new(&tiny, 1, order).unwrap());
+        let (a, b) =
+            (Decomposition::new(&k, 1, order).unwrap(), Decomposition::new(&tiny, 1, order).unwrap());
         for (x, y) in a.rel_weight_error().iter().zip(b.rel_weight_error()) {
             assert!((x - y).abs() < 1e-6, "{x} vs {y}");
         }
@@ -462,7 +460,12 @@ fn timing_decouple_native() {
             let start = std::time::Instant::now();
             let d = Decomposition::new(kernel, 1, order).unwrap();
             let el = start.elapsed();
-            println!("{label} {}: {:.1} ms ({} slices)", order.label(), el.as_secs_f64() * 1e3, d.slices.len());
+            println!(
+                "{label} {}: {:.1} ms ({} slices)",
+                order.label(),
+                el.as_secs_f64() * 1e3,
+                d.slices.len()
+            );
         }
     }
 }

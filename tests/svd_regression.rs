@@ -153,7 +153,9 @@ fn svd_regression_issue_1172() {
 fn zero_matrices_give_zero_factors() {
     for (m, n) in [(1, 1), (5, 3), (3, 5), (512, 9), (3, 9)] {
         let a = vec![0.0; m * n];
-        for s in [svd(&a, m, n).unwrap(), svd_gram(&a, m, n).unwrap(), svd_one_sided_jacobi(&a, m, n).unwrap()] {
+        for s in
+            [svd(&a, m, n).unwrap(), svd_gram(&a, m, n).unwrap(), svd_one_sided_jacobi(&a, m, n).unwrap()]
+        {
             assert!(s.sigma.iter().chain(&s.u).chain(&s.v).all(|&x| x == 0.0));
             assert_eq!(s.rank(), 0);
         }
@@ -211,8 +213,16 @@ fn tiny_and_huge_values_scale_exactly() {
 
 #[test]
 fn tall_and_wide_shapes() {
-    for (m, n, seed) in [(512, 9, 21), (4096, 9, 22), (3, 9, 23), (4, 25, 24), (9, 3, 25), (1, 9, 26), (9, 1, 27), (2048, 49, 28)]
-    {
+    for (m, n, seed) in [
+        (512, 9, 21),
+        (4096, 9, 22),
+        (3, 9, 23),
+        (4, 25, 24),
+        (9, 3, 25),
+        (1, 9, 26),
+        (9, 1, 27),
+        (2048, 49, 28),
+    ] {
         let a = rand_matrix(m, n, seed);
         let s = check_all(&a, m, n);
         assert_eq!(s.rank(), m.min(n));
@@ -295,4 +305,3 @@ proptest! {
         check_all(&a, m, n);
     }
 }
-

@@ -5,16 +5,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlImageElement};
 
-/// Longest side of the image the layers are run on.
-pub const MAX_SIDE: u32 = 160;
-
-/// Built-in images: (id, file under `assets/images/`, label, licence).
-pub const IMAGES: &[(&str, &str, &str)] = &[
-    ("astronaut", "assets/images/astronaut_256.png", "Astronaut (NASA, public domain)"),
-    ("chelsea", "assets/images/chelsea.png", "Chelsea the cat (CC0)"),
-    ("coffee", "assets/images/coffee_384x256.png", "Coffee (CC0)"),
-    ("camera", "assets/images/camera.png", "Cameraman (CC0)"),
-];
+/// Longest side of the image sent to the worker (which resizes it further to its working size).
+pub const MAX_SIDE: u32 = 256;
 
 /// Decoded pixels.
 pub struct Pixels {

@@ -6,16 +6,15 @@ mod client;
 mod image;
 mod model;
 mod plots;
-mod url;
 mod view;
 
 use crate::protocol::{
     ForwardResult, InputSummary, LayerSummary, RequestBody, Response, ResponseBody, SliceView,
 };
+use crate::state::AppState;
 use crate::Order;
 use client::WorkerClient;
 use leptos::prelude::*;
-use url::UiState;
 
 /// Mounts the app on `<body>`.
 pub fn mount() {
@@ -27,7 +26,7 @@ pub fn mount() {
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx {
     /// The user's choices (mirrored in the URL).
-    pub state: RwSignal<UiState>,
+    pub state: RwSignal<AppState>,
     /// The loaded layer's summary (both orderings).
     pub layer: RwSignal<Option<LayerSummary>>,
     /// The chosen slice's factors.
@@ -52,7 +51,7 @@ impl Ctx {
     fn new() -> Self {
         let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
         Ctx {
-            state: RwSignal::new(UiState::from_query(&search)),
+            state: RwSignal::new(AppState::from_query(&search)),
             layer: RwSignal::new(None),
             slice: RwSignal::new(None),
             fwd: RwSignal::new(None),
@@ -115,19 +114,16 @@ impl Ctx {
 
     /// Full rank of the current ordering (9 before a layer is loaded).
     pub fn full_rank(&self) -> usize {
-        let order = self.state.with(|s| s.order());
+        let order = self.state.with(|s| s.order);
         self.layer.with(|l| l.as_ref().and_then(|l| l.order(order)).map(|o| o.spectra.full_rank).unwrap_or(9))
     }
 }
 
 /// Clamps T and the channels to what `layer` allows.
-fn clamp_to_layer(s: &mut UiState, layer: &LayerSummary) {
-    let order = s.order();
-    if let Some(o) = layer.order(order) {
-        s.t = s.t.clamp(1, o.spectra.full_rank.max(1));
-        s.channel = s.channel.min(o.spectra.slices.len().saturating_sub(1));
+fn clamp_to_layer(s: &mut AppState, layer: &LayerSummary) {
+    if let Some(o) = layer.order(s.order) {
+        s.clamp_to(o.spectra.full_rank, o.spectra.slices.len(), layer.n);
     }
-    s.out = s.out.min(layer.n.saturating_sub(1));
 }
 
 /// Starts the worker and wires its responses into `ctx`.

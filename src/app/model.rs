@@ -1,59 +1,49 @@
-//! Small derived values the views show (adapters over the core's summaries).
+//! Small derived values the views show, built from the worker's summaries with the core's cost
+//! model.
 
-use crate::protocol::{LayerSummary, SliceView};
-use crate::Order;
+use crate::charts::{CostData, CostSeries};
+use crate::cost::CostModel;
+use crate::layer::Order;
+use crate::protocol::LayerSummary;
 
-/// Costs of one configuration (METHOD.md "Costs"), MACs for an output of `hw`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CostRow {
-    /// MACs of the original layer.
-    pub original_macs: f64,
-    /// MACs of the decoupled layer.
-    pub macs: f64,
-    /// Parameters of the original layer (no bias).
-    pub original_params: f64,
-    /// Parameters of the decoupled layer (no bias).
-    pub params: f64,
+/// Input size assumed before an image has been run through the network (VGG conv3 resolution).
+pub const DEFAULT_HW: (usize, usize) = (56, 56);
+
+/// The cost model of `layer` on an `hw` input.
+pub fn cost_model(layer: &LayerSummary, hw: (usize, usize)) -> crate::Result<CostModel> {
+    let g = &layer.geometry;
+    CostModel::new(layer.n, layer.c * g.groups.max(1), layer.kh, layer.kw, hw.0, hw.1, g)
 }
 
-impl CostRow {
-    /// Theoretical speed-up (original MACs / decoupled MACs).
-    pub fn speedup(&self) -> f64 {
-        self.original_macs / self.macs.max(1.0)
-    }
-}
-
-/// Costs of `layer` decoupled in `order` with T terms, output `hw` (input = output × stride).
-pub fn cost_row(layer: &LayerSummary, order: Order, t: usize, hw: (usize, usize)) -> CostRow {
-    let (n, c, k2, s) =
-        (layer.n as f64, (layer.c * layer.groups) as f64, (layer.kh * layer.kw) as f64, layer.stride as f64);
-    let cpg = layer.c as f64;
-    let g = layer.groups as f64;
-    let (ho, wo) = (hw.0 as f64, hw.1 as f64);
-    let t = t as f64;
-    let original_macs = n * cpg * k2 * ho * wo;
-    let original_params = n * cpg * k2;
-    let (macs, params) = match order {
-        Order::DwPw => (c * t * k2 * ho * wo + c * t * (n / g) * ho * wo, c * t * k2 + (n / g) * c * t),
-        Order::PwDw => (n * t * cpg * ho * wo * s * s + n * t * k2 * ho * wo, n * t * cpg + n * t * k2),
-    };
-    CostRow { original_macs, macs, original_params, params }
-}
-
-/// The slice matrix rebuilt from its first `t` terms: Σ_k pw_k[r] · dw_k[j] (pw holds σ·u).
-pub fn reconstruct_slice(s: &SliceView, t: usize) -> Vec<f64> {
-    let mut out = vec![0.0; s.rows * s.k2];
-    let t = t.min(s.factors.sigma.len());
-    for k in 0..t {
-        let dw = &s.factors.dw[k * s.k2..(k + 1) * s.k2];
-        let pw = &s.factors.pw[k * s.rows..(k + 1) * s.rows];
-        for (r, &p) in pw.iter().enumerate() {
-            for (j, &d) in dw.iter().enumerate() {
-                out[r * s.k2 + j] += p * d;
+/// The cost chart's data for T = 1..=full rank of each ordering.
+pub fn cost_data(
+    layer: &LayerSummary,
+    hw: (usize, usize),
+    t: usize,
+    order: Order,
+) -> crate::Result<CostData> {
+    let m = cost_model(layer, hw)?;
+    let series = layer
+        .orders
+        .iter()
+        .map(|o| {
+            let ord = o.spectra.order;
+            let ts = 1..=o.spectra.full_rank.max(1);
+            CostSeries {
+                order: ord,
+                macs: ts.clone().map(|t| m.decoupled_macs(ord, t) as f64).collect(),
+                params: ts.map(|t| m.decoupled_params(ord, t) as f64).collect(),
+                break_even_t: m.break_even(ord),
             }
-        }
-    }
-    out
+        })
+        .collect();
+    Ok(CostData {
+        original_macs: m.regular_macs() as f64,
+        original_params: m.regular_params() as f64,
+        series,
+        t,
+        order,
+    })
 }
 
 /// "2.90×".

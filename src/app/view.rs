@@ -1,11 +1,11 @@
 //! The page: controls, numbers and plot cards, and the effects that keep them in step.
 
 use super::canvas::{download_svg, draw_on, to_svg};
-use super::image::{decode_file, decode_url, IMAGES};
-use super::model::{cost_row, format_error, format_speedup};
+use super::image::{decode_file, decode_url};
+use super::model::{cost_model, format_error, format_speedup, DEFAULT_HW};
 use super::{plots, start_worker, Ctx};
 use crate::decouple::ThresholdRule;
-use crate::engine::EXAMPLES;
+use crate::examples::{self, IMAGES};
 use crate::protocol::RequestBody;
 use crate::Order;
 use leptos::html;
@@ -68,10 +68,10 @@ pub fn App() -> impl IntoView {
 /// Sends worker requests when the inputs they depend on change.
 fn wire_requests(ctx: Ctx) {
     let example = Memo::new(move |_| ctx.state.with(|s| s.example.clone()));
-    let order = Memo::new(move |_| ctx.state.with(|s| s.order()));
+    let order = Memo::new(move |_| ctx.state.with(|s| s.order));
     let t = Memo::new(move |_| ctx.state.with(|s| s.t));
     let channel = Memo::new(move |_| ctx.state.with(|s| s.channel));
-    let out = Memo::new(move |_| ctx.state.with(|s| s.out));
+    let out = Memo::new(move |_| ctx.state.with(|s| s.out_channel));
     let image = Memo::new(move |_| ctx.state.with(|s| s.image.clone()));
     let loaded = Memo::new(move |_| ctx.layer.with(|l| l.as_ref().map(|l| l.example.clone())));
     let has_input = Memo::new(move |_| ctx.input.with(|i| i.is_some()));
@@ -85,8 +85,8 @@ fn wire_requests(ctx: Ctx) {
     });
     Effect::new(move |_| {
         let id = image.get();
-        if let Some((_, path, _)) = IMAGES.iter().find(|i| i.0 == id) {
-            let path = path.to_string();
+        if let Some(info) = IMAGES.iter().find(|i| i.id == id) {
+            let path = info.path.to_string();
             leptos::task::spawn_local(async move {
                 match decode_url(&path).await {
                     Ok(px) => {
@@ -158,7 +158,7 @@ fn wire_keyboard(ctx: Ctx) {
 fn toggle_order(ctx: Ctx) {
     let layer = ctx.layer.get_untracked();
     ctx.state.update(|s| {
-        s.order = s.order().flip().as_str().to_string();
+        s.order = s.order.flip();
         if let Some(l) = &layer {
             super::clamp_to_layer(s, l);
         }
@@ -184,14 +184,14 @@ fn Controls() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let full = move || ctx.full_rank();
     let t = move || ctx.state.with(|s| s.t);
-    let order = move || ctx.state.with(|s| s.order());
+    let order = move || ctx.state.with(|s| s.order);
     let slices = move || {
         let o = order();
         ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.slices.len()).unwrap_or(1))
     };
     let outs = move || ctx.layer.with(|l| l.as_ref().map(|l| l.n).unwrap_or(1));
     let apply_threshold = move || {
-        let (tau, rule, o) = ctx.state.with(|s| (s.tau, s.rule(), s.order()));
+        let (tau, rule, o) = ctx.state.with(|s| (s.tau.unwrap_or(0.9), s.rule, s.order));
         let t =
             ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.threshold_t(tau, rule)));
         match t {
@@ -230,9 +230,16 @@ fn Controls() -> impl IntoView {
             <label>"Example "
                 <select data-testid="example-select" on:change=move |ev| {
                     let v = event_target_value(&ev);
-                    ctx.state.update(|s| s.example = v);
+                    if let Some(ex) = examples::find(&v) {
+                        ctx.state.update(|s| {
+                            s.example = v;
+                            s.t = ex.preset_t;
+                            s.order = ex.preset_order;
+                            s.tau = None;
+                        });
+                    }
                 }>
-                    {EXAMPLES.iter().map(|e| {
+                    {examples::catalogue().iter().map(|e| {
                         let id = e.id;
                         view! { <option value=id prop:selected=move || ctx.state.with(|s| s.example == id)>{e.title}</option> }
                     }).collect_view()}
@@ -245,7 +252,10 @@ fn Controls() -> impl IntoView {
                     aria-valuetext=move || format!("T = {} of {}", t(), full())
                     on:input=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                            ctx.state.update(|s| s.t = v.clamp(1, full()));
+                            ctx.state.update(|s| {
+                                s.t = v.clamp(1, full());
+                                s.tau = None;
+                            });
                         }
                     }/>
             </label>
@@ -255,11 +265,12 @@ fn Controls() -> impl IntoView {
             </button>
             <label>"Energy threshold τ "
                 <input type="number" data-testid="threshold-input" min="0.5" max="1" step="0.01"
-                    prop:value=move || format!("{:.2}", ctx.state.with(|s| s.tau))
+                    prop:value=move || ctx.state.with(|s| s.tau.map(|x| format!("{x:.2}")).unwrap_or_default())
+                    placeholder="0.90"
                     on:change=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
                             if v.is_finite() {
-                                ctx.state.update(|s| s.tau = v.clamp(0.5, 1.0));
+                                ctx.state.update(|s| s.tau = Some(v.clamp(0.01, 1.0)));
                                 apply_threshold();
                             }
                         }
@@ -268,11 +279,11 @@ fn Controls() -> impl IntoView {
             <label>"rule "
                 <select data-testid="threshold-rule" on:change=move |ev| {
                     let v = event_target_value(&ev);
-                    ctx.state.update(|s| s.rule = if v == "max" { "max".into() } else { "mean".into() });
+                    ctx.state.update(|s| s.rule = if v == "max" { ThresholdRule::Max } else { ThresholdRule::Mean });
                     apply_threshold();
                 }>
-                    <option value="mean" prop:selected=move || ctx.state.with(|s| s.rule() == ThresholdRule::Mean)>"mean over slices (official code)"</option>
-                    <option value="max" prop:selected=move || ctx.state.with(|s| s.rule() == ThresholdRule::Max)>"max over slices (TRP code)"</option>
+                    <option value="mean" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Mean)>"mean over slices (official code)"</option>
+                    <option value="max" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Max)>"max over slices (TRP code)"</option>
                 </select>
             </label>
             <label>{move || if order() == Order::DwPw { "Input channel " } else { "Output channel " }}
@@ -289,11 +300,11 @@ fn Controls() -> impl IntoView {
             <label>"Output map "
                 <select data-testid="out-channel-select" on:change=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                        ctx.state.update(|s| s.out = v);
+                        ctx.state.update(|s| s.out_channel = v);
                     }
                 }>
                     {move || (0..outs()).map(|i| view! {
-                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.out == i)>{i}</option>
+                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.out_channel == i)>{i}</option>
                     }).collect_view()}
                 </select>
             </label>
@@ -302,9 +313,9 @@ fn Controls() -> impl IntoView {
                     let v = event_target_value(&ev);
                     ctx.state.update(|s| s.image = v);
                 }>
-                    {IMAGES.iter().map(|(id, _, label)| {
-                        let id = *id;
-                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.image == id)>{*label}</option> }
+                    {IMAGES.iter().map(|info| {
+                        let id = info.id;
+                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.image == id)>{info.title}</option> }
                     }).collect_view()}
                     <option value="upload" disabled=true prop:selected=move || ctx.state.with(|s| s.image == "upload")>"your image"</option>
                 </select>
@@ -322,7 +333,7 @@ fn Controls() -> impl IntoView {
 fn Numbers() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let weight_error = move || {
-        let (t, o) = ctx.state.with(|s| (s.t, s.order()));
+        let (t, o) = ctx.state.with(|s| (s.t, s.order));
         ctx.layer.with(|l| {
             l.as_ref()
                 .and_then(|l| l.order(o))
@@ -332,10 +343,12 @@ fn Numbers() -> impl IntoView {
         })
     };
     let speedup = move || {
-        let (t, o) = ctx.state.with(|s| (s.t, s.order()));
+        let (t, o) = ctx.state.with(|s| (s.t, s.order));
         ctx.layer.with(|l| {
+            let hw = ctx.input.with(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
             l.as_ref()
-                .map(|l| format_speedup(cost_row(l, o, t, (56, 56)).speedup()))
+                .and_then(|l| cost_model(l, hw).ok())
+                .map(|m| format_speedup(m.speedup(o, t)))
                 .unwrap_or_else(|| "…".into())
         })
     };
@@ -440,7 +453,7 @@ fn draw_chart<DB: plotters::prelude::DrawingBackend>(
     which: Which,
     area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
 ) -> Result<bool, String> {
-    let (t, order) = ctx.state.with_untracked(|s| (s.t, s.order()));
+    let (t, order) = ctx.state.with_untracked(|s| (s.t, s.order));
     let layer = ctx.layer.read_untracked();
     let Some(layer) = layer.as_ref() else { return Ok(false) };
     match which {
@@ -448,10 +461,10 @@ fn draw_chart<DB: plotters::prelude::DrawingBackend>(
             Some(o) => plots::spectrum(area, &o.spectra, t)?,
             None => return Ok(false),
         },
-        Which::Error => plots::errors(area, layer, t)?,
+        Which::Error => plots::errors(area, layer, t, order)?,
         Which::Cost => {
-            let hw = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| (f.h, f.w))).unwrap_or((56, 56));
-            plots::cost(area, layer, t, hw)?
+            let hw = ctx.input.with_untracked(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
+            plots::cost(area, layer, t, order, hw)?
         }
         Which::Filters => match ctx.slice.read_untracked().as_ref() {
             Some(s) if s.order == order => plots::filters(area, s, t)?,
@@ -466,7 +479,11 @@ fn draw_chart<DB: plotters::prelude::DrawingBackend>(
             if curves.is_empty() {
                 return Ok(false);
             }
-            plots::output_error(area, layer, &curves, t)?
+            let label = ctx
+                .input
+                .with_untracked(|i| i.as_ref().map(|i| format!("{}×{} input", i.h, i.w)))
+                .unwrap_or_default();
+            plots::output_error(area, &curves, t, order, &label)?
         }
     }
     Ok(true)
@@ -486,14 +503,14 @@ fn PlotCard(
     let drawn = RwSignal::new(false);
     Effect::new(move |_| {
         // Dependencies of every chart: T, ordering, the layer, the worker's results, the size.
-        ctx.state.with(|s| (s.t, s.order()));
+        ctx.state.with(|s| (s.t, s.order));
         ctx.layer.track();
         ctx.resize.track();
         match which {
             Which::Filters => ctx.slice.track(),
             Which::Maps => ctx.fwd.track(),
             Which::OutErr => ctx.curves.track(),
-            Which::Cost => ctx.fwd.track(),
+            Which::Cost => ctx.input.track(),
             _ => {}
         }
         let Some(el) = canvas.get() else { return };

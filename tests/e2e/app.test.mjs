@@ -152,14 +152,14 @@ test('default view: every control and plot, non-blank canvases, numbers of the c
 });
 
 test('slider, keyboard and ordering change T and the weight error as the core says', async () => {
-  const p = await openPage('?example=vgg-conv3_2&t=3&order=dw-pw');
+  const p = await openPage('?example=vgg16bn_conv3_2&t=3&order=dw-pw');
   const { page } = p;
-  await expectWeightError(page, 'vgg-conv3_2', 'dw-pw', 3);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 3);
   assert.equal(await text(page, 'speedup'), '2.90×');
   const before = await text(page, 'weight-error');
   await page.getByTestId('t-slider').fill('5');
   assert.equal(await page.getByTestId('t-slider').getAttribute('aria-valuetext'), 'T = 5 of 9');
-  await expectWeightError(page, 'vgg-conv3_2', 'dw-pw', 5);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 5);
   assert.notEqual(await text(page, 'weight-error'), before);
   assert.equal(await text(page, 'speedup'), '1.74×');
   // Redraw time of the four layer charts after a T change (256→256 layer).
@@ -176,38 +176,38 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
   });
   figures.t_change_256_charts_ms = redraw.charts_ms;
   figures.t_change_256_to_next_frame_ms = redraw.frame_ms;
-  await expectWeightError(page, 'vgg-conv3_2', 'dw-pw', 2);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 2);
   // Keyboard: ← lowers T, → raises it, o toggles the ordering.
   await page.locator('h1').click();
   await page.keyboard.press('ArrowLeft');
-  await expectWeightError(page, 'vgg-conv3_2', 'dw-pw', 1);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 1);
   await page.keyboard.press('ArrowRight');
   await page.keyboard.press('ArrowRight');
-  await expectWeightError(page, 'vgg-conv3_2', 'dw-pw', 3);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 3);
   await page.keyboard.press('o');
-  await expectWeightError(page, 'vgg-conv3_2', 'pw-dw', 3);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'pw-dw', 3);
   assert.match(await text(page, 'order-toggle'), /PW→DW/);
   await page.getByTestId('order-toggle').click();
-  await expectWeightError(page, 'vgg-conv3_2', 'dw-pw', 3);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 3);
   // The threshold sets T.
   await page.getByTestId('threshold-input').fill('0.99');
   await page.getByTestId('threshold-input').dispatchEvent('change');
   await page.waitForFunction(() => new URL(location.href).searchParams.get('tau') === '0.99');
   const tThreshold = Number((await state(page)).t);
   assert.ok(tThreshold >= 1 && tThreshold <= 9);
-  await expectWeightError(page, 'vgg-conv3_2', 'dw-pw', tThreshold);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', tThreshold);
   await noProblems(p);
   await p.context.close();
 });
 
 test('changing the example and the image redraws with the right numbers', async () => {
-  const p = await openPage('?example=vgg-conv3_2&t=2');
+  const p = await openPage('?example=vgg16bn_conv3_2&t=2');
   const { page } = p;
-  await page.getByTestId('example-select').selectOption('vgg-conv1_1');
-  await page.waitForFunction(() => new URL(location.href).searchParams.get('example') === 'vgg-conv1_1');
-  await expectWeightError(page, 'vgg-conv1_1', 'dw-pw', 2);
+  await page.getByTestId('example-select').selectOption('vgg16bn_conv1_1');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('example') === 'vgg16bn_conv1_1');
+  await expectWeightError(page, 'vgg16bn_conv1_1', 'dw-pw', 2);
   await page.getByTestId('order-toggle').click();
-  await expectWeightError(page, 'vgg-conv1_1', 'pw-dw', 2);
+  await expectWeightError(page, 'vgg16bn_conv1_1', 'pw-dw', 2);
   assert.equal(await page.getByTestId('t-slider').getAttribute('max'), '3');
   // A built-in image.
   const mapsBefore = await page.evaluate(() => document.querySelector('canvas.plot-maps').toDataURL());
@@ -231,30 +231,30 @@ test('changing the example and the image redraws with the right numbers', async 
 });
 
 test('the address reproduces the view; hostile values are clamped', async () => {
-  const p = await openPage('?example=dlib-conv64&t=4&order=pw-dw&channel=5&out=7');
+  const p = await openPage('?example=dlib_conv64_1&t=4&order=pw-dw&channel=5&out=7');
   const { page } = p;
-  await expectWeightError(page, 'dlib-conv64', 'pw-dw', 4);
+  await expectWeightError(page, 'dlib_conv64_1', 'pw-dw', 4);
   await page.reload();
   await page.waitForSelector('body[data-ready="1"]', { timeout: TIMEOUT });
   const s = await state(page);
-  assert.equal(s.example, 'dlib-conv64');
+  assert.equal(s.example, 'dlib_conv64_1');
   assert.equal(s.t, '4');
   assert.equal(s.order, 'pw-dw');
   assert.equal(s.channel, '5');
   assert.equal(await page.getByTestId('channel-select').inputValue(), '5');
-  await expectWeightError(page, 'dlib-conv64', 'pw-dw', 4);
+  await expectWeightError(page, 'dlib_conv64_1', 'pw-dw', 4);
   await noProblems(p);
   await p.context.close();
 
   const h = await openPage('?example=../../etc/passwd&t=99999&order=evil&tau=NaN&channel=-3&out=1e9&rule=<script>');
   const hs = await state(h.page);
-  assert.equal(hs.example, 'vgg-conv3_2');
+  assert.equal(hs.example, 'vgg16bn_conv3_2');
   assert.equal(hs.t, '9');
   assert.equal(hs.order, 'dw-pw');
   assert.equal(hs.rule, 'mean');
   assert.equal(hs.channel, '0');
   assert.ok(Number(hs.out) <= 255);
-  await expectWeightError(h.page, 'vgg-conv3_2', 'dw-pw', 9);
+  await expectWeightError(h.page, 'vgg16bn_conv3_2', 'dw-pw', 9);
   await noProblems(h);
   await h.context.close();
 });
