@@ -51,12 +51,12 @@ pub fn App() -> impl IntoView {
                     blurb="Relative weight error ‖W − W_T‖ / ‖W‖ (solid) and energy kept (dashed) against T, for both orderings."/>
                 <PlotCard id="cost" title="Cost (theoretical)" testid="cost-plot"
                     blurb="Multiply-accumulates of the decoupled layer against T, with the original layer's line: below it, the decoupled layer is cheaper."/>
-                <PlotCard id="filters" title="Filters of one channel" testid="filters-plot"
+                <PlotCard id="filters" title="Filters of one channel" testid="filters-plot" span=2
                     blurb="Original filters of the chosen slice, rebuilt from T terms, their difference; below, the depthwise filters and pointwise weights that make them."/>
-                <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" wide=true
-                    blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
                 <PlotCard id="outerr" title="Output error" testid="output-error-plot"
                     blurb="Relative error of the whole output against T on this image. It follows the image's statistics, not the weights: it need not be monotone."/>
+                <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" span=3
+                    blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
             </section>
         </main>
         <footer>
@@ -495,7 +495,9 @@ fn PlotCard(
     title: &'static str,
     testid: &'static str,
     blurb: &'static str,
-    #[prop(optional)] wide: bool,
+    /// Columns the card spans (1, 2, or 3 = the whole row).
+    #[prop(optional)]
+    span: u8,
 ) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let which = Which::from_id(id);
@@ -538,7 +540,7 @@ fn PlotCard(
         }
     };
     view! {
-        <article class=if wide { "card wide" } else { "card" } data-testid=testid>
+        <article class=match span { 3 => "card wide", 2 => "card span2", _ => "card" } data-testid=testid>
             <div class="card-head">
                 <h2>{title}</h2>
                 <button class="svg" title="download as SVG" on:click=export>"SVG"</button>
