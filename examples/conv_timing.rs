@@ -55,11 +55,16 @@ fn main() -> ndlab::Result<()> {
     let ms = best_ms(reps, || drop(conv2d(&x, &kernel, Some(&bias), &geom)));
     report("conv2d 256→256 3×3", ms, (n * c * k * k) as f64 * hw);
 
-    let ms = best_ms(reps, || drop(depthwise(&x, &noise(c * t * 9, 4), t, 3, 3, &geom)));
+    let (dwf, pwf) = (noise(c * t * 9, 4), noise(n * c * t, 6));
+    let ms = best_ms(reps, || drop(depthwise(&x, &dwf, t, 3, 3, &geom)));
     report("depthwise 256 ×2", ms, (c * t * 9) as f64 * hw);
     let mid = FeatureMap::new(c * t, h, w, noise(c * t * h * w, 5))?;
-    let ms = best_ms(reps, || drop(pointwise(&mid, &noise(n * c * t, 6), n, 1, Some(&bias))));
+    let ms = best_ms(reps, || drop(pointwise(&mid, &pwf, n, 1, Some(&bias))));
     report("pointwise 512→256", ms, (n * c * t) as f64 * hw);
+    let ms = best_ms(reps, || {
+        let _ = depthwise(&x, &dwf, t, 3, 3, &geom).and_then(|m| pointwise(&m, &pwf, n, 1, Some(&bias)));
+    });
+    report("DW then PW (unfused) T=2", ms, ((c * t * 9) + (c * t * n)) as f64 * hw);
 
     let dwpw = Merged {
         order: Order::DwPw,
@@ -73,7 +78,7 @@ fn main() -> ndlab::Result<()> {
         pw: noise(n * c * t, 8),
     };
     let ms = best_ms(reps, || drop(decoupled_forward(&x, &dwpw, Some(&bias), &geom)));
-    report("DW→PW T=2", ms, ((c * t * 9) + (c * t * n)) as f64 * hw);
+    report("DW→PW T=2 (fused)", ms, ((c * t * 9) + (c * t * n)) as f64 * hw);
     let pwdw = Merged { order: Order::PwDw, dw: noise(n * t * 9, 9), pw: noise(n * t * c, 10), ..dwpw };
     let ms = best_ms(reps, || drop(decoupled_forward(&x, &pwdw, Some(&bias), &geom)));
     report("PW→DW T=2", ms, ((n * t * c) + (n * t * 9)) as f64 * hw);

@@ -1,5 +1,15 @@
 //! Network decoupling: per-slice SVDs of a conv kernel, truncation to T terms, factors in branch
 //! and merged form, energy/error curves and threshold rules (METHOD.md).
+//!
+//! Every slice goes through [`crate::svd::svd_with`] in f64 (Gram + Jacobi, checked at run time,
+//! one-sided Jacobi as the fallback); the factors are kept in f64 and rounded to f32 only when a
+//! kernel, merged form or branch form is produced. Conventions:
+//! * `Slice.pw` row k = σ_k u_k, `Slice.dw` row k = v_k, so `M = Σ_k pw_k dw_kᵀ` and the T-term
+//!   error is exactly the σ tail (the SVD's vectors on one side are orthonormal by construction).
+//! * A numerically null term (σ_k below `rank_tol·σ_max`) has σ_k = 0 and zero vectors; an all-zero
+//!   slice has all-zero factors and is left out of both threshold rules.
+//! * An all-zero kernel: error 0 and energy kept 1 at every T, and `threshold_t` returns 1.
+//! * 1×1 kernels (K² = 1) are already separable: `full_rank` = 1 and T = 1 is exact.
 
 use crate::error::{Error, Result};
 use crate::layer::{Kernel, Order};
@@ -96,12 +106,16 @@ impl Decomposition {
             return Err(Error::NonFinite(format!("kernel value #{i} is {}", kernel.data[i])));
         }
         let mut ws = svd::Workspace::default();
-        let mut buf = Vec::with_capacity(rows * cols);
+        let mut buf = Vec::with_capacity(FILL_BLOCK * rows * cols);
         let mut slices = Vec::with_capacity(count);
-        for s in 0..count {
-            fill_slice(kernel, groups, order, s, &mut buf);
-            let dec = svd::svd_with(&mut ws, &buf, rows, cols).map_err(|e| with_slice(e, order, s))?;
-            slices.push(to_slice(dec, svd::frobenius_sq(&buf), order, s)?);
+        for s0 in (0..count).step_by(FILL_BLOCK) {
+            let nb = FILL_BLOCK.min(count - s0);
+            fill_slices(kernel, groups, order, s0, nb, &mut buf);
+            for (i, m) in buf.chunks_exact(rows * cols).enumerate() {
+                let s = s0 + i;
+                let dec = svd::svd_with(&mut ws, m, rows, cols).map_err(|e| with_slice(e, order, s))?;
+                slices.push(to_slice(dec, svd::frobenius_sq(m), order, s)?);
+            }
         }
         Ok(Decomposition {
             order,
@@ -363,21 +377,37 @@ pub fn slice_matrix(kernel: &Kernel, groups: usize, order: Order, s: usize) -> R
     Ok(buf)
 }
 
+/// Slices gathered per block in [`Decomposition::new`]: DW→PW slices are strided in OIHW, and
+/// gathering several input channels per pass reads the kernel in contiguous runs.
+const FILL_BLOCK: usize = 16;
+
 /// Writes slice `s` into `buf` (cleared first). Shapes must have been checked by [`slice_shape`].
 fn fill_slice(kernel: &Kernel, groups: usize, order: Order, s: usize, buf: &mut Vec<f64>) {
+    fill_slices(kernel, groups, order, s, 1, buf);
+}
+
+/// Writes slices `s0 .. s0 + nb` one after the other into `buf` (cleared first).
+fn fill_slices(kernel: &Kernel, groups: usize, order: Order, s0: usize, nb: usize, buf: &mut Vec<f64>) {
     let (c, k2) = (kernel.c, kernel.kh * kernel.kw);
     buf.clear();
     match order {
         Order::DwPw => {
             let nper = kernel.n / groups;
-            let (g, cl) = (s / c, s % c);
+            let size = nper * k2;
+            buf.resize(nb * size, 0.0);
             for nl in 0..nper {
-                let off = ((g * nper + nl) * c + cl) * k2;
-                buf.extend(kernel.data[off..off + k2].iter().map(|&x| x as f64));
+                for i in 0..nb {
+                    let (g, cl) = ((s0 + i) / c, (s0 + i) % c);
+                    let off = ((g * nper + nl) * c + cl) * k2;
+                    let dst = &mut buf[i * size + nl * k2..i * size + (nl + 1) * k2];
+                    for (o, &x) in dst.iter_mut().zip(&kernel.data[off..off + k2]) {
+                        *o = x as f64;
+                    }
+                }
             }
         }
         Order::PwDw => {
-            buf.extend(kernel.data[s * c * k2..(s + 1) * c * k2].iter().map(|&x| x as f64));
+            buf.extend(kernel.data[s0 * c * k2..(s0 + nb) * c * k2].iter().map(|&x| x as f64));
         }
     }
 }

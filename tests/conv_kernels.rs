@@ -218,7 +218,7 @@ proptest! {
 
     /// Merged and branch forwards of both orders = conv(x, W_T) + b, with W_T rebuilt from the factors.
     #[test]
-    fn decoupled_matches_rebuilt_kernel(cs in case(), groups in prop::sample::select(vec![1usize, 2]),
+    fn decoupled_matches_rebuilt_kernel(cs in case(), groups in prop::sample::select(vec![1usize, 2, 4]),
                                         cpg in 1usize..5, npg in 1usize..5, t in 1usize..=4,
                                         dwpw: bool) {
         prop_assume!(expected_size(&cs).is_some());
@@ -249,12 +249,13 @@ proptest! {
     }
 }
 
-/// Larger shapes that cross the GEMM's tile and block edges (K > 256, pixels > 1024, odd channels).
+/// Larger shapes that cross the GEMM's tile and block edges (K > 384, pixels > 768, odd channels).
 #[test]
 fn conv2d_large_blocks_match_reference() {
     let cases = [
         (37, 23, 3, 3, 17, 19, ConvGeometry::new(1, 1, 1)),
         (40, 13, 3, 3, 36, 33, ConvGeometry::new(1, 1, 1)),
+        (50, 7, 3, 3, 30, 31, ConvGeometry::new(1, 1, 1)),
         (30, 70, 5, 5, 12, 11, ConvGeometry::new(2, 2, 1)),
         (8, 12, 3, 3, 40, 41, ConvGeometry { groups: 4, ..ConvGeometry::new(1, 2, 2) }),
     ];
@@ -290,5 +291,81 @@ fn decoupled_large_matches_rebuilt_kernel() {
         assert_close(&decoupled_forward(&x, &m, Some(&bias), &geom).unwrap(), &want, "merged large");
         let br = branch_forward(&x, &to_branches(&m), order, n, 3, 3, Some(&bias), &geom).unwrap();
         assert_close(&br, &want, "branch large");
+    }
+}
+
+/// 1×1 spatial inputs: a 1×1 kernel, and a 3×3 kernel that only sees the centre through padding 1.
+#[test]
+fn one_by_one_spatial_inputs() {
+    let x = FeatureMap::new(5, 1, 1, noise(5, 20)).unwrap();
+    for (kh, pad) in [(1usize, 0usize), (3, 1)] {
+        let geom = ConvGeometry::new(1, pad, 1);
+        let k = Kernel::new(7, 5, kh, kh, noise(7 * 5 * kh * kh, 21)).unwrap();
+        let bias = noise(7, 22);
+        let want = reference_conv2d(&x, &k, Some(&bias), &geom).unwrap();
+        assert_eq!((want.c, want.h, want.w), (7, 1, 1));
+        // Only the centre tap touches the input: y_n = Σ_c W[n, c, centre] x_c + b_n.
+        let centre = (kh * kh) / 2;
+        for (n, (&got, &b)) in want.data.iter().zip(&bias).enumerate() {
+            let direct: f64 =
+                (0..5).map(|c| k.data[(n * 5 + c) * kh * kh + centre] as f64 * x.data[c] as f64).sum::<f64>()
+                    + b as f64;
+            assert!((got as f64 - direct).abs() < 1e-5);
+        }
+        assert_close(&conv2d(&x, &k, Some(&bias), &geom).unwrap(), &want, "conv2d 1×1 input");
+        for order in [Order::DwPw, Order::PwDw] {
+            let m = random_merged(order, 2, 7, 5, 1, (kh, kh), 23);
+            let w_t = match order {
+                Order::DwPw => rebuild_dwpw(&m),
+                Order::PwDw => rebuild_pwdw(&m),
+            };
+            let want = reference_conv2d(&x, &w_t, Some(&bias), &geom).unwrap();
+            assert_close(&decoupled_forward(&x, &m, Some(&bias), &geom).unwrap(), &want, "merged 1×1 input");
+        }
+    }
+}
+
+/// End to end with the real decomposition: the merged and branch forwards of `Decomposition`'s
+/// factors equal `conv(x, W_T) + b` with `W_T = reconstruct(T)` for every T, and the original conv
+/// at full rank (METHOD.md checks 1, 2, 8), for both orders, groups 1 and 2, N < K² and C < K².
+#[test]
+fn decomposition_factors_run_as_the_rebuilt_conv() {
+    use ndlab::decouple::Decomposition;
+    let geoms = [
+        ConvGeometry::new(1, 1, 1),
+        ConvGeometry {
+            stride: (2, 1),
+            padding: Padding { top: 0, bottom: 2, left: 1, right: 0 },
+            dilation: (1, 2),
+            groups: 1,
+        },
+    ];
+    // (n, c per group, groups): N < K² and C < K² included.
+    for (i, &(n, cpg, groups)) in
+        [(6usize, 4usize, 1usize), (12, 11, 1), (4, 3, 2), (16, 10, 2)].iter().enumerate()
+    {
+        let seed = 100 + i as u64;
+        let k = Kernel::new(n, cpg, 3, 3, noise(n * cpg * 9, seed)).unwrap();
+        let bias = noise(n, seed ^ 1);
+        let x = FeatureMap::new(cpg * groups, 9, 8, noise(cpg * groups * 72, seed ^ 2)).unwrap();
+        for base in geoms {
+            let geom = ConvGeometry { groups, ..base };
+            let original = reference_conv2d(&x, &k, Some(&bias), &geom).unwrap();
+            for order in [Order::DwPw, Order::PwDw] {
+                let d = Decomposition::new(&k, groups, order).unwrap();
+                for t in 1..=d.full_rank {
+                    let w_t = d.reconstruct(t).unwrap();
+                    let want = reference_conv2d(&x, &w_t, Some(&bias), &geom).unwrap();
+                    let merged = decoupled_forward(&x, &d.merged(t).unwrap(), Some(&bias), &geom).unwrap();
+                    assert_close(&merged, &want, "decomposition merged");
+                    let branches = d.branches(t).unwrap();
+                    let br = branch_forward(&x, &branches, order, n, 3, 3, Some(&bias), &geom).unwrap();
+                    assert_close(&br, &want, "decomposition branches");
+                    if t == d.full_rank {
+                        assert_close(&merged, &original, "full rank = original");
+                    }
+                }
+            }
+        }
     }
 }

@@ -6,12 +6,12 @@
 //! (detected at run time) a 6 × 16 tile of twelve ymm registers with fused multiply-adds; on wasm
 //! built with `simd128` a 4 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
 
-use super::dw::valid_range;
+use super::dw::{plane_acc, valid_range, PlaneGeom};
 
 /// Depth of a packed block (rows of B / columns of A kept together).
-const KC: usize = 256;
+const KC: usize = 384;
 /// Columns of B packed per block.
-const NC: usize = 1024;
+const NC: usize = 768;
 /// Rows of A walked per B block (a multiple of both tile heights).
 const MC: usize = 96;
 
@@ -127,6 +127,41 @@ impl Im2colB<'_> {
             pos += len;
             ox = 0;
             oy += 1;
+        }
+    }
+}
+
+/// The depthwise output of one group (intermediate channel `k` = input channel `k / mult`
+/// filtered by `filters[k]`), computed block by block while packing: the fused DW→PW path never
+/// materialises the whole C·T × Ho·Wo intermediate.
+pub(crate) struct DepthwiseB<'a> {
+    /// The group's input channels, each h × w.
+    pub x: &'a [f32],
+    /// The group's depthwise filters, K² values per intermediate channel.
+    pub filters: &'a [f32],
+    pub mult: usize,
+    pub geom: PlaneGeom,
+}
+
+impl BSource for DepthwiseB<'_> {
+    fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        let g = &self.geom;
+        let (hw, k2) = (g.h * g.w, g.kh * g.kw);
+        // Output rows covering pixels j0..j0+nc, computed into `rows` then packed.
+        let (oy0, oy1) = (j0 / g.wo, (j0 + nc - 1) / g.wo + 1);
+        let mut rows = vec![0.0f32; (oy1 - oy0) * g.wo];
+        let skip = j0 - oy0 * g.wo;
+        for p in 0..kc {
+            let k = k0 + p;
+            rows.fill(0.0);
+            let plane = &self.x[(k / self.mult) * hw..][..hw];
+            plane_acc(plane, &self.filters[k * k2..][..k2], &mut rows, g, oy0..oy1);
+            let src = &rows[skip..skip + nc];
+            for (q, cols) in src.chunks(nr).enumerate() {
+                let row = &mut dst[(q * kc + p) * nr..][..nr];
+                row[..cols.len()].copy_from_slice(cols);
+                row[cols.len()..].fill(0.0);
+            }
         }
     }
 }

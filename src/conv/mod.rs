@@ -14,7 +14,7 @@ use crate::decouple::{Branch, Merged};
 use crate::error::{Error, Result};
 use crate::layer::{checked_len, ConvGeometry, ConvLayer, FeatureMap, Kernel, Order};
 use dw::PlaneGeom;
-use gemm::{gemm, Im2colB, MatB};
+use gemm::{gemm, DepthwiseB, Im2colB, MatB};
 
 /// Checks that a feature map's data length matches its shape.
 fn check_map(x: &FeatureMap) -> Result<()> {
@@ -242,7 +242,7 @@ pub fn depthwise(
 fn depthwise_acc(x: &FeatureMap, filters: &[f32], mult: usize, g: &PlaneGeom, y: &mut FeatureMap) {
     let (hw, k2, pout) = (x.h * x.w, g.kh * g.kw, g.ho * g.wo);
     for (o, (out, filter)) in y.data.chunks_exact_mut(pout).zip(filters.chunks_exact(k2)).enumerate() {
-        dw::plane_acc(&x.data[(o / mult) * hw..][..hw], filter, out, g);
+        dw::plane_acc(&x.data[(o / mult) * hw..][..hw], filter, out, g, 0..g.ho);
     }
 }
 
@@ -252,7 +252,7 @@ fn depthwise_sum_acc(x: &FeatureMap, filters: &[f32], t: usize, g: &PlaneGeom, y
     let (hw, k2, pout) = (x.h * x.w, g.kh * g.kw, g.ho * g.wo);
     for (n, out) in y.data.chunks_exact_mut(pout).enumerate() {
         for i in n * t..(n + 1) * t {
-            dw::plane_acc(&x.data[i * hw..][..hw], &filters[i * k2..][..k2], out, g);
+            dw::plane_acc(&x.data[i * hw..][..hw], &filters[i * k2..][..k2], out, g, 0..g.ho);
         }
     }
 }
@@ -324,11 +324,10 @@ fn check_merged(x: &FeatureMap, m: &Merged, geom: &ConvGeometry) -> Result<()> {
         Order::PwDw => m.n,
     };
     let dw_need = checked_len(&[dw_rows, m.t, m.kh, m.kw])?;
-    let pw_rows = match m.order {
-        Order::DwPw => m.n,
-        Order::PwDw => m.n * m.t,
+    let pw_need = match m.order {
+        Order::DwPw => checked_len(&[m.n, m.c_total / m.groups, m.t])?,
+        Order::PwDw => checked_len(&[m.n, m.t, m.c_total / m.groups])?,
     };
-    let pw_need = checked_len(&[pw_rows, m.pw_cols()])?;
     if m.dw.len() != dw_need || m.pw.len() != pw_need {
         return Err(Error::Shape(format!(
             "decoupled factors need {dw_need} depthwise and {pw_need} pointwise values, got {} and {}",
@@ -355,10 +354,7 @@ pub fn decoupled_forward(
     check_bias(bias, merged.n)?;
     let m = merged;
     match m.order {
-        Order::DwPw => {
-            let mid = depthwise(x, &m.dw, m.t, m.kh, m.kw, geom)?;
-            pointwise(&mid, &m.pw, m.n, m.groups, bias)
-        }
+        Order::DwPw => dwpw_fused(x, m, bias, geom),
         Order::PwDw => {
             let mid = pointwise(x, &m.pw, m.n * m.t, m.groups, None)?;
             let g = dw_geom(&mid, &m.dw, 1, m.kh, m.kw, geom)?;
@@ -368,6 +364,26 @@ pub fn decoupled_forward(
             Ok(y)
         }
     }
+}
+
+/// DW→PW with the depthwise computed inside the pointwise GEMM's packing (see [`DepthwiseB`]).
+/// Equals `pointwise(depthwise(x, dw, T), pw, groups, bias)` (shapes already validated).
+fn dwpw_fused(x: &FeatureMap, m: &Merged, bias: Option<&[f32]>, geom: &ConvGeometry) -> Result<FeatureMap> {
+    let g = dw_geom(x, &m.dw, m.t, m.kh, m.kw, geom)?;
+    let mut y = biased_output(m.n, g.ho, g.wo, bias)?;
+    let (hw, p, k2) = (x.h * x.w, g.ho * g.wo, m.kh * m.kw);
+    let (cg, mg) = (m.c_total / m.groups, m.n / m.groups);
+    let kg = cg * m.t;
+    for grp in 0..m.groups {
+        let b = DepthwiseB {
+            x: &x.data[grp * cg * hw..][..cg * hw],
+            filters: &m.dw[grp * kg * k2..][..kg * k2],
+            mult: m.t,
+            geom: g,
+        };
+        gemm(mg, kg, p, &m.pw[grp * mg * kg..][..mg * kg], &b, &mut y.data[grp * mg * p..][..mg * p], p);
+    }
+    Ok(y)
 }
 
 /// Checks every branch's factor sizes.
@@ -384,10 +400,10 @@ fn check_branches(
     }
     check_groups(groups, x.c, n)?;
     let dw_need = match order {
-        Order::DwPw => x.c * k2,
-        Order::PwDw => n * k2,
+        Order::DwPw => checked_len(&[x.c, k2])?,
+        Order::PwDw => checked_len(&[n, k2])?,
     };
-    let pw_need = n * (x.c / groups);
+    let pw_need = checked_len(&[n, x.c / groups])?;
     for (t, b) in branches.iter().enumerate() {
         if b.dw.len() != dw_need || b.pw.len() != pw_need {
             return Err(Error::Shape(format!(

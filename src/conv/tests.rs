@@ -154,8 +154,10 @@ fn naive_matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f64> 
 
 #[test]
 fn gemm_matches_naive_product_across_block_edges() {
-    // Sizes straddling the tile (4×8, 6×16) and block (KC = 256, NC = 1024, MC = 96) edges.
-    for &(m, k, n) in &[(1, 1, 1), (5, 3, 17), (7, 257, 9), (97, 300, 33), (13, 20, 1030), (6, 512, 16)] {
+    // Sizes straddling the tile (4×8, 6×16) and block (KC = 384, NC = 768, MC = 96) edges.
+    for &(m, k, n) in
+        &[(1, 1, 1), (5, 3, 17), (7, 385, 9), (97, 300, 33), (13, 20, 1030), (6, 800, 16), (7, 770, 770)]
+    {
         let a = noise(m * k, 1);
         let b = noise(k * n, 2);
         let want = naive_matmul(m, k, n, &a, &b);
@@ -239,6 +241,17 @@ fn decoupled_errors_not_panics() {
     assert!(matches!(decoupled_forward(&x, &grouped, None, &g), Err(Error::Param(_))));
     let g2 = ConvGeometry { groups: 2, ..g };
     assert!(decoupled_forward(&x, &grouped, None, &g2).is_ok());
+    // Absurd sizes give an error, not an overflow panic.
+    let huge = Merged { n: usize::MAX / 2, ..merged(Order::PwDw, 4, 6, 4, 1, 0, 0) };
+    assert!(decoupled_forward(&x, &huge, None, &g).is_err());
+    let huge_t = Merged { t: usize::MAX / 3, ..merged(Order::DwPw, 2, 6, 4, 1, 0, 0) };
+    assert!(decoupled_forward(&x, &huge_t, None, &g).is_err());
+    let one = Branch { dw: vec![], pw: vec![] };
+    assert!(
+        branch_forward(&x, std::slice::from_ref(&one), Order::PwDw, usize::MAX / 2, 3, 3, None, &g).is_err()
+    );
+    assert!(pointwise(&x, &[], usize::MAX / 2 * 2, 2, None).is_err());
+    assert!(depthwise(&x, &[], usize::MAX / 2, 3, 3, &g).is_err());
     // Branch form: empty, wrong sizes, bias.
     assert!(matches!(branch_forward(&x, &[], Order::DwPw, 6, 3, 3, None, &g), Err(Error::Param(_))));
     let b = Branch { dw: noise(36, 8), pw: noise(24, 9) };
