@@ -49,11 +49,11 @@ pub fn App() -> impl IntoView {
                     blurb="Each slice of the kernel is a small matrix; its singular values say how many depthwise terms it really needs. The red line is the cut at T."/>
                 <PlotCard id="error" title="Energy kept and weight error" testid="error-plot"
                     blurb="Relative weight error ‖W − W_T‖ / ‖W‖ (solid) and energy kept (dashed) against T, for both orderings."/>
-                <PlotCard id="cost" title="Cost (theoretical)" testid="cost-plot"
+                <PlotCard id="cost" title="Cost (theoretical)" testid="cost-plot" span=2
                     blurb="Multiply-accumulates of the decoupled layer against T, with the original layer's line: below it, the decoupled layer is cheaper."/>
                 <PlotCard id="filters" title="Filters of one channel" testid="filters-plot" span=2
                     blurb="Original filters of the chosen slice, rebuilt from T terms, their difference; below, the depthwise filters and pointwise weights that make them."/>
-                <PlotCard id="outerr" title="Output error" testid="output-error-plot"
+                <PlotCard id="outerr" title="Output error" testid="output-error-plot" span=2
                     blurb="Relative error of the whole output against T on this image. It follows the image's statistics, not the weights: it need not be monotone."/>
                 <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" span=3
                     blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
@@ -182,7 +182,8 @@ fn ErrorBanner() -> impl IntoView {
 #[component]
 fn Controls() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let full = move || ctx.full_rank();
+    let full_rank = Memo::new(move |_| ctx.full_rank());
+    let full = move || full_rank.get();
     let t = move || ctx.state.with(|s| s.t);
     let order = move || ctx.state.with(|s| s.order);
     let slices = move || {
@@ -247,17 +248,24 @@ fn Controls() -> impl IntoView {
             </label>
             <label class="slider">
                 {move || format!("T = {} of {}", t(), full())}
-                <input type="range" data-testid="t-slider" min="1" max=move || full().to_string() step="1"
-                    prop:value=move || t().to_string()
-                    aria-valuetext=move || format!("T = {} of {}", t(), full())
-                    on:input=move |ev| {
-                        if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                            ctx.state.update(|s| {
-                                s.t = v.clamp(1, full());
-                                s.tau = None;
-                            });
-                        }
-                    }/>
+                // Re-created when the full rank changes, so `max` is set before `value` (a value
+                // above the old max would otherwise be clamped by the browser).
+                {move || {
+                    let max = full();
+                    view! {
+                        <input type="range" data-testid="t-slider" min="1" max=max.to_string() step="1"
+                            prop:value=move || t().to_string()
+                            aria-valuetext=move || format!("T = {} of {}", t(), max)
+                            on:input=move |ev| {
+                                if let Ok(v) = event_target_value(&ev).parse::<usize>() {
+                                    ctx.state.update(|s| {
+                                        s.t = v.clamp(1, max);
+                                        s.tau = None;
+                                    });
+                                }
+                            }/>
+                    }
+                }}
             </label>
             <button data-testid="order-toggle" class="toggle" aria-pressed=move || (order() == Order::PwDw).to_string()
                 title="keyboard: o" on:click=move |_| toggle_order(ctx)>
@@ -527,6 +535,10 @@ fn PlotCard(
                 drawn.set(ok);
                 if ok {
                     let _ = el.set_attribute("data-drawn-ms", &format!("{:.2}", now_ms() - start));
+                    if which == Which::Maps {
+                        let t = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| f.t).unwrap_or(0));
+                        let _ = el.set_attribute("data-t", &t.to_string());
+                    }
                     mark_ready(which);
                 }
             }

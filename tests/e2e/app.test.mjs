@@ -58,6 +58,13 @@ after(async () => {
 /** A page that records every problem: console errors, page errors, foreign requests. */
 async function openPage(query = '', viewport = { width: 1400, height: 1000 }) {
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  await context.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => list.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
+      type: 'longtask',
+      buffered: true,
+    });
+  });
   const page = await context.newPage();
   const problems = [];
   page.on('console', (m) => {
@@ -177,6 +184,15 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
   figures.t_change_256_charts_ms = redraw.charts_ms;
   figures.t_change_256_to_next_frame_ms = redraw.frame_ms;
   await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 2);
+  // Rapid drag: every value from 1 to 9 and back to 4 without waiting; the page ends on T = 4
+  // (numbers and feature maps), and the longest main-thread task meanwhile is recorded.
+  await page.evaluate(() => (window.__longTasks.length = 0));
+  for (const v of [1, 2, 3, 4, 5, 6, 7, 8, 9, 8, 7, 6, 5, 4]) await page.getByTestId('t-slider').fill(String(v));
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 4);
+  await page.waitForSelector('canvas.plot-maps[data-t="4"]', { timeout: TIMEOUT });
+  figures.drag_longest_task_ms = await page.evaluate(() => Math.max(0, ...window.__longTasks));
+  await page.getByTestId('t-slider').fill('2');
+  await page.waitForSelector('canvas.plot-maps[data-t="2"]', { timeout: TIMEOUT });
   // Keyboard: ← lowers T, → raises it, o toggles the ordering.
   await page.locator('h1').click();
   await page.keyboard.press('ArrowLeft');
