@@ -3,8 +3,8 @@
 //! plus the catalogue of built-in input images.
 
 use crate::error::{Error, Result};
-use crate::layer::{ConvGeometry, Kernel, Order, Padding};
-use crate::vgg::{Normalisation, VggLayer};
+use crate::layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order, Padding};
+use crate::vgg::{Normalisation, VggLayer, VggPrefix};
 
 /// Where an example's kernel comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,9 +19,11 @@ pub enum KernelSource {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Generator {
     /// i.i.d. Gaussian weights, N(0, 2/(C·K²)) (He init).
+    #[allow(missing_docs)]
     Gaussian { n: usize, c: usize, k: usize, seed: u64 },
     /// `W[n,c] = Σ_{j<r} A[n,j]·B[c,j]·D_j` with Gaussian A, B, D: every slice has rank r in
     /// both orderings, so both decouple exactly at T = r.
+    #[allow(missing_docs)]
     LowRank { n: usize, c: usize, k: usize, r: usize, seed: u64 },
     /// The classic 3×3 filters of [`classic_filters`] applied to the mean of 3 input channels.
     ClassicBank,
@@ -36,7 +38,10 @@ pub enum InputSpec {
     Image(Normalisation),
     /// A seeded Gaussian feature map: the project has no network to produce real activations for
     /// this layer, so the output error is measured on noise (say so in the UI).
-    Random { seed: u64 },
+    Random {
+        /// PRNG seed.
+        seed: u64,
+    },
 }
 
 /// One built-in example.
@@ -50,15 +55,19 @@ pub struct Example {
     pub shape: (usize, usize, usize, usize),
     /// Stride, padding and dilation of the layer in its network.
     pub stride: usize,
+    /// Zero padding on every side.
     pub padding: usize,
     /// Where the weights come from (one line).
     pub source: &'static str,
     /// Licence of the weights.
     pub licence: &'static str,
+    /// Where the kernel comes from.
     pub kernel: KernelSource,
+    /// What feeds the layer in the feature-map view.
     pub input: InputSpec,
     /// Initial T and ordering when the example is opened.
     pub preset_t: usize,
+    /// Initial ordering.
     pub preset_order: Order,
     /// Short explanation shown with the example.
     pub note: &'static str,
@@ -81,6 +90,60 @@ impl Example {
         match self.kernel {
             KernelSource::Asset(_) => None,
             KernelSource::Generated(g) => Some(g.kernel()),
+        }
+    }
+}
+
+impl Example {
+    /// The example as a conv layer (no bias: the `.npy` assets hold weights only; for VGG layers
+    /// the bias is in [`crate::vgg::VggPrefix::layer`]). `asset` holds the `.npy` bytes of an
+    /// [`KernelSource::Asset`] example and is ignored for generated ones. The kernel's shape must
+    /// match [`Example::shape`].
+    pub fn layer(&self, asset: Option<&[u8]>) -> Result<ConvLayer> {
+        let kernel = match (self.kernel, asset) {
+            (KernelSource::Generated(g), _) => g.kernel()?,
+            (KernelSource::Asset(p), Some(bytes)) => {
+                crate::npy::read_npy(bytes)?.into_kernel().map_err(|e| match e {
+                    Error::Shape(m) => Error::Shape(format!("{p}: {m}")),
+                    other => other,
+                })?
+            }
+            (KernelSource::Asset(p), None) => {
+                return Err(Error::Param(format!("example '{}' needs the bytes of {p}", self.id)))
+            }
+        };
+        if (kernel.n, kernel.c, kernel.kh, kernel.kw) != self.shape {
+            return Err(Error::Shape(format!(
+                "example '{}' expects a {:?} kernel, the file holds {}×{}×{}×{}",
+                self.id, self.shape, kernel.n, kernel.c, kernel.kh, kernel.kw
+            )));
+        }
+        ConvLayer::new(kernel, None, self.geometry())
+    }
+
+    /// The layer's input for an RGBA image (`w` × `h`), worked at a longer side of at most
+    /// `max_side`: the VGG activation (needs `vgg`), the normalised image, or seeded noise of the
+    /// image's working size with the layer's input channels.
+    pub fn input(
+        &self,
+        rgba: &[u8],
+        w: usize,
+        h: usize,
+        max_side: usize,
+        vgg: Option<&VggPrefix>,
+    ) -> Result<FeatureMap> {
+        match self.input {
+            InputSpec::Vgg(l) => {
+                let vgg =
+                    vgg.ok_or_else(|| Error::Param(format!("{} needs the VGG16-BN prefix", self.id)))?;
+                let x = crate::vgg::image_to_map(rgba, w, h, max_side, Normalisation::ImageNet)?;
+                vgg.input_of(&x, l)
+            }
+            InputSpec::Image(norm) => crate::vgg::image_to_map(rgba, w, h, max_side, norm),
+            InputSpec::Random { seed } => {
+                let (oh, ow) = crate::vgg::working_size(w, h, max_side);
+                random_input(self.shape.1, oh, ow, seed)
+            }
         }
     }
 }
@@ -231,10 +294,13 @@ pub fn is_known_example(id: &str) -> bool {
 /// A built-in input image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImageInfo {
+    /// Stable id used in URLs.
     pub id: &'static str,
     /// Path relative to the site / repository root.
     pub path: &'static str,
+    /// Human title.
     pub title: &'static str,
+    /// Licence of the image.
     pub licence: &'static str,
 }
 
@@ -406,10 +472,10 @@ impl Generator {
 }
 
 /// A c × h × w feature map of standard normal values (the [`InputSpec::Random`] input).
-pub fn random_input(c: usize, h: usize, w: usize, seed: u64) -> Result<crate::layer::FeatureMap> {
+pub fn random_input(c: usize, h: usize, w: usize, seed: u64) -> Result<FeatureMap> {
     let len = crate::layer::checked_len(&[c, h, w])?;
     let mut rng = Rng::new(seed);
-    crate::layer::FeatureMap::new(c, h, w, (0..len).map(|_| rng.normal() as f32).collect())
+    FeatureMap::new(c, h, w, (0..len).map(|_| rng.normal() as f32).collect())
 }
 
 #[cfg(test)]
@@ -554,5 +620,76 @@ mod tests {
         let m = a.data.iter().map(|&v| v as f64).sum::<f64>() / 1024.0;
         assert!(m.abs() < 0.2);
         assert!(random_input(0, 1, 1, 0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod decomposition_tests {
+    use super::*;
+    use crate::decouple::Decomposition;
+
+    #[test]
+    fn low_rank_example_is_exact_at_t_r_in_both_orders() {
+        let k = find("lowrank2_64").unwrap().generate().unwrap().unwrap();
+        for order in [Order::DwPw, Order::PwDw] {
+            let e = Decomposition::new(&k, 1, order).unwrap().rel_weight_error();
+            assert!(e[0] > 0.05, "{order:?}: T = 1 already exact: {}", e[0]);
+            assert!(e[1] < 1e-5, "{order:?}: error at T = 2 is {}", e[1]);
+        }
+    }
+
+    #[test]
+    fn classic_bank_is_exact_at_t1_in_pw_dw_only() {
+        let k = classic_bank_kernel().unwrap();
+        let pw = Decomposition::new(&k, 1, Order::PwDw).unwrap().rel_weight_error();
+        assert!(pw[0] < 1e-6, "{}", pw[0]);
+        let dw = Decomposition::new(&k, 1, Order::DwPw).unwrap().rel_weight_error();
+        assert!(dw[0] > 0.1 && dw[7] > 1e-4 && dw[8] < 1e-6, "{dw:?}");
+    }
+
+    #[test]
+    fn gaussian_example_has_a_flat_spectrum() {
+        // For i.i.d. weights energy grows about linearly: T = 1 keeps far less than for VGG.
+        let k = find("gaussian_64").unwrap().generate().unwrap().unwrap();
+        let e = Decomposition::new(&k, 1, Order::DwPw).unwrap().energy_kept();
+        assert!(e[0] < 0.3 && e[0] > 1.0 / 9.0, "{}", e[0]);
+    }
+}
+
+#[cfg(test)]
+mod layer_tests {
+    use super::*;
+
+    fn bytes(path: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+    }
+
+    #[test]
+    fn every_example_loads_and_gets_an_input() {
+        let vgg =
+            VggPrefix::from_safetensors(&bytes("assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors"))
+                .unwrap();
+        // A 40×30 RGBA gradient image.
+        let (w, h) = (40, 30);
+        let rgba: Vec<u8> =
+            (0..w * h).flat_map(|i| [(i % w * 6) as u8, (i / w * 8) as u8, 128, 255]).collect();
+        for e in catalogue() {
+            let asset = match e.kernel {
+                KernelSource::Asset(p) => Some(bytes(p)),
+                KernelSource::Generated(_) => None,
+            };
+            let layer = e.layer(asset.as_deref()).unwrap();
+            let x = e.input(&rgba, w, h, 32, Some(&vgg)).unwrap();
+            assert_eq!(x.c, layer.in_channels(), "{}", e.id);
+            let y = crate::conv::layer_forward(&x, &layer).unwrap();
+            assert!(y.data.iter().all(|v| v.is_finite()), "{}", e.id);
+        }
+        let vgg_ex = default_example();
+        assert!(vgg_ex.layer(None).is_err());
+        assert!(vgg_ex.input(&rgba, w, h, 32, None).is_err());
+        // A wrong file for the example is refused with a message.
+        let wrong = bytes("assets/layers/craft_vgg16bn_conv1_1_64x3x3x3.npy");
+        let err = vgg_ex.layer(Some(&wrong)).unwrap_err().to_string();
+        assert!(err.contains("expects"), "{err}");
     }
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_T: usize = 1024;
 /// Largest channel index accepted from a URL before the layer is known.
 pub const MAX_CHANNEL: usize = 1 << 16;
+/// Longest query parsed; a longer one is ignored as a whole (defaults).
+pub const MAX_QUERY_LEN: usize = 8192;
 /// Longest id (example or image) accepted.
 pub const MAX_ID_LEN: usize = 64;
 
@@ -105,6 +107,9 @@ impl AppState {
     /// preset T (and order, if `order` is absent too) apply.
     pub fn from_query(query: &str) -> AppState {
         let query = query.strip_prefix('?').unwrap_or(query);
+        if query.len() > MAX_QUERY_LEN {
+            return AppState::default();
+        }
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
         let mut s = AppState::default();
         let (mut t_set, mut order_set) = (false, false);
@@ -230,6 +235,13 @@ mod tests {
         assert_eq!(AppState::from_query("%ZZ=%%&&&==&t=4").t, 4);
         let html = "image=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E";
         assert!(AppState::from_query(html).to_query().find('<').is_none());
+    }
+
+    #[test]
+    fn huge_query_gives_defaults() {
+        let q = format!("t=5&x={}", "a".repeat(MAX_QUERY_LEN));
+        assert_eq!(AppState::from_query(&q), AppState::default());
+        assert_eq!(AppState::from_query(&"t=5&".repeat(1000)).t, 5);
     }
 
     #[test]

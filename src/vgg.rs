@@ -14,8 +14,9 @@ use std::str::FromStr;
 
 /// BatchNorm eps of torchvision's `BatchNorm2d`.
 pub const BN_EPS: f32 = 1e-5;
-/// ImageNet mean and std (RGB), as torchvision.
+/// ImageNet mean (RGB), as torchvision.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet std (RGB).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// How RGB pixels (0..=255) become network input.
@@ -42,6 +43,7 @@ impl Normalisation {
 
 /// The seven convs of the prefix, in forward order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
 pub enum VggLayer {
     Conv1_1,
     Conv1_2,
@@ -103,17 +105,23 @@ impl FromStr for VggLayer {
 /// One conv of the prefix: raw weight and bias, its BatchNorm, and both folded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VggConv {
+    /// Which conv.
     pub layer: VggLayer,
     /// Raw conv weight (OIHW) and bias, BatchNorm not applied.
     pub kernel: Kernel,
+    /// Raw conv bias.
     pub bias: Vec<f32>,
-    /// BatchNorm γ, β, running mean, running var.
+    /// BatchNorm γ (weight).
     pub gamma: Vec<f32>,
+    /// BatchNorm β (bias).
     pub beta: Vec<f32>,
+    /// BatchNorm running mean.
     pub mean: Vec<f32>,
+    /// BatchNorm running variance.
     pub var: Vec<f32>,
     /// Weight and bias with the BatchNorm folded in (what the forward runs).
     pub folded_kernel: Kernel,
+    /// Bias with the BatchNorm folded in.
     pub folded_bias: Vec<f32>,
 }
 
@@ -330,4 +338,199 @@ pub fn image_to_map(
         *v = norm.apply(*v, i / plane);
     }
     Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples::Rng;
+
+    fn asset(path: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+    }
+
+    fn prefix() -> VggPrefix {
+        VggPrefix::from_safetensors(&asset("assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors"))
+            .unwrap()
+    }
+
+    /// Decodes a PNG to RGBA bytes with the `png` crate.
+    fn png_rgba(path: &str) -> (Vec<u8>, usize, usize) {
+        let mut dec = png::Decoder::new(std::io::Cursor::new(asset(path)));
+        dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = dec.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let (w, h) = (info.width as usize, info.height as usize);
+        let px: Vec<u8> = match info.color_type {
+            png::ColorType::Rgba => buf[..w * h * 4].to_vec(),
+            png::ColorType::Rgb => buf[..w * h * 3].chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+            png::ColorType::Grayscale => buf[..w * h].iter().flat_map(|&g| [g, g, g, 255]).collect(),
+            png::ColorType::GrayscaleAlpha => {
+                buf[..w * h * 2].chunks(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect()
+            }
+            other => panic!("unexpected colour type {other:?}"),
+        };
+        (px, w, h)
+    }
+
+    /// Direct scalar 3×3, pad 1 conv at one output position (f64): the test oracle.
+    fn conv_at(x: &FeatureMap, k: &Kernel, b: &[f32], n: usize, y: usize, xx: usize) -> f64 {
+        let mut s = b[n] as f64;
+        for c in 0..k.c {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let (yy, xj) = (y as isize + i as isize - 1, xx as isize + j as isize - 1);
+                    if yy < 0 || xj < 0 || yy >= x.h as isize || xj >= x.w as isize {
+                        continue;
+                    }
+                    let v = x.data[(c * x.h + yy as usize) * x.w + xj as usize] as f64;
+                    s += k.filter(n, c)[i * 3 + j] as f64 * v;
+                }
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn fold_bn_by_hand() {
+        // s = 3 / sqrt(3.99 + 0.01) = 1.5; W' = 2·1.5 = 3; b' = 1.5·(1 − 0.25) + 0.5 = 1.625.
+        let k = Kernel::new(1, 1, 1, 1, vec![2.0]).unwrap();
+        let (w, b) = fold_bn(&k, &[1.0], &[3.0], &[0.5], &[0.25], &[3.99], 0.01).unwrap();
+        assert!((w.data[0] - 3.0).abs() < 1e-6 && (b[0] - 1.625).abs() < 1e-6, "{:?} {b:?}", w.data);
+        assert!(fold_bn(&k, &[1.0, 2.0], &[3.0], &[0.5], &[0.25], &[3.99], 0.01).is_err());
+        assert!(fold_bn(&k, &[1.0], &[3.0], &[0.5], &[0.25], &[-1.0], 0.0).is_err());
+    }
+
+    #[test]
+    fn fold_bn_equals_conv_then_bn_on_random_data() {
+        let mut rng = Rng::new(42);
+        let mut r =
+            |m: usize, s: f64, o: f64| (0..m).map(|_| (rng.normal() * s + o) as f32).collect::<Vec<f32>>();
+        let (n, c) = (5, 4);
+        let k = Kernel::new(n, c, 3, 3, r(n * c * 9, 0.3, 0.0)).unwrap();
+        let (bias, gamma, beta, mean) = (r(n, 1.0, 0.0), r(n, 0.5, 1.0), r(n, 0.5, 0.0), r(n, 0.5, 0.0));
+        let var: Vec<f32> = r(n, 0.3, 0.0).iter().map(|v| v * v + 0.1).collect();
+        let x = FeatureMap::new(c, 6, 7, r(c * 42, 1.0, 0.0)).unwrap();
+        let (wf, bf) = fold_bn(&k, &bias, &gamma, &beta, &mean, &var, BN_EPS).unwrap();
+        for o in 0..n {
+            for (y, xx) in [(0, 0), (2, 3), (5, 6), (3, 0)] {
+                let z = conv_at(&x, &k, &bias, o, y, xx);
+                let bn = (z - mean[o] as f64) / (var[o] as f64 + BN_EPS as f64).sqrt() * gamma[o] as f64
+                    + beta[o] as f64;
+                let folded = conv_at(&x, &wf, &bf, o, y, xx);
+                assert!((bn - folded).abs() < 1e-5 * (1.0 + bn.abs()), "{bn} vs {folded}");
+            }
+        }
+    }
+
+    #[test]
+    fn safetensors_conv3_2_equals_the_npy_bytes() {
+        let p = prefix();
+        let npy = asset("assets/layers/craft_vgg16bn_conv3_2_256x256x3x3.npy");
+        let hl = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+        let raw: Vec<u8> =
+            p.conv(VggLayer::Conv3_2).unwrap().kernel.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(raw, npy[10 + hl..]);
+        let l = p.layer(VggLayer::Conv3_2).unwrap();
+        assert_eq!((l.kernel.n, l.kernel.c, l.geometry.padding.top), (256, 256, 1));
+        assert_eq!(l.bias.as_deref(), Some(&p.conv(VggLayer::Conv3_2).unwrap().bias[..]));
+        // conv1_2 too.
+        let npy = asset("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy");
+        let hl = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+        let raw: Vec<u8> =
+            p.conv(VggLayer::Conv1_2).unwrap().kernel.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(raw, npy[10 + hl..]);
+    }
+
+    #[test]
+    fn broken_files_are_errors() {
+        let bytes = asset("assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors");
+        for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+            assert!(VggPrefix::from_safetensors(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(
+            VggPrefix::from_safetensors(&asset("assets/layers/craft_vgg16bn_conv1_1_64x3x3x3.npy")).is_err()
+        );
+        assert!("conv9_9".parse::<VggLayer>().is_err());
+        assert_eq!("conv2_2".parse::<VggLayer>().unwrap(), VggLayer::Conv2_2);
+    }
+
+    #[test]
+    fn preprocessing_by_hand() {
+        // One pixel (255, 0, 128), no resize.
+        let x = image_to_map(&[255, 0, 128, 9], 1, 1, 128, Normalisation::ImageNet).unwrap();
+        let want = [(1.0 - 0.485) / 0.229, (0.0 - 0.456) / 0.224, (128.0 / 255.0 - 0.406) / 0.225];
+        for (g, w) in x.data.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        assert_eq!(
+            image_to_map(&[0, 255, 0, 0], 1, 1, 8, Normalisation::Mtcnn).unwrap().data,
+            vec![-127.5 / 128.0, 127.5 / 128.0, -127.5 / 128.0]
+        );
+        assert!(image_to_map(&[0; 7], 1, 2, 128, Normalisation::Unit).is_err());
+        assert!(image_to_map(&[0; 8], 1, 2, 2, Normalisation::Unit).is_err());
+        assert_eq!(working_size(512, 256, 128), (64, 128));
+        assert_eq!(working_size(300, 451, 128), (128, 85));
+        assert_eq!(working_size(20, 10, 128), (10, 20));
+        // A constant image stays constant; a horizontal ramp stays a ramp (bilinear).
+        let flat = FeatureMap::new(1, 10, 10, vec![3.0; 100]).unwrap();
+        assert!(resize_bilinear(&flat, 4, 7).unwrap().data.iter().all(|v| (v - 3.0).abs() < 1e-6));
+        let ramp = FeatureMap::new(1, 1, 4, vec![0.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(resize_bilinear(&ramp, 1, 2).unwrap().data, vec![0.5, 2.5]);
+        let pooled =
+            max_pool2x2(&FeatureMap::new(1, 2, 3, vec![1.0, 5.0, 9.0, -2.0, 3.0, 9.0]).unwrap()).unwrap();
+        assert_eq!((pooled.h, pooled.w, pooled.data), (1, 1, vec![5.0]));
+        assert!(max_pool2x2(&FeatureMap::new(1, 1, 3, vec![0.0; 3]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn forward_on_astronaut_matches_a_scalar_oracle() {
+        let p = prefix();
+        let (rgba, w, h) = png_rgba("assets/images/astronaut_256.png");
+        assert_eq!((w, h), (256, 256));
+        let x = image_to_map(&rgba, w, h, 64, Normalisation::ImageNet).unwrap();
+        assert_eq!((x.c, x.h, x.w), (3, 64, 64));
+        assert_eq!(p.input_of(&x, VggLayer::Conv1_1).unwrap(), x);
+        // Spatial size of each layer's input: pools after conv1_2 and conv2_2.
+        let sizes = [64, 64, 32, 32, 16, 16, 16];
+        let mut inputs = vec![];
+        for (l, s) in VggLayer::ALL.into_iter().zip(sizes) {
+            let a = p.input_of(&x, l).unwrap();
+            assert_eq!((a.c, a.h, a.w), (l.channels().1, s, s), "{l:?}");
+            assert!(a.data.iter().all(|v| v.is_finite()));
+            if l != VggLayer::Conv1_1 {
+                assert!(a.data.iter().all(|&v| v >= 0.0), "ReLU output below 0 at {l:?}");
+                assert!(a.data.iter().any(|&v| v > 0.0), "all zero at {l:?}");
+            }
+            inputs.push(a);
+        }
+        // Scalar oracle: conv + BN (unfolded, from the raw tensors) + ReLU (+ pool) at a few positions.
+        for (i, l) in VggLayer::ALL.into_iter().enumerate().take(6) {
+            let conv = p.conv(l).unwrap();
+            let (prev, next) = (&inputs[i], &inputs[i + 1]);
+            let bn = |o: usize, z: f64| {
+                ((z - conv.mean[o] as f64) / (conv.var[o] as f64 + 1e-5).sqrt() * conv.gamma[o] as f64
+                    + conv.beta[o] as f64)
+                    .max(0.0)
+            };
+            for (o, y, xx) in [(0, 0, 0), (5, 3, 7), (17, next.h - 1, next.w - 1), (conv.kernel.n - 1, 2, 1)]
+            {
+                let want = if l.pool_after() {
+                    let mut m = f64::NEG_INFINITY;
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        m = m.max(bn(o, conv_at(prev, &conv.kernel, &conv.bias, o, 2 * y + dy, 2 * xx + dx)));
+                    }
+                    m
+                } else {
+                    bn(o, conv_at(prev, &conv.kernel, &conv.bias, o, y, xx))
+                };
+                let got = next.data[(o * next.h + y) * next.w + xx] as f64;
+                assert!(
+                    (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "{l:?} ({o},{y},{xx}): {got} vs {want}"
+                );
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::lines::{draw_panel, t_range, value_range, HMark, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
+use crate::cost::CostModel;
 use crate::error::Result;
 use crate::layer::{ConvLayer, Order};
 use plotters::coord::Shift;
@@ -10,8 +11,11 @@ use plotters::prelude::*;
 /// The cost of one ordering for T = 1..=len (index T − 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostSeries {
+    /// The ordering.
     pub order: Order,
+    /// MACs of the decoupled layer.
     pub macs: Vec<f64>,
+    /// Parameters of the decoupled layer (no bias).
     pub params: Vec<f64>,
     /// The (real-valued) T at which the MACs equal the original layer's; faster below it.
     pub break_even_t: f64,
@@ -20,10 +24,15 @@ pub struct CostSeries {
 /// Input of [`draw_costs`] (formulas of METHOD.md "Costs"; biases not counted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostData {
+    /// MACs of the original layer.
     pub original_macs: f64,
+    /// Parameters of the original layer (no bias).
     pub original_params: f64,
+    /// One series per ordering.
     pub series: Vec<CostSeries>,
+    /// The current T (marked).
     pub t: usize,
+    /// The current ordering (its speed-up is in the caption).
     pub order: Order,
 }
 
@@ -31,37 +40,46 @@ impl CostData {
     /// Costs of `layer` on an `h` × `w` input for T = 1..=full rank of each ordering.
     pub fn for_layer(layer: &ConvLayer, h: usize, w: usize, t: usize, order: Order) -> Result<Self> {
         let k = &layer.kernel;
-        let g = &layer.geometry;
-        let (ho, wo) = g.output_size(h, w, k.kh, k.kw)?;
-        let groups = g.groups.max(1);
-        let (n, c, k2) = (k.n as f64, k.c as f64, k.k2() as f64);
-        let (hw, howo) = ((h * w) as f64, (ho * wo) as f64);
-        let c_total = c * groups as f64;
-        let n_per_group = n / groups as f64;
-        // Per unit of T.
-        let dwpw_macs = c_total * k2 * howo + c_total * n_per_group * howo;
-        let dwpw_params = c_total * k2 + c_total * n_per_group;
-        let pwdw_macs = n * c * hw + n * k2 * howo;
-        let pwdw_params = n * c + n * k2;
-        let original_macs = n * c * k2 * howo;
-        let original_params = n * c * k2;
-        let ranks = [(k.n / groups).min(k.k2()), k.c.min(k.k2())];
-        let make = |order: Order, m: f64, p: f64, r: usize| CostSeries {
-            order,
-            macs: (1..=r.max(1)).map(|t| t as f64 * m).collect(),
-            params: (1..=r.max(1)).map(|t| t as f64 * p).collect(),
-            break_even_t: original_macs / m,
-        };
-        Ok(CostData {
-            original_macs,
-            original_params,
-            series: vec![
-                make(Order::DwPw, dwpw_macs, dwpw_params, ranks[0]),
-                make(Order::PwDw, pwdw_macs, pwdw_params, ranks[1]),
-            ],
+        let model = CostModel::new(k.n, layer.in_channels(), k.kh, k.kw, h, w, &layer.geometry)?;
+        Ok(Self::from_model(&model, t, order))
+    }
+
+    /// Costs from a [`CostModel`] for T = 1..=full rank of each ordering
+    /// (DW→PW: min(N/groups, K²); PW→DW: min(C/groups, K²)).
+    pub fn from_model(m: &CostModel, t: usize, order: Order) -> Self {
+        let k2 = m.kh * m.kw;
+        let groups = m.groups.max(1);
+        let series = [(Order::DwPw, (m.n / groups).min(k2)), (Order::PwDw, (m.c / groups).min(k2))]
+            .into_iter()
+            .map(|(o, r)| CostSeries {
+                order: o,
+                macs: (1..=r.max(1)).map(|t| m.decoupled_macs(o, t) as f64).collect(),
+                params: (1..=r.max(1)).map(|t| m.decoupled_params(o, t) as f64).collect(),
+                break_even_t: m.break_even(o),
+            })
+            .collect();
+        CostData {
+            original_macs: m.regular_macs() as f64,
+            original_params: m.regular_params() as f64,
+            series,
             t,
             order,
-        })
+        }
+    }
+}
+
+/// The MACs caption with the theoretical speed-up at the current T.
+fn macs_caption(data: &CostData) -> String {
+    let cur =
+        data.series.iter().find(|s| s.order == data.order).and_then(|s| s.macs.get(data.t.wrapping_sub(1)));
+    match cur {
+        Some(&m) if m > 0.0 => format!(
+            "MACs vs T: {} at T = {} is {:.2}× fewer (theoretical)",
+            data.order.label(),
+            data.t,
+            data.original_macs / m
+        ),
+        _ => "MACs vs T (theoretical)".to_string(),
     }
 }
 
@@ -88,21 +106,29 @@ pub fn draw_costs<DB: DrawingBackend>(
             .collect();
         let mut vmarks = vec![];
         if breaks {
-            for s in &data.series {
+            for (row, s) in data.series.iter().enumerate() {
                 if s.break_even_t.is_finite() && s.break_even_t >= x0 && s.break_even_t <= x1 {
                     vmarks.push(VMark {
                         x: s.break_even_t,
                         label: format!("break-even {} T = {:.2}", s.order.label(), s.break_even_t),
                         color: style.order_color_light(s.order),
+                        row: row + 1,
+                        label_left: true,
                     });
                 }
             }
         }
-        vmarks.push(VMark { x: data.t as f64, label: format!("T = {}", data.t), color: style.marker });
+        vmarks.push(VMark {
+            x: data.t as f64,
+            label: format!("T = {}", data.t),
+            color: style.marker,
+            row: 0,
+            label_left: false,
+        });
         let all = data.series.iter().flat_map(|s| pick(s).iter().copied()).chain([original, 0.0]);
         let (_, hi) = value_range(all, (0.0, 1.0));
         Panel {
-            caption: format!("{what} vs T{}", if breaks { " (theoretical speed-up)" } else { "" }),
+            caption: if breaks { macs_caption(data) } else { format!("{what} vs T") },
             x_label: "T (terms per slice)".into(),
             y_label: what.to_string(),
             x_range: (x0, x1),
@@ -111,6 +137,7 @@ pub fn draw_costs<DB: DrawingBackend>(
             lines,
             vmarks,
             hmarks: vec![HMark { y: original, label: "original layer".into(), color: style.reference }],
+            legend: SeriesLabelPosition::LowerRight,
         }
     };
     draw_panel(&left, &panel("MACs", |s| &s.macs, data.original_macs, true), style)?;

@@ -2,14 +2,17 @@
 
 use super::lines::{draw_panel, t_range, value_range, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
+use crate::conv::{conv2d, layer_forward};
 use crate::decouple::Decomposition;
-use crate::layer::Order;
+use crate::error::Result;
+use crate::layer::{ConvLayer, FeatureMap, Order};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// The curves of one ordering; index T − 1, T = 1..=len.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderCurves {
+    /// The ordering.
     pub order: Order,
     /// Energy kept 1 − Σ_{k>T}σ² / Σσ².
     pub energy: Vec<f64>,
@@ -28,8 +31,11 @@ impl OrderCurves {
 /// current T and ordering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnergyErrorData {
+    /// One entry per ordering.
     pub curves: Vec<OrderCurves>,
+    /// The current T (marked).
     pub t: usize,
+    /// The current ordering (named in the marker label).
     pub order: Order,
 }
 
@@ -47,7 +53,13 @@ fn by_t(v: &[f64]) -> Vec<(f64, f64)> {
 
 /// The current-T marker.
 fn t_mark(t: usize, order: Order, style: &ChartStyle) -> VMark {
-    VMark { x: t as f64, label: format!("T = {} ({})", t, order.label()), color: style.marker }
+    VMark {
+        x: t as f64,
+        label: format!("T = {} ({})", t, order.label()),
+        color: style.marker,
+        row: 0,
+        label_left: false,
+    }
 }
 
 /// Draws energy kept and relative weight error vs T: one line of each per ordering, a legend,
@@ -85,6 +97,7 @@ pub fn draw_energy_error<DB: DrawingBackend>(
         lines,
         vmarks: vec![t_mark(data.t, data.order, style)],
         hmarks: vec![],
+        legend: SeriesLabelPosition::MiddleRight,
     };
     draw_panel(area, &panel, style)
 }
@@ -95,10 +108,45 @@ pub fn draw_energy_error<DB: DrawingBackend>(
 pub struct OutputErrorData {
     /// (ordering, error for T = 1..) pairs.
     pub series: Vec<(Order, Vec<f64>)>,
+    /// The current T (marked).
     pub t: usize,
+    /// The current ordering (named in the marker label).
     pub order: Order,
     /// What the input was (e.g. "astronaut, conv3_2 input"), shown in the caption.
     pub input_label: String,
+}
+
+impl OutputErrorData {
+    /// Measures the output relative error ‖conv(x, W − W_T)‖ / ‖conv(x, W) + b‖ for
+    /// T = 1..=full rank of each decomposition of `layer`'s kernel (the decoupled layer computes
+    /// exactly conv(x, W_T) + b, METHOD.md). Costs one conv per T and ordering: run it off the UI
+    /// thread for big layers. A zero original output gives the absolute error.
+    pub fn measure(
+        x: &FeatureMap,
+        layer: &ConvLayer,
+        ds: &[&Decomposition],
+        t: usize,
+        order: Order,
+        input_label: &str,
+    ) -> Result<Self> {
+        let y = layer_forward(x, layer)?;
+        let y_norm = y.data.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+        let mut series = Vec::with_capacity(ds.len());
+        for d in ds {
+            let mut errs = Vec::with_capacity(d.full_rank);
+            for tt in 1..=d.full_rank {
+                let mut diff = d.reconstruct(tt)?;
+                for (w_t, &w) in diff.data.iter_mut().zip(&layer.kernel.data) {
+                    *w_t = w - *w_t;
+                }
+                let e = conv2d(x, &diff, None, &layer.geometry)?;
+                let e_norm = e.data.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+                errs.push(if y_norm > 0.0 { e_norm / y_norm } else { e_norm });
+            }
+            series.push((d.order, errs));
+        }
+        Ok(OutputErrorData { series, t, order, input_label: input_label.to_string() })
+    }
 }
 
 /// Draws the output relative error vs T with the current T marked.
@@ -135,6 +183,7 @@ pub fn draw_output_error<DB: DrawingBackend>(
         lines,
         vmarks: vec![t_mark(data.t, data.order, style)],
         hmarks: vec![],
+        legend: SeriesLabelPosition::UpperRight,
     };
     draw_panel(area, &panel, style)
 }

@@ -17,17 +17,23 @@ pub const MAX_FILTERS: usize = 16;
 /// (filter W[n, c]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterGridData {
+    /// The ordering the slice belongs to.
     pub order: Order,
     /// Slice index (DW→PW: input channel; PW→DW: output channel).
     pub slice: usize,
+    /// Terms kept.
     pub t: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
     /// Channel index of each shown row (DW→PW: n; PW→DW: c), at most [`MAX_FILTERS`].
     pub rows: Vec<usize>,
     /// K² values per shown row.
     pub original: Vec<Vec<f32>>,
+    /// The same filters rebuilt from T terms.
     pub reconstructed: Vec<Vec<f32>>,
+    /// original − reconstructed.
     pub difference: Vec<Vec<f32>>,
     /// The T depthwise filters v_k (K² values each).
     pub dw: Vec<Vec<f32>>,
@@ -53,6 +59,9 @@ impl FilterGridData {
             return Err(Error::Shape("decomposition does not match the kernel".into()));
         }
         let groups = d.groups.max(1);
+        if d.c == 0 || d.n / groups == 0 {
+            return Err(Error::Shape("decomposition has no channels".into()));
+        }
         let shown: Vec<usize> = (0..m.min(MAX_FILTERS)).collect();
         let mut data = FilterGridData {
             order: d.order,
@@ -195,15 +204,19 @@ fn draw_pw<DB: DrawingBackend>(
     let fs = style.font_size as i32;
     label(area, &format!("pointwise weights σ_k u_k (rows × {} terms)", data.t), (x, y), 1.0, style)?;
     let rows = data.pw.len();
-    if rows == 0 || data.t == 0 {
+    let cols = data.pw.iter().map(Vec::len).max().unwrap_or(0);
+    if rows == 0 || cols == 0 {
         return Ok(());
     }
-    let values: Vec<f32> = data.pw.iter().flat_map(|r| r.iter().copied()).collect();
-    let map = HeatMap::new(data.t, rows, values);
+    let values: Vec<f32> =
+        data.pw.iter().flat_map(|r| (0..cols).map(|k| r.get(k).copied().unwrap_or(0.0))).collect();
+    let map = HeatMap::new(cols, rows, values);
     let range = max_abs(&data.pw);
     let avail_h = h - fs * 5;
-    let cell = (avail_h / rows as i32).min((w / 2) / data.t as i32).clamp(2, 24);
-    let (mw, mh) = (cell * data.t as i32, cell * rows as i32);
+    let (rows_i, cols_i) = (rows.min(4096) as i32, cols.min(4096) as i32);
+    let cell_h = (avail_h / rows_i).clamp(2, 24);
+    let cell_w = ((w / 2) / cols_i).clamp(2, 40).max(cell_h);
+    let (mw, mh) = (cell_w * cols_i, cell_h * rows_i);
     draw_heatmap(area, &map, (x, y + fs * 2, mw, mh), range, style)?;
-    color_bar(area, (x, y + fs * 2 + mh + 4, mw.max(60), fs / 2 + 2), range, style)
+    color_bar(area, (x, y + fs * 2 + mh + 4, mw.max(120), fs / 2 + 2), range, style)
 }

@@ -7,8 +7,11 @@ use plotters::prelude::*;
 /// A `w` × `h` grid of values, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatMap {
+    /// Columns.
     pub w: usize,
+    /// Rows.
     pub h: usize,
+    /// `h·w` values, row-major.
     pub values: Vec<f32>,
 }
 
@@ -115,7 +118,9 @@ pub(crate) fn color_bar<DB: DrawingBackend>(
 
 /// A short value for colour-bar ends.
 pub(crate) fn fmt_value(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v == 0.0 {
         "0".into()
     } else if !(1e-3..1e4).contains(&v.abs()) {
         format!("{v:.2e}")

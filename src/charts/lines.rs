@@ -19,6 +19,10 @@ pub(crate) struct VMark {
     pub x: f64,
     pub label: String,
     pub color: RGBColor,
+    /// Label row from the top (0 = topmost), so several labels do not overlap.
+    pub row: usize,
+    /// Put the label left of the line (for lines near the right edge).
+    pub label_left: bool,
 }
 
 /// A horizontal reference line with a label at its right end.
@@ -47,6 +51,7 @@ pub(crate) struct Panel {
     pub lines: Vec<Line>,
     pub vmarks: Vec<VMark>,
     pub hmarks: Vec<HMark>,
+    pub legend: SeriesLabelPosition,
 }
 
 /// Finite (x, y) points only.
@@ -139,14 +144,14 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
         draw_hmark(&mut chart, h, (x0, x1), style)?;
     }
     for v in &panel.vmarks {
-        draw_vmark(&mut chart, v, (y0, y1), style)?;
+        draw_vmark(&mut chart, v, (x0, x1), (y0, y1), style)?;
     }
     let has_legend =
         panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
     if has_legend {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(panel.legend.clone())
             .label_font(style.text(0.9))
             .background_style(style.background.mix(0.85))
             .border_style(style.foreground.mix(0.3))
@@ -224,6 +229,7 @@ fn draw_line<'a, DB: DrawingBackend + 'a>(
 fn draw_vmark<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
     v: &VMark,
+    (x0, x1): (f64, f64),
     (y0, y1): (f64, f64),
     style: &ChartStyle,
 ) -> DrawResult {
@@ -232,9 +238,11 @@ fn draw_vmark<'a, DB: DrawingBackend + 'a>(
     }
     let shape = v.color.stroke_width(style.stroke);
     chart.draw_series(std::iter::once(PathElement::new(vec![(v.x, y0), (v.x, y1)], shape))).map_err(err)?;
-    let text = style.text(0.95).color(&v.color);
-    let top = y1 - (y1 - y0) * 0.02;
-    chart.draw_series(std::iter::once(Text::new(v.label.clone(), (v.x, top), text))).map_err(err)?;
+    let h = if v.label_left { HPos::Right } else { HPos::Left };
+    let text = style.text(0.95).color(&v.color).pos(Pos::new(h, VPos::Top));
+    let top = y1 - (y1 - y0) * (0.02 + 0.07 * v.row as f64);
+    let x = v.x + (x1 - x0) * if v.label_left { -0.01 } else { 0.01 };
+    chart.draw_series(std::iter::once(Text::new(v.label.clone(), (x, top), text))).map_err(err)?;
     Ok(())
 }
 
@@ -249,7 +257,8 @@ fn draw_hmark<'a, DB: DrawingBackend + 'a>(
     }
     let shape = h.color.stroke_width(1);
     chart.draw_series(std::iter::once(PathElement::new(vec![(x0, h.y), (x1, h.y)], shape))).map_err(err)?;
-    let text = style.text(0.9).color(&h.color).pos(Pos::new(HPos::Right, VPos::Bottom));
-    chart.draw_series(std::iter::once(Text::new(h.label.clone(), (x1, h.y), text))).map_err(err)?;
+    let text = style.text(0.9).color(&h.color).pos(Pos::new(HPos::Left, VPos::Bottom));
+    let x = x0 + (x1 - x0) * 0.01;
+    chart.draw_series(std::iter::once(Text::new(h.label.clone(), (x, h.y), text))).map_err(err)?;
     Ok(())
 }

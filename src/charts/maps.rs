@@ -17,7 +17,9 @@ pub struct FeatureTripleData {
     pub channel: usize,
     /// Size of the full-resolution maps (h, w).
     pub full_size: (usize, usize),
+    /// The original layer's output channel.
     pub original: HeatMap,
+    /// The decoupled layer's output channel.
     pub decoupled: HeatMap,
     /// original − decoupled.
     pub difference: HeatMap,

@@ -15,13 +15,19 @@ pub struct SpectrumData {
     pub order: Order,
     /// Number of singular values per slice.
     pub full_rank: usize,
-    /// Slices in total and slices left out because they are all zero.
+    /// Slices in total.
     pub n_slices: usize,
+    /// Slices left out because they are all zero.
     pub zero_slices: usize,
+    /// Median over slices.
     pub median: Vec<f64>,
+    /// 10th percentile.
     pub p10: Vec<f64>,
+    /// 90th percentile.
     pub p90: Vec<f64>,
+    /// Minimum over slices.
     pub min: Vec<f64>,
+    /// Maximum over slices.
     pub max: Vec<f64>,
     /// The current T (the cut), drawn as a vertical line.
     pub t: usize,
@@ -127,8 +133,15 @@ pub fn draw_spectrum<DB: DrawingBackend>(
         y_range: (0.0, 1.02),
         bands,
         lines: vec![Line { label: "median".into(), points: ks(&data.median), color, dots: true }],
-        vmarks: vec![VMark { x: data.t as f64 + 0.5, label: format!("T = {}", data.t), color: style.marker }],
+        vmarks: vec![VMark {
+            x: data.t as f64 + 0.5,
+            label: format!("T = {}", data.t),
+            color: style.marker,
+            row: 0,
+            label_left: false,
+        }],
         hmarks: vec![],
+        legend: SeriesLabelPosition::UpperRight,
     };
     draw_panel(area, &panel, style)
 }

@@ -171,7 +171,13 @@ fn cost_chart_marks_original_and_break_even() {
     let d = CostData::for_layer(&layer(256, 256, 3), 32, 32, 2, Order::DwPw).unwrap();
     let svg = to_svg(900, 400, |a| draw_costs(a, &d, &style)).unwrap();
     assert_clean(&svg);
-    for s in ["original layer", "break-even DW→PW T = 8.69", "theoretical", "MACs", "params", "T = 2"] {
+    for s in [
+        "original layer",
+        "break-even DW→PW T = 8.69",
+        "DW→PW at T = 2 is 4.35× fewer (theoretical)",
+        "params",
+        "T = 2",
+    ] {
         assert!(svg.contains(s), "missing {s}");
     }
     // One MACs and one params line per ordering, 9 points each.
@@ -317,4 +323,207 @@ fn degenerate_inputs_draw_without_error() {
     for s in svgs {
         assert_clean(&s.unwrap());
     }
+}
+
+/// A test-only DW→PW / PW→DW decomposition via nalgebra (independent of `decouple`).
+fn nalgebra_decomposition(k: &Kernel, order: Order) -> Decomposition {
+    use nalgebra::DMatrix;
+    let k2 = k.k2();
+    let (slices, rows) = if order == Order::DwPw { (k.c, k.n) } else { (k.n, k.c) };
+    let r = rows.min(k2);
+    let slices = (0..slices)
+        .map(|s| {
+            let m = DMatrix::from_fn(rows, k2, |i, p| {
+                let (o, c) = if order == Order::DwPw { (i, s) } else { (s, i) };
+                k.filter(o, c)[p] as f64
+            });
+            let svd = m.clone().svd(true, true);
+            let (u, vt) = (svd.u.unwrap(), svd.v_t.unwrap());
+            let mut idx: Vec<usize> = (0..svd.singular_values.len()).collect();
+            idx.sort_by(|a, b| svd.singular_values[*b].total_cmp(&svd.singular_values[*a]));
+            let idx = &idx[..r];
+            Slice {
+                sigma: idx.iter().map(|&j| svd.singular_values[j]).collect(),
+                dw: idx.iter().flat_map(|&j| (0..k2).map(|p| vt[(j, p)]).collect::<Vec<_>>()).collect(),
+                pw: idx
+                    .iter()
+                    .flat_map(|&j| (0..rows).map(|i| svd.singular_values[j] * u[(i, j)]).collect::<Vec<_>>())
+                    .collect(),
+                energy: m.norm_squared(),
+            }
+        })
+        .collect();
+    Decomposition { order, n: k.n, c: k.c, kh: k.kh, kw: k.kw, groups: 1, full_rank: r, slices }
+}
+
+/// Reads an OIHW float32 `.npy` (v1.0 header) for tests.
+pub(crate) fn read_npy_f32(path: &str) -> Vec<f32> {
+    let b = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    b[10 + hl..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+#[test]
+fn filter_data_from_a_real_layer_rebuilds_w() {
+    // conv1_2 of VGG16-BN: at full rank the reconstruction equals W (both orders).
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    for order in [Order::DwPw, Order::PwDw] {
+        let d = nalgebra_decomposition(&k, order);
+        let f = FilterGridData::from_decomposition(&k, &d, 5, 9).unwrap();
+        assert_eq!(f.rows.len(), MAX_FILTERS);
+        let scale = max_abs_of(&f.original);
+        assert!(max_abs_of(&f.difference) < 1e-5 * scale, "{order:?}");
+        let f1 = FilterGridData::from_decomposition(&k, &d, 5, 1).unwrap();
+        assert!(max_abs_of(&f1.difference) > 1e-3 * scale);
+    }
+}
+
+fn max_abs_of(v: &[Vec<f32>]) -> f32 {
+    v.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()))
+}
+
+/// Writes every chart for a real layer to /tmp/ndlab-charts (run with --ignored, then look).
+#[test]
+#[ignore]
+fn dump_real_charts() {
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    let dw = nalgebra_decomposition(&k, Order::DwPw);
+    let pw = nalgebra_decomposition(&k, Order::PwDw);
+    let curve = |d: &Decomposition| {
+        let tot: f64 = d.slices.iter().map(|s| s.energy).sum();
+        let energy: Vec<f64> = (1..=d.full_rank)
+            .map(|t| {
+                d.slices.iter().map(|s| s.sigma[..t].iter().map(|x| x * x).sum::<f64>()).sum::<f64>() / tot
+            })
+            .collect();
+        let error = energy.iter().map(|e| (1.0 - e).max(0.0).sqrt()).collect();
+        OrderCurves { order: d.order, energy, error }
+    };
+    let style = ChartStyle::default();
+    let dir = "/tmp/ndlab-charts";
+    std::fs::create_dir_all(dir).unwrap();
+    let save = |name: &str, svg: String| std::fs::write(format!("{dir}/{name}.svg"), svg).unwrap();
+    let mut spec = SpectrumData::from_decomposition(&dw, 2);
+    spec.show_min_max = true;
+    save("spectrum", to_svg(640, 400, |a| draw_spectrum(a, &spec, &style)).unwrap());
+    let ee = EnergyErrorData { curves: vec![curve(&dw), curve(&pw)], t: 2, order: Order::DwPw };
+    save("energy_error", to_svg(700, 420, |a| draw_energy_error(a, &ee, &style)).unwrap());
+    let layer = ConvLayer::new(k.clone(), None, ConvGeometry::new(1, 1, 1)).unwrap();
+    let cost = CostData::for_layer(&layer, 64, 64, 2, Order::DwPw).unwrap();
+    save("costs", to_svg(1000, 400, |a| draw_costs(a, &cost, &style)).unwrap());
+    let f = FilterGridData::from_decomposition(&k, &dw, 3, 2).unwrap();
+    save("filters", to_svg(900, 560, |a| draw_filters(a, &f, &style)).unwrap());
+    let o = OutputErrorData {
+        series: vec![(Order::DwPw, vec![0.4, 0.25, 0.28, 0.1, 0.05, 0.02, 0.01, 0.004, 0.0])],
+        t: 2,
+        order: Order::DwPw,
+        input_label: "astronaut".into(),
+    };
+    save("output_error", to_svg(640, 400, |a| draw_output_error(a, &o, &style)).unwrap());
+    let (h, w) = (96, 128);
+    let a: Vec<f32> =
+        (0..h * w).map(|i| ((i % w) as f32 / 9.0).sin() * ((i / w) as f32 / 7.0).cos()).collect();
+    let b: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + 0.05 * ((i % 13) as f32 - 6.0) / 6.0).collect();
+    let m = FeatureTripleData::new(
+        &FeatureMap::new(1, h, w, a).unwrap(),
+        &FeatureMap::new(1, h, w, b).unwrap(),
+        0,
+        MAX_MAP_SIDE,
+        "T = 2, DW→PW",
+    )
+    .unwrap();
+    save("maps", to_svg(900, 360, |a| draw_feature_maps(a, &m, &style)).unwrap());
+}
+
+#[test]
+fn charts_from_the_real_decomposition() {
+    // The filter data built from `decouple` matches the one from an independent nalgebra SVD
+    // (compare reconstructions, never raw singular vectors), and the spectra agree.
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    let style = ChartStyle::default();
+    for order in [Order::DwPw, Order::PwDw] {
+        let d = Decomposition::new(&k, 1, order).unwrap();
+        let oracle = nalgebra_decomposition(&k, order);
+        for t in [1, 2, 5] {
+            let a = FilterGridData::from_decomposition(&k, &d, 7, t).unwrap();
+            let b = FilterGridData::from_decomposition(&k, &oracle, 7, t).unwrap();
+            let scale = max_abs_of(&a.original);
+            for (x, y) in a.reconstructed.iter().flatten().zip(b.reconstructed.iter().flatten()) {
+                assert!((x - y).abs() < 1e-5 * scale, "{order:?} T={t}");
+            }
+            // The reconstruction equals `Decomposition::reconstruct` too.
+            let wt = d.reconstruct(t).unwrap();
+            for (r, &row) in a.rows.iter().enumerate() {
+                let (n, c) = if order == Order::DwPw { (row, 7) } else { (7, row) };
+                for (x, y) in a.reconstructed[r].iter().zip(wt.filter(n, c)) {
+                    assert!((x - y).abs() < 1e-5 * scale);
+                }
+            }
+        }
+        let (sa, sb) =
+            (SpectrumData::from_decomposition(&d, 2), SpectrumData::from_decomposition(&oracle, 2));
+        for (x, y) in sa.median.iter().zip(&sb.median) {
+            assert!((x - y).abs() < 1e-9);
+        }
+        let ee = EnergyErrorData::from_decompositions(&[&d], 2, order);
+        let svg = to_svg(600, 400, |a| draw_energy_error(a, &ee, &style)).unwrap();
+        assert_clean(&svg);
+        assert_eq!(lines_of(&svg, style.order_color(order))[0].len(), 9);
+        // Energy + error² = 1 at every T (METHOD.md).
+        for (e, r) in ee.curves[0].energy.iter().zip(&ee.curves[0].error) {
+            assert!((e + r * r - 1.0).abs() < 1e-9);
+        }
+    }
+}
+
+#[test]
+fn measured_output_error_matches_the_decoupled_forward() {
+    use crate::conv::{decoupled_forward, layer_forward};
+    use crate::examples::{find, random_input};
+    let k = find("lowrank2_64").unwrap().generate().unwrap().unwrap();
+    let bias: Vec<f32> = (0..64).map(|i| i as f32 * 0.01).collect();
+    let layer = ConvLayer::new(k.clone(), Some(bias.clone()), ConvGeometry::new(1, 1, 1)).unwrap();
+    let x = random_input(64, 12, 10, 3).unwrap();
+    let ds: Vec<Decomposition> =
+        [Order::DwPw, Order::PwDw].map(|o| Decomposition::new(&k, 1, o).unwrap()).into();
+    let data = OutputErrorData::measure(&x, &layer, &[&ds[0], &ds[1]], 1, Order::DwPw, "noise").unwrap();
+    let y = layer_forward(&x, &layer).unwrap();
+    for (d, (order, errs)) in ds.iter().zip(&data.series) {
+        assert_eq!((*order, errs.len()), (d.order, 9));
+        // Independent path: the merged decoupled layer's output against the original's.
+        for t in [1, 2, 5] {
+            let yt = decoupled_forward(&x, &d.merged(t).unwrap(), Some(&bias), &layer.geometry).unwrap();
+            let want = yt.rel_error(&y).unwrap();
+            assert!((errs[t - 1] - want).abs() < 1e-4, "{order:?} T={t}: {} vs {want}", errs[t - 1]);
+        }
+        assert!(errs[0] > 0.05 && errs[1] < 1e-5, "{errs:?}");
+    }
+}
+
+#[test]
+fn malformed_hand_made_inputs_are_errors_or_drawn_safely() {
+    let (k, mut d) = hand_decomposition();
+    d.c = 0;
+    assert!(FilterGridData::from_decomposition(&k, &d, 0, 1).is_err());
+    let (k, d) = hand_decomposition();
+    let mut f = FilterGridData::from_decomposition(&k, &d, 0, 2).unwrap();
+    f.pw = vec![vec![1.0], vec![], vec![f32::NAN, 2.0, 3.0]];
+    f.t = usize::MAX;
+    f.dw.push(vec![f32::INFINITY; 2]);
+    assert_clean(&to_svg(500, 300, |a| draw_filters(a, &f, &ChartStyle::default())).unwrap());
+    let m = FeatureTripleData {
+        channel: 0,
+        full_size: (0, 0),
+        original: HeatMap::new(3, 2, vec![1.0]),
+        decoupled: HeatMap::new(0, 0, vec![]),
+        difference: HeatMap::new(1, 1, vec![f32::NAN]),
+        rel_error: f64::NAN,
+        label: "<b>".into(),
+    };
+    let svg = to_svg(400, 200, |a| draw_feature_maps(a, &m, &ChartStyle::default())).unwrap();
+    assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"), "text is escaped");
+    assert!(svg.contains("relative error n/a"));
 }
