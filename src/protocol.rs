@@ -98,6 +98,9 @@ pub struct Response {
 /// What the worker answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ResponseBody {
+    /// The worker has installed its message handler (sent once, id 0). Messages posted to a
+    /// worker before that would be lost, so the UI holds its requests until it sees this.
+    Ready,
     /// Work in progress (sent during long requests).
     Progress {
         /// What is being done, for a person.

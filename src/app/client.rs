@@ -28,6 +28,9 @@ struct KindState {
 
 struct Inner {
     worker: Worker,
+    /// False until the worker says it is listening; requests are held in `unsent` until then.
+    ready: bool,
+    unsent: Vec<Request>,
     next_id: u64,
     kinds: HashMap<RequestKind, KindState>,
     /// Kind of every request in flight, by id.
@@ -47,6 +50,8 @@ impl WorkerClient {
         let worker = Worker::new(WORKER_URL).map_err(|e| format!("cannot start the worker: {e:?}"))?;
         let inner = Rc::new(RefCell::new(Inner {
             worker,
+            ready: false,
+            unsent: Vec::new(),
             next_id: 1,
             kinds: HashMap::new(),
             kind_of: HashMap::new(),
@@ -97,7 +102,7 @@ impl WorkerClient {
         } else {
             state.in_flight = Some(id);
             inner.kind_of.insert(id, kind);
-            post(&inner.worker, &req);
+            inner.post(req);
         }
         id
     }
@@ -106,6 +111,13 @@ impl WorkerClient {
     /// to a request). Final answers free the kind's slot and send the waiting request, if any.
     fn accept(&self, resp: &Response) -> bool {
         let mut inner = self.inner.borrow_mut();
+        if resp.body == ResponseBody::Ready {
+            inner.ready = true;
+            for req in std::mem::take(&mut inner.unsent) {
+                post(&inner.worker, &req);
+            }
+            return false;
+        }
         let Some(&kind) = inner.kind_of.get(&resp.id) else {
             return resp.id == 0;
         };
@@ -122,10 +134,21 @@ impl WorkerClient {
                     s.in_flight = Some(req.id);
                 }
                 inner.kind_of.insert(req.id, kind);
-                post(&inner.worker, &req);
+                inner.post(req);
             }
         }
         resp.id >= newest
+    }
+}
+
+impl Inner {
+    /// Posts now, or holds the request until the worker is ready.
+    fn post(&mut self, req: Request) {
+        if self.ready {
+            post(&self.worker, &req);
+        } else {
+            self.unsent.push(req);
+        }
     }
 }
 

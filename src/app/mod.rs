@@ -76,6 +76,7 @@ impl Ctx {
     /// Applies a worker response to the signals.
     fn on_response(&self, resp: Response) {
         match resp.body {
+            ResponseBody::Ready => {}
             ResponseBody::Progress { stage, fraction } => self.progress.set(Some((stage, fraction))),
             ResponseBody::Layer(summary) => {
                 self.progress.set(None);

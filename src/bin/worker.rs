@@ -64,6 +64,7 @@ mod glue {
         });
         scope().set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
         onmessage.forget();
+        post(&Response { id: 0, body: ResponseBody::Ready });
     }
 
     /// Keeps only the newest request of each kind, in id order.
