@@ -192,3 +192,17 @@ fn apply_errors() {
     assert!(run(&args("apply k.npy --input nope.npy --t 1 --out y.npy"), &mut h).is_err());
     assert!(!h.files.contains_key("y.npy"), "nothing written on error");
 }
+
+#[test]
+fn report_macs_for_a_given_input_size() {
+    // 2×1×1×2 kernel on a 1×4×5 input, no padding: output 2×4×4 (16 pixels, 20 input pixels).
+    let mut h = diag_host();
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&args("report k.npy --json --order pw-dw --size 4x5"), &mut h).unwrap())
+            .unwrap();
+    assert_eq!(v["macs"]["regular"], 2 * 2 * 16);
+    // PW→DW, T = 1: N·T·c·H·W (input resolution) + N·T·K²·Ho·Wo.
+    assert_eq!(v["macs"]["decoupled"], serde_json::json!([2 * 20 + 2 * 2 * 16]));
+    assert_eq!(v["params"]["decoupled"], serde_json::json!([2 + 2 * 2]));
+    assert!(v["macs_basis"].as_str().unwrap_or("").contains("4×4"), "{}", v["macs_basis"]);
+}
