@@ -124,7 +124,7 @@ fn wire_url(ctx: Ctx) {
             let path = w.location().pathname().unwrap_or_default();
             if let Ok(h) = w.history() {
                 let _ =
-                    h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("{path}{q}")));
+                    h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("{path}?{q}")));
             }
         }
     });

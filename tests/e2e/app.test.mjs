@@ -117,7 +117,7 @@ async function text(page, testid) {
 }
 
 async function state(page) {
-  return Object.fromEntries(new URL(page.url()).searchParams);
+  return Object.fromEntries(new URL(await page.evaluate(() => location.href)).searchParams);
 }
 
 /** Waits until the weight error shown equals the core's for (example, order, T). */
