@@ -11,6 +11,9 @@ use crate::npy::{read_npy, write_npy_f32};
 use serde::Serialize;
 use std::fmt::Write as _;
 
+pub mod model;
+pub use model::{ListOpts, Source};
+
 /// What the command line needs from its surroundings.
 pub trait Host {
     /// The whole content of the file at `path`.
@@ -32,7 +35,13 @@ USAGE:
                           [--size HxW [--stride S] [--padding P] [--dilation D]] [--json]
   ndlab apply KERNEL.npy --input X.npy --t T --out Y.npy [--order dw-pw|pw-dw]
                           [--stride S] [--padding P] [--dilation D] [--groups G] [--bias B.npy]
+  ndlab list MODEL [--layout oihw|hwio]
   ndlab --help
+
+MODEL/KERNEL files: .npy, .npz, .safetensors, .onnx, PyTorch .pt/.pth (zip format). With a model file,
+report and apply take --layer NAME (from ndlab list), --fold-bn (fold the following BatchNorm) and
+--layout oihw|hwio (raw arrays; ONNX and PyTorch are OIHW). The file's stride/padding/dilation/groups
+are used unless given on the command line.
 
 report  per-slice SVDs of an OIHW float .npy kernel: for T = 1..full rank, the energy kept, the
         relative weight error, MACs, parameters and speed-up of the decoupled layer. MACs are per
@@ -51,6 +60,8 @@ pub enum Command {
     Report(ReportOpts),
     /// `ndlab apply ...`
     Apply(ApplyOpts),
+    /// `ndlab list ...`
+    List(ListOpts),
 }
 
 /// Options of `ndlab report`.
@@ -68,6 +79,8 @@ pub struct ReportOpts {
     pub size: Option<(usize, usize)>,
     /// Stride/padding/dilation (used with `size`) and groups.
     pub geometry: ConvGeometry,
+    /// Which layer of a model file, layout, BatchNorm folding.
+    pub source: Source,
 }
 
 /// Options of `ndlab apply`.
@@ -87,6 +100,8 @@ pub struct ApplyOpts {
     pub t: usize,
     /// Stride, padding, dilation, groups of the layer.
     pub geometry: ConvGeometry,
+    /// Which layer of a model file, layout, BatchNorm folding.
+    pub source: Source,
 }
 
 /// Parses, runs and returns what to print on standard output.
@@ -95,6 +110,7 @@ pub fn run(args: &[String], host: &mut dyn Host) -> Result<String> {
         Command::Help => Ok(USAGE.to_string()),
         Command::Report(o) => report(&o, host),
         Command::Apply(o) => apply(&o, host),
+        Command::List(o) => model::list(&o, host),
     }
 }
 
@@ -219,7 +235,7 @@ fn parse_threshold(v: &str) -> Result<f64> {
 /// Turns the arguments (without the program name) into a [`Command`].
 pub fn parse_args(args: &[String]) -> Result<Command> {
     let Some((cmd, rest)) = args.split_first() else {
-        return Err(usage_err("missing command: report or apply"));
+        return Err(usage_err("missing command: report, apply or list"));
     };
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         return Ok(Command::Help);
@@ -228,13 +244,24 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
         "--help" | "-h" | "help" => Ok(Command::Help),
         "report" => parse_report(rest).map(Command::Report),
         "apply" => parse_apply(rest).map(Command::Apply),
-        other => Err(usage_err(format!("unknown command '{other}' (expected report or apply)"))),
+        "list" => model::parse_list(rest).map(Command::List),
+        other => Err(usage_err(format!("unknown command '{other}' (expected report, apply or list)"))),
     }
 }
 
 fn parse_report(args: &[String]) -> Result<ReportOpts> {
-    let geo = ["--order", "--threshold", "--groups", "--size", "--stride", "--padding", "--dilation"];
-    let a = split_args(args, &["--json"], &geo)?;
+    let geo = [
+        "--order",
+        "--threshold",
+        "--groups",
+        "--size",
+        "--stride",
+        "--padding",
+        "--dilation",
+        "--layer",
+        "--layout",
+    ];
+    let a = split_args(args, &["--json", "--fold-bn"], &geo)?;
     let size = a.get("--size").map(parse_size).transpose()?;
     if size.is_none() && ["--stride", "--padding", "--dilation"].iter().any(|f| a.get(f).is_some()) {
         return Err(usage_err("--stride/--padding/--dilation need --size HxW in report"));
@@ -246,13 +273,25 @@ fn parse_report(args: &[String]) -> Result<ReportOpts> {
         json: a.switches.iter().any(|s| s == "--json"),
         size,
         geometry: a.geometry()?,
+        source: Source::from_args(&a)?,
     })
 }
 
 fn parse_apply(args: &[String]) -> Result<ApplyOpts> {
-    let valued =
-        ["--input", "--order", "--t", "--stride", "--padding", "--dilation", "--groups", "--bias", "--out"];
-    let a = split_args(args, &[], &valued)?;
+    let valued = [
+        "--input",
+        "--order",
+        "--t",
+        "--stride",
+        "--padding",
+        "--dilation",
+        "--groups",
+        "--bias",
+        "--out",
+        "--layer",
+        "--layout",
+    ];
+    let a = split_args(args, &["--fold-bn"], &valued)?;
     let need =
         |name: &str| a.get(name).map(str::to_string).ok_or_else(|| usage_err(format!("apply needs {name}")));
     Ok(ApplyOpts {
@@ -263,6 +302,7 @@ fn parse_apply(args: &[String]) -> Result<ApplyOpts> {
         bias: a.get("--bias").map(str::to_string),
         order: a.order()?,
         geometry: a.geometry()?,
+        source: Source::from_args(&a)?,
     })
 }
 
@@ -281,11 +321,6 @@ fn in_file(path: &str, e: Error) -> Error {
         Error::TooLarge(s) => Error::TooLarge(m(s)),
         Error::Numeric(s) => Error::Numeric(m(s)),
     }
-}
-
-fn load_kernel(host: &mut dyn Host, path: &str) -> Result<Kernel> {
-    let bytes = host.read(path)?;
-    read_npy(&bytes).and_then(|a| a.into_kernel()).map_err(|e| in_file(path, e))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,7 +441,13 @@ pub fn build_report(kernel: &Kernel, opts: &ReportOpts) -> Result<Report> {
 
 /// `ndlab report`: JSON or a table.
 pub fn report(opts: &ReportOpts, host: &mut dyn Host) -> Result<String> {
-    let kernel = load_kernel(host, &opts.kernel)?;
+    let loaded = model::load(host, &opts.kernel, &opts.source)?;
+    let mut opts = opts.clone();
+    if let (Some(g), false) = (loaded.geometry, opts.source.explicit_geometry) {
+        opts.geometry = g;
+    }
+    let opts = &opts;
+    let kernel = loaded.kernel;
     let r = build_report(&kernel, opts).map_err(|e| in_file(&opts.kernel, e))?;
     if opts.json {
         let mut s = serde_json::to_string_pretty(&r).map_err(|e| Error::Numeric(format!("JSON: {e}")))?;
@@ -471,12 +512,18 @@ pub fn render_table(name: &str, r: &Report) -> String {
 
 /// `ndlab apply`: decoupled forward, output written, relative error vs the original layer.
 pub fn apply(o: &ApplyOpts, host: &mut dyn Host) -> Result<String> {
-    let kernel = load_kernel(host, &o.kernel)?;
+    let loaded = model::load(host, &o.kernel, &o.source)?;
+    let mut o = o.clone();
+    if let (Some(g), false) = (loaded.geometry, o.source.explicit_geometry) {
+        o.geometry = g;
+    }
+    let o = &o;
+    let kernel = loaded.kernel;
     let input = read_npy(&host.read(&o.input)?).map_err(|e| in_file(&o.input, e))?;
     let four_d = input.shape.len() == 4;
     let x = input.into_feature_map().map_err(|e| in_file(&o.input, e))?;
     let bias = match &o.bias {
-        None => None,
+        None => loaded.bias,
         Some(p) => Some(read_npy(&host.read(p)?).and_then(|a| a.into_vector()).map_err(|e| in_file(p, e))?),
     };
     let layer = ConvLayer::new(kernel, bias, o.geometry)?;
