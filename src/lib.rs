@@ -8,15 +8,22 @@ pub mod cli;
 pub mod conv;
 pub mod cost;
 pub mod decouple;
+pub mod engine;
 pub mod error;
 pub mod examples;
 pub mod formats;
 pub mod layer;
 pub mod npy;
+pub mod protocol;
 pub mod relatives;
 pub mod state;
 pub mod svd;
 pub mod vgg;
+
+/// The browser app (wasm only): components hold signals and views, not maths.
+#[cfg(target_arch = "wasm32")]
+pub mod app;
+
 
 pub use error::{Error, Result};
 pub use layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order, Padding};

@@ -1,6 +1,8 @@
 //! The browser app's entry point: it only mounts the app.
 #[cfg(target_arch = "wasm32")]
-fn main() {}
+fn main() {
+    ndlab::app::mount();
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {

@@ -182,7 +182,9 @@ trait Micro {
     unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]);
 }
 
-/// Portable 4 × 8 tile in plain Rust (LLVM vectorises what the target allows).
+/// Portable 4 × 8 tile in plain Rust (LLVM vectorises what the target allows). Unused by a wasm
+/// build with SIMD128, which has its own tile.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
 struct Portable;
 impl Micro for Portable {
     const MR: usize = 4;

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs every test: formatting, clippy (native and wasm), the
+# native tests, the NumPy cross-check, the wasm tests in headless Chromium, the release build
+# under a sub-path, and the end-to-end tests. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  step "installing chromium and chromium-driver"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
+if [ -f tests/requirements.txt ]; then
+  step "python test requirements"
+  python3 -m pip install -q -r tests/requirements.txt 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages -r tests/requirements.txt
+fi
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "clippy (native)"
+cargo clippy --all-targets -- -D warnings
+step "clippy (wasm32)"
+cargo clippy --target wasm32-unknown-unknown --lib --bins -- -D warnings
+
+step "native tests"
+cargo test
+
+step "release binaries"
+cargo build --release --bin ndlab --example expected_errors
+if [ -f tests/numpy_check.py ]; then
+  step "NumPy cross-check"
+  python3 tests/numpy_check.py target/release/ndlab
+fi
+
+step "wasm tests in headless Chromium"
+WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$WB_VERSION"; then
+  echo "wasm-bindgen-test-runner $WB_VERSION missing (it comes with wasm-bindgen-cli)" >&2; exit 1
+fi
+CHROMEDRIVER=$(command -v chromedriver) \
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --target wasm32-unknown-unknown --test wasm
+
+step "release build under /ndlab/"
+trunk build --release --public-url /ndlab/
+
+step "end-to-end tests"
+node --test tests/e2e/

@@ -1,0 +1,159 @@
+//! The UI thread's side of the worker protocol.
+//!
+//! [`WorkerClient`] tags requests with increasing ids and keeps, per [`RequestKind`], at most one
+//! request in flight and one waiting (a newer waiting request replaces an older one). A response
+//! whose id is older than the newest request of its kind is dropped, so results never arrive
+//! out of order and rapid slider moves never queue work.
+
+use crate::protocol::{from_json, to_json, Request, RequestBody, RequestKind, Response, ResponseBody};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{MessageEvent, Worker};
+
+/// Where the worker's loader script is, relative to the page (Trunk's loader shim).
+const WORKER_URL: &str = "./ndlab-worker_loader.js";
+
+#[derive(Default)]
+struct KindState {
+    /// Id of the newest request sent or waiting for this kind.
+    newest: u64,
+    /// Id of the request in flight, if any.
+    in_flight: Option<u64>,
+    /// The newest request not sent yet (because one is in flight).
+    waiting: Option<Request>,
+}
+
+struct Inner {
+    worker: Worker,
+    /// False until the worker says it is listening; requests are held in `unsent` until then.
+    ready: bool,
+    unsent: Vec<Request>,
+    next_id: u64,
+    kinds: HashMap<RequestKind, KindState>,
+    /// Kind of every request in flight, by id.
+    kind_of: HashMap<u64, RequestKind>,
+}
+
+/// A handle on the worker; cheap to clone.
+#[derive(Clone)]
+pub struct WorkerClient {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl WorkerClient {
+    /// Starts the worker; `on_response` receives every response that is not stale (progress
+    /// included) and every worker error as a [`ResponseBody::Error`].
+    pub fn start(on_response: impl Fn(Response) + 'static) -> Result<Self, String> {
+        let worker = Worker::new(WORKER_URL).map_err(|e| format!("cannot start the worker: {e:?}"))?;
+        let inner = Rc::new(RefCell::new(Inner {
+            worker,
+            ready: false,
+            unsent: Vec::new(),
+            next_id: 1,
+            kinds: HashMap::new(),
+            kind_of: HashMap::new(),
+        }));
+        let client = WorkerClient { inner };
+        let on_response = Rc::new(on_response);
+        let this = client.clone();
+        let handler = on_response.clone();
+        let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            let text = ev.data().as_string().unwrap_or_default();
+            match from_json::<Response>(&text) {
+                Ok(resp) => {
+                    if this.accept(&resp) {
+                        handler(resp);
+                    }
+                }
+                Err(e) => handler(Response { id: 0, body: ResponseBody::Error { message: e.to_string() } }),
+            }
+        });
+        let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+            ev.prevent_default();
+            on_response(Response {
+                id: 0,
+                body: ResponseBody::Error { message: format!("the worker failed: {}", ev.message()) },
+            });
+        });
+        {
+            let inner = client.inner.borrow();
+            inner.worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+            inner.worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+        }
+        onmessage.forget();
+        onerror.forget();
+        Ok(client)
+    }
+
+    /// Sends a request (or parks it until the one in flight of its kind answers). Returns its id.
+    pub fn send(&self, body: RequestBody) -> u64 {
+        let mut inner = self.inner.borrow_mut();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let kind = body.kind();
+        let req = Request { id, body };
+        let state = inner.kinds.entry(kind).or_default();
+        state.newest = id;
+        if state.in_flight.is_some() {
+            state.waiting = Some(req);
+        } else {
+            state.in_flight = Some(id);
+            inner.kind_of.insert(id, kind);
+            inner.post(req);
+        }
+        id
+    }
+
+    /// True when `resp` is the answer to the newest request of its kind (or a message not tied
+    /// to a request). Final answers free the kind's slot and send the waiting request, if any.
+    fn accept(&self, resp: &Response) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        if resp.body == ResponseBody::Ready {
+            inner.ready = true;
+            for req in std::mem::take(&mut inner.unsent) {
+                post(&inner.worker, &req);
+            }
+            return false;
+        }
+        let Some(&kind) = inner.kind_of.get(&resp.id) else {
+            return resp.id == 0;
+        };
+        let is_final = !matches!(resp.body, ResponseBody::Progress { .. });
+        let newest = inner.kinds.get(&kind).map(|s| s.newest).unwrap_or(0);
+        if is_final {
+            inner.kind_of.remove(&resp.id);
+            let next = inner.kinds.get_mut(&kind).and_then(|s| {
+                s.in_flight = None;
+                s.waiting.take()
+            });
+            if let Some(req) = next {
+                if let Some(s) = inner.kinds.get_mut(&kind) {
+                    s.in_flight = Some(req.id);
+                }
+                inner.kind_of.insert(req.id, kind);
+                inner.post(req);
+            }
+        }
+        resp.id >= newest
+    }
+}
+
+impl Inner {
+    /// Posts now, or holds the request until the worker is ready.
+    fn post(&mut self, req: Request) {
+        if self.ready {
+            post(&self.worker, &req);
+        } else {
+            self.unsent.push(req);
+        }
+    }
+}
+
+fn post(worker: &Worker, req: &Request) {
+    if let Err(e) = worker.post_message(&JsValue::from_str(&to_json(req))) {
+        web_sys::console::warn_1(&e);
+    }
+}

@@ -1,0 +1,136 @@
+//! The browser app (wasm only). Components hold signals and views; the maths runs in the core,
+//! the heavy work in the Web Worker (`src/bin/worker.rs`), reached through [`client::WorkerClient`].
+
+mod canvas;
+mod client;
+mod image;
+mod model;
+mod plots;
+mod view;
+
+use crate::protocol::{
+    ForwardResult, InputSummary, LayerSummary, RequestBody, Response, ResponseBody, SliceView,
+};
+use crate::state::AppState;
+use crate::Order;
+use client::WorkerClient;
+use leptos::prelude::*;
+
+/// Mounts the app on `<body>`.
+pub fn mount() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(view::App);
+}
+
+/// Everything the views read and write, shared by context.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx {
+    /// The user's choices (mirrored in the URL).
+    pub state: RwSignal<AppState>,
+    /// The loaded layer's summary (both orderings).
+    pub layer: RwSignal<Option<LayerSummary>>,
+    /// The chosen slice's factors.
+    pub slice: RwSignal<Option<SliceView>>,
+    /// The latest forward result.
+    pub fwd: RwSignal<Option<ForwardResult>>,
+    /// Output error curves received, by ordering.
+    pub curves: RwSignal<Vec<(Order, Vec<f64>)>>,
+    /// The current input's description.
+    pub input: RwSignal<Option<InputSummary>>,
+    /// Progress of the worker's current task.
+    pub progress: RwSignal<Option<(String, f64)>>,
+    /// The last error, shown in a banner.
+    pub error: RwSignal<Option<String>>,
+    /// Bumped on window resize (charts redraw).
+    pub resize: RwSignal<u32>,
+    /// The worker.
+    pub client: StoredValue<Option<WorkerClient>, LocalStorage>,
+}
+
+impl Ctx {
+    fn new() -> Self {
+        let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+        Ctx {
+            state: RwSignal::new(AppState::from_query(&search)),
+            layer: RwSignal::new(None),
+            slice: RwSignal::new(None),
+            fwd: RwSignal::new(None),
+            curves: RwSignal::new(Vec::new()),
+            input: RwSignal::new(None),
+            progress: RwSignal::new(None),
+            error: RwSignal::new(None),
+            resize: RwSignal::new(0),
+            client: StoredValue::new_local(None),
+        }
+    }
+
+    /// Sends a request to the worker (no-op if the worker failed to start).
+    pub fn send(&self, body: RequestBody) {
+        self.client.with_value(|c| {
+            if let Some(c) = c {
+                c.send(body);
+            }
+        });
+    }
+
+    /// Applies a worker response to the signals.
+    fn on_response(&self, resp: Response) {
+        match resp.body {
+            ResponseBody::Ready => {}
+            ResponseBody::Progress { stage, fraction } => self.progress.set(Some((stage, fraction))),
+            ResponseBody::Layer(summary) => {
+                self.progress.set(None);
+                self.error.set(None);
+                let summary = *summary;
+                self.state.update(|s| clamp_to_layer(s, &summary));
+                self.input.set(summary.input.clone());
+                self.slice.set(None);
+                self.fwd.set(None);
+                self.curves.set(Vec::new());
+                self.layer.set(Some(summary));
+            }
+            ResponseBody::Input(input) => {
+                self.progress.set(None);
+                self.curves.set(Vec::new());
+                self.input.set(Some(input));
+            }
+            ResponseBody::Slice(s) => self.slice.set(Some(*s)),
+            ResponseBody::Forward(f) => {
+                self.progress.set(None);
+                self.fwd.set(Some(*f));
+            }
+            ResponseBody::OutputErrorCurve { order, errors } => {
+                self.progress.set(None);
+                self.curves.update(|c| {
+                    c.retain(|(o, _)| *o != order);
+                    c.push((order, errors));
+                });
+            }
+            ResponseBody::Error { message } => {
+                self.progress.set(None);
+                self.error.set(Some(message));
+            }
+        }
+    }
+
+    /// Full rank of the current ordering (9 before a layer is loaded).
+    pub fn full_rank(&self) -> usize {
+        let order = self.state.with(|s| s.order);
+        self.layer.with(|l| l.as_ref().and_then(|l| l.order(order)).map(|o| o.spectra.full_rank).unwrap_or(9))
+    }
+}
+
+/// Clamps T and the channels to what `layer` allows.
+fn clamp_to_layer(s: &mut AppState, layer: &LayerSummary) {
+    if let Some(o) = layer.order(s.order) {
+        s.clamp_to(o.spectra.full_rank, o.spectra.slices.len(), layer.n);
+    }
+}
+
+/// Starts the worker and wires its responses into `ctx`.
+fn start_worker(ctx: Ctx) {
+    match WorkerClient::start(move |r| ctx.on_response(r)) {
+        Ok(c) => ctx.client.set_value(Some(c)),
+        Err(e) => ctx.error.set(Some(e)),
+    }
+}

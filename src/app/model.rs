@@ -1,0 +1,57 @@
+//! Small derived values the views show, built from the worker's summaries with the core's cost
+//! model.
+
+use crate::charts::{CostData, CostSeries};
+use crate::cost::CostModel;
+use crate::layer::Order;
+use crate::protocol::LayerSummary;
+
+/// Input size assumed before an image has been run through the network (VGG conv3 resolution).
+pub const DEFAULT_HW: (usize, usize) = (56, 56);
+
+/// The cost model of `layer` on an `hw` input.
+pub fn cost_model(layer: &LayerSummary, hw: (usize, usize)) -> crate::Result<CostModel> {
+    let g = &layer.geometry;
+    CostModel::new(layer.n, layer.c * g.groups.max(1), layer.kh, layer.kw, hw.0, hw.1, g)
+}
+
+/// The cost chart's data for T = 1..=full rank of each ordering.
+pub fn cost_data(
+    layer: &LayerSummary,
+    hw: (usize, usize),
+    t: usize,
+    order: Order,
+) -> crate::Result<CostData> {
+    let m = cost_model(layer, hw)?;
+    let series = layer
+        .orders
+        .iter()
+        .map(|o| {
+            let ord = o.spectra.order;
+            let ts = 1..=o.spectra.full_rank.max(1);
+            CostSeries {
+                order: ord,
+                macs: ts.clone().map(|t| m.decoupled_macs(ord, t) as f64).collect(),
+                params: ts.map(|t| m.decoupled_params(ord, t) as f64).collect(),
+                break_even_t: m.break_even(ord),
+            }
+        })
+        .collect();
+    Ok(CostData {
+        original_macs: m.regular_macs() as f64,
+        original_params: m.regular_params() as f64,
+        series,
+        t,
+        order,
+    })
+}
+
+/// "2.90×".
+pub fn format_speedup(x: f64) -> String {
+    format!("{x:.2}×")
+}
+
+/// "0.4751".
+pub fn format_error(x: f64) -> String {
+    format!("{x:.4}")
+}

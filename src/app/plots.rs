@@ -1,0 +1,105 @@
+//! Bridge from the worker's messages to the `crate::charts` functions: builds each chart's data
+//! struct from the summaries the UI thread holds (σ only for the whole layer, full factors for
+//! the chosen slice, one output channel of the feature maps) and draws it on any backend.
+
+use super::model::cost_data;
+use crate::charts::{
+    draw_costs, draw_energy_error, draw_feature_maps, draw_filters, draw_output_error, draw_spectrum,
+    ChartStyle, EnergyErrorData, FeatureTripleData, FilterGridData, OutputErrorData, SpectrumData,
+    MAX_MAP_SIDE,
+};
+use crate::decouple::Decomposition;
+use crate::layer::{FeatureMap, Kernel, Order};
+use crate::protocol::{ForwardResult, LayerSummary, SliceView};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Result of drawing: errors as text.
+pub type Drawn = Result<(), String>;
+
+/// The page's chart style (slightly larger text than the default, for projectors).
+pub fn style() -> ChartStyle {
+    ChartStyle { font_size: 14.0, ..ChartStyle::default() }
+}
+
+/// Singular-value spectra of all slices of the current ordering, cut at T.
+pub fn spectrum<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, dec: &Decomposition, t: usize) -> Drawn {
+    draw_spectrum(area, &SpectrumData::from_decomposition(dec, t), &style())
+}
+
+/// Energy kept and relative weight error against T, both orderings.
+pub fn errors<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    layer: &LayerSummary,
+    t: usize,
+    order: Order,
+) -> Drawn {
+    let decs: Vec<&Decomposition> = layer.orders.iter().map(|o| &o.spectra).collect();
+    draw_energy_error(area, &EnergyErrorData::from_decompositions(&decs, t, order), &style())
+}
+
+/// MACs and parameters against T, both orderings, on an `hw` input.
+pub fn cost<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    layer: &LayerSummary,
+    t: usize,
+    order: Order,
+    hw: (usize, usize),
+) -> Drawn {
+    let data = cost_data(layer, hw, t, order).map_err(|e| e.to_string())?;
+    draw_costs(area, &data, &style())
+}
+
+/// Filters of the chosen slice: the slice alone is rebuilt as a one-slice kernel and
+/// decomposition, so the chart's own builder does the truncation.
+pub fn filters<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: &SliceView, t: usize) -> Drawn {
+    let data = filter_data(s, t).map_err(|e| e.to_string())?;
+    draw_filters(area, &data, &style())
+}
+
+/// [`FilterGridData`] of a slice view at T.
+pub fn filter_data(s: &SliceView, t: usize) -> crate::Result<FilterGridData> {
+    let matrix: Vec<f32> = s.matrix.iter().map(|&v| v as f32).collect();
+    let (n, c) = match s.order {
+        Order::DwPw => (s.rows, 1),
+        Order::PwDw => (1, s.rows),
+    };
+    let kernel = Kernel::new(n, c, s.kh, s.kw, matrix)?;
+    let full_rank = s.factors.sigma.len();
+    let dec = Decomposition {
+        order: s.order,
+        n,
+        c,
+        kh: s.kh,
+        kw: s.kw,
+        groups: 1,
+        full_rank,
+        slices: vec![s.factors.clone()],
+    };
+    let mut data = FilterGridData::from_decomposition(&kernel, &dec, 0, t.clamp(1, full_rank.max(1)))?;
+    data.slice = s.index;
+    Ok(data)
+}
+
+/// The chosen output channel: original, decoupled and difference maps.
+pub fn feature_maps<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &ForwardResult) -> Drawn {
+    let one = |v: &[f32]| FeatureMap::new(1, f.h, f.w, v.to_vec());
+    let label = format!("T = {}, {}", f.t, f.order.label());
+    let mut data = one(&f.original)
+        .and_then(|a| one(&f.decoupled).and_then(|b| FeatureTripleData::new(&a, &b, 0, MAX_MAP_SIDE, &label)))
+        .map_err(|e| e.to_string())?;
+    data.channel = f.out_channel;
+    draw_feature_maps(area, &data, &style())
+}
+
+/// Output relative error against T (as measured: not always monotone).
+pub fn output_error<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    curves: &[(Order, Vec<f64>)],
+    t: usize,
+    order: Order,
+    input_label: &str,
+) -> Drawn {
+    let data = OutputErrorData { series: curves.to_vec(), t, order, input_label: input_label.to_string() };
+    draw_output_error(area, &data, &style())
+}

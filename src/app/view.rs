@@ -1,0 +1,595 @@
+//! The page: controls, numbers and plot cards, and the effects that keep them in step.
+
+use super::canvas::{download_svg, draw_on, to_svg};
+use super::image::{decode_file, decode_url};
+use super::model::{cost_model, format_error, format_speedup, DEFAULT_HW};
+use super::{plots, start_worker, Ctx};
+use crate::decouple::ThresholdRule;
+use crate::examples::{self, IMAGES};
+use crate::protocol::RequestBody;
+use crate::Order;
+use leptos::html;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+fn set_body_data(key: &str, value: &str) {
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = body.set_attribute(&format!("data-{key}"), value);
+    }
+}
+
+/// The app's root component.
+#[component]
+pub fn App() -> impl IntoView {
+    let ctx = Ctx::new();
+    provide_context(ctx);
+    start_worker(ctx);
+    wire_requests(ctx);
+    wire_url(ctx);
+    wire_keyboard(ctx);
+    let _ = window_event_listener(leptos::ev::resize, move |_| ctx.resize.update(|r| *r += 1));
+
+    view! {
+        <header>
+            <h1>"Network Decoupling Lab"</h1>
+            <p class="lede">
+                "A regular convolution is exactly a sum of depthwise-separable ones. Keep the T strongest terms of each slice's SVD and you get the best T-term approximation: see how much of the layer survives, what it costs, and what it does to a real image."
+            </p>
+        </header>
+        <ErrorBanner/>
+        <main>
+            <Controls/>
+            <Numbers/>
+            <section class="grid">
+                <PlotCard id="spectrum" title="Singular-value spectra" testid="spectrum-plot"
+                    blurb="Each slice of the kernel is a small matrix; its singular values say how many depthwise terms it really needs. The red line is the cut at T."/>
+                <PlotCard id="error" title="Energy kept and weight error" testid="error-plot"
+                    blurb="Relative weight error ‖W − W_T‖ / ‖W‖ (solid) and energy kept (dashed) against T, for both orderings."/>
+                <PlotCard id="cost" title="Cost (theoretical)" testid="cost-plot" span=2
+                    blurb="Multiply-accumulates of the decoupled layer against T, with the original layer's line: below it, the decoupled layer is cheaper."/>
+                <PlotCard id="filters" title="Filters of one channel" testid="filters-plot" span=2
+                    blurb="Original filters of the chosen slice, rebuilt from T terms, their difference; below, the depthwise filters and pointwise weights that make them."/>
+                <PlotCard id="outerr" title="Output error" testid="output-error-plot" span=2
+                    blurb="Relative error of the whole output against T on this image. It follows the image's statistics, not the weights: it need not be monotone."/>
+                <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" span=3
+                    blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
+            </section>
+        </main>
+        <footer>
+            <p>"Guo et al., “Network Decoupling: From Regular to Depthwise Separable Convolutions”, BMVC 2018. Everything runs in your browser; nothing is uploaded."</p>
+        </footer>
+    }
+}
+
+/// Sends worker requests when the inputs they depend on change.
+fn wire_requests(ctx: Ctx) {
+    let example = Memo::new(move |_| ctx.state.with(|s| s.example.clone()));
+    let order = Memo::new(move |_| ctx.state.with(|s| s.order));
+    let t = Memo::new(move |_| ctx.state.with(|s| s.t));
+    let channel = Memo::new(move |_| ctx.state.with(|s| s.channel));
+    let out = Memo::new(move |_| ctx.state.with(|s| s.out_channel));
+    let image = Memo::new(move |_| ctx.state.with(|s| s.image.clone()));
+    let loaded = Memo::new(move |_| ctx.layer.with(|l| l.as_ref().map(|l| l.example.clone())));
+    let has_input = Memo::new(move |_| ctx.input.with(|i| i.is_some()));
+    let input_key =
+        Memo::new(move |_| ctx.input.with(|i| i.as_ref().map(|i| (i.c, i.h, i.w, i.description.clone()))));
+
+    Effect::new(move |_| {
+        let ex = example.get();
+        ctx.progress.set(Some((format!("loading {ex}"), 0.0)));
+        ctx.send(RequestBody::LoadExample { example: ex });
+    });
+    Effect::new(move |_| {
+        let id = image.get();
+        if let Some(info) = IMAGES.iter().find(|i| i.id == id) {
+            let path = info.path.to_string();
+            leptos::task::spawn_local(async move {
+                match decode_url(&path).await {
+                    Ok(px) => {
+                        ctx.send(RequestBody::LoadImage { rgba: px.rgba, width: px.width, height: px.height })
+                    }
+                    Err(e) => ctx.error.set(Some(e)),
+                }
+            });
+        }
+    });
+    Effect::new(move |_| {
+        if loaded.get().is_some() {
+            ctx.send(RequestBody::Slice { order: order.get(), slice: channel.get() });
+        }
+    });
+    Effect::new(move |_| {
+        let _ = input_key.get();
+        if loaded.get().is_some() && has_input.get() {
+            ctx.send(RequestBody::Forward { t: t.get(), order: order.get(), out_channel: out.get() });
+        }
+    });
+    Effect::new(move |_| {
+        let _ = input_key.get();
+        if loaded.get().is_some() && has_input.get() {
+            ctx.send(RequestBody::OutputErrorCurve { order: order.get() });
+        }
+    });
+}
+
+/// Keeps the address bar in step with the state.
+fn wire_url(ctx: Ctx) {
+    Effect::new(move |_| {
+        let q = ctx.state.with(|s| s.to_query());
+        if let Some(w) = web_sys::window() {
+            let path = w.location().pathname().unwrap_or_default();
+            if let Ok(h) = w.history() {
+                let _ =
+                    h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("{path}?{q}")));
+            }
+        }
+    });
+}
+
+/// ←/→ change T, `o` toggles the ordering (not while typing in a field).
+fn wire_keyboard(ctx: Ctx) {
+    let _ = window_event_listener(leptos::ev::keydown, move |ev: web_sys::KeyboardEvent| {
+        if ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+            return;
+        }
+        let in_field = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .map(|el| matches!(el.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA"))
+            .unwrap_or(false);
+        if in_field {
+            return;
+        }
+        let full = ctx.full_rank();
+        match ev.key().as_str() {
+            "ArrowLeft" => ctx.state.update(|s| s.t = s.t.saturating_sub(1).max(1)),
+            "ArrowRight" => ctx.state.update(|s| s.t = (s.t + 1).min(full)),
+            "o" | "O" => toggle_order(ctx),
+            _ => return,
+        }
+        ev.prevent_default();
+    });
+}
+
+fn toggle_order(ctx: Ctx) {
+    let layer = ctx.layer.get_untracked();
+    ctx.state.update(|s| {
+        s.order = s.order.flip();
+        if let Some(l) = &layer {
+            super::clamp_to_layer(s, l);
+        }
+    });
+}
+
+#[component]
+fn ErrorBanner() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    view! {
+        <Show when=move || ctx.error.with(|e| e.is_some())>
+            <div class="error" role="alert" data-testid="load-error">
+                <strong>"Something went wrong: "</strong>
+                {move || ctx.error.get().unwrap_or_default()}
+                <button on:click=move |_| ctx.error.set(None)>"dismiss"</button>
+            </div>
+        </Show>
+    }
+}
+
+#[component]
+fn Controls() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let full_rank = Memo::new(move |_| ctx.full_rank());
+    let full = move || full_rank.get();
+    let t = move || ctx.state.with(|s| s.t);
+    let order = move || ctx.state.with(|s| s.order);
+    let slices = move || {
+        let o = order();
+        ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.slices.len()).unwrap_or(1))
+    };
+    let outs = move || ctx.layer.with(|l| l.as_ref().map(|l| l.n).unwrap_or(1));
+    let apply_threshold = move || {
+        let (tau, rule, o) = ctx.state.with(|s| (s.tau.unwrap_or(0.9), s.rule, s.order));
+        let t =
+            ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.threshold_t(tau, rule)));
+        match t {
+            Some(Ok(t)) => ctx.state.update(|s| s.t = t),
+            Some(Err(e)) => ctx.error.set(Some(e.to_string())),
+            None => {}
+        }
+    };
+    let on_file = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        if let Some(file) = input.files().and_then(|f| f.get(0)) {
+            ctx.state.update(|s| s.image = "upload".into());
+            leptos::task::spawn_local(async move {
+                match decode_file(&file).await {
+                    Ok(px) => {
+                        ctx.send(RequestBody::LoadImage { rgba: px.rgba, width: px.width, height: px.height })
+                    }
+                    Err(e) => ctx.error.set(Some(e)),
+                }
+            });
+        }
+    };
+    let copied = RwSignal::new(String::new());
+    let copy_link = move |_| {
+        let Some(w) = web_sys::window() else { return };
+        let href = w.location().href().unwrap_or_default();
+        let promise = w.navigator().clipboard().write_text(&href);
+        leptos::task::spawn_local(async move {
+            let ok = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
+            copied.set(if ok { "copied".into() } else { "copy the address bar".into() });
+        });
+    };
+
+    view! {
+        <section class="controls" aria-label="controls">
+            <label>"Example "
+                <select data-testid="example-select" on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    if let Some(ex) = examples::find(&v) {
+                        ctx.state.update(|s| {
+                            s.example = v;
+                            s.t = ex.preset_t;
+                            s.order = ex.preset_order;
+                            s.tau = None;
+                        });
+                    }
+                }>
+                    {examples::catalogue().iter().map(|e| {
+                        let id = e.id;
+                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.example == id)>{e.title}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+            <label class="slider">
+                {move || format!("T = {} of {}", t(), full())}
+                // Re-created when the full rank changes, so `max` is set before `value` (a value
+                // above the old max would otherwise be clamped by the browser).
+                {move || {
+                    let max = full();
+                    view! {
+                        <input type="range" data-testid="t-slider" min="1" max=max.to_string() step="1"
+                            prop:value=move || t().to_string()
+                            aria-valuetext=move || format!("T = {} of {}", t(), max)
+                            on:input=move |ev| {
+                                if let Ok(v) = event_target_value(&ev).parse::<usize>() {
+                                    ctx.state.update(|s| {
+                                        s.t = v.clamp(1, max);
+                                        s.tau = None;
+                                    });
+                                }
+                            }/>
+                    }
+                }}
+            </label>
+            <button data-testid="order-toggle" class="toggle" aria-pressed=move || (order() == Order::PwDw).to_string()
+                title="keyboard: o" on:click=move |_| toggle_order(ctx)>
+                {move || format!("ordering: {}", order().label())}
+            </button>
+            <label>"Energy threshold τ "
+                <input type="number" data-testid="threshold-input" min="0.5" max="1" step="0.01"
+                    prop:value=move || ctx.state.with(|s| s.tau.map(|x| format!("{x:.2}")).unwrap_or_default())
+                    placeholder="0.90"
+                    on:change=move |ev| {
+                        if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+                            if v.is_finite() {
+                                ctx.state.update(|s| s.tau = Some(v.clamp(0.01, 1.0)));
+                                apply_threshold();
+                            }
+                        }
+                    }/>
+            </label>
+            <label>"rule "
+                <select data-testid="threshold-rule" on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    ctx.state.update(|s| s.rule = if v == "max" { ThresholdRule::Max } else { ThresholdRule::Mean });
+                    apply_threshold();
+                }>
+                    <option value="mean" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Mean)>"mean over slices (official code)"</option>
+                    <option value="max" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Max)>"max over slices (TRP code)"</option>
+                </select>
+            </label>
+            <label>{move || if order() == Order::DwPw { "Input channel " } else { "Output channel " }}
+                <select data-testid="channel-select" on:change=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).parse::<usize>() {
+                        ctx.state.update(|s| s.channel = v);
+                    }
+                }>
+                    {move || (0..slices()).map(|i| view! {
+                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.channel == i)>{i}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <label>"Output map "
+                <select data-testid="out-channel-select" on:change=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).parse::<usize>() {
+                        ctx.state.update(|s| s.out_channel = v);
+                    }
+                }>
+                    {move || (0..outs()).map(|i| view! {
+                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.out_channel == i)>{i}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <label>"Image "
+                <select data-testid="image-select" on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    ctx.state.update(|s| s.image = v);
+                }>
+                    {IMAGES.iter().map(|info| {
+                        let id = info.id;
+                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.image == id)>{info.title}</option> }
+                    }).collect_view()}
+                    <option value="upload" disabled=true prop:selected=move || ctx.state.with(|s| s.image == "upload")>"your image"</option>
+                </select>
+            </label>
+            <label class="file">"or your own: "
+                <input type="file" accept="image/*" data-testid="image-file" on:change=on_file/>
+            </label>
+            <button data-testid="copy-link" on:click=copy_link>"copy link"</button>
+            <span class="copied" aria-live="polite">{move || copied.get()}</span>
+        </section>
+    }
+}
+
+#[component]
+fn Numbers() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let weight_error = move || {
+        let (t, o) = ctx.state.with(|s| (s.t, s.order));
+        ctx.layer.with(|l| {
+            l.as_ref()
+                .and_then(|l| l.order(o))
+                .and_then(|os| os.spectra.rel_weight_error().get(t.saturating_sub(1)).copied())
+                .map(format_error)
+                .unwrap_or_else(|| "…".into())
+        })
+    };
+    let speedup = move || {
+        let (t, o) = ctx.state.with(|s| (s.t, s.order));
+        ctx.layer.with(|l| {
+            let hw = ctx.input.with(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
+            l.as_ref()
+                .and_then(|l| cost_model(l, hw).ok())
+                .map(|m| format_speedup(m.speedup(o, t)))
+                .unwrap_or_else(|| "…".into())
+        })
+    };
+    let measured = move || {
+        ctx.fwd.with(|f| match f {
+            Some(f) => format!(
+                "original {:.1} ms, decoupled {:.1} ms → measured {:.2}×",
+                f.original_ms,
+                f.decoupled_ms,
+                f.original_ms / f.decoupled_ms.max(1e-6)
+            ),
+            None => "…".into(),
+        })
+    };
+    let out_error =
+        move || ctx.fwd.with(|f| f.as_ref().map(|f| format_error(f.rel_error)).unwrap_or_else(|| "…".into()));
+    let decouple = move || {
+        ctx.layer.with(|l| match l {
+            Some(l) => l
+                .orders
+                .iter()
+                .map(|o| format!("{} {:.0} ms", o.spectra.order.label(), o.decouple_ms))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "…".into(),
+        })
+    };
+    let decouple_ms = move || {
+        ctx.layer
+            .with(|l| l.as_ref().map(|l| l.orders.iter().map(|o| o.decouple_ms).sum::<f64>()).unwrap_or(0.0))
+    };
+    let title = move || {
+        ctx.layer.with(|l| {
+            l.as_ref().map(|l| format!("{} — {}×{}×{}×{}", l.title, l.n, l.c, l.kh, l.kw)).unwrap_or_default()
+        })
+    };
+    let source = move || ctx.layer.with(|l| l.as_ref().map(|l| l.source.clone()).unwrap_or_default());
+    let input = move || {
+        ctx.input.with(|i| {
+            i.as_ref()
+                .map(|i| format!("Input {}×{}×{}: {}", i.c, i.h, i.w, i.description))
+                .unwrap_or_default()
+        })
+    };
+    view! {
+        <section class="numbers" aria-label="results">
+            <div class="layer-title">{title}</div>
+            <div class="stats">
+                <div class="stat"><span class="k">"weight error"</span><span class="v" data-testid="weight-error">{weight_error}</span></div>
+                <div class="stat"><span class="k">"theoretical speed-up"</span><span class="v" data-testid="speedup">{speedup}</span></div>
+                <div class="stat"><span class="k">"output error"</span><span class="v" data-testid="output-error">{out_error}</span></div>
+                <div class="stat wide"><span class="k">"measured in this browser"</span><span class="v small" data-testid="measured">{measured}</span></div>
+                <div class="stat wide"><span class="k">"decoupling time"</span><span class="v small" data-testid="decouple-time" data-ms=move || format!("{:.1}", decouple_ms())>{decouple}</span></div>
+            </div>
+            <p class="source" data-testid="source">"Weights: " {source}</p>
+            <p class="source">{input}</p>
+            <Progress/>
+        </section>
+    }
+}
+
+#[component]
+fn Progress() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    view! {
+        <div class="progress" data-testid="progress" aria-live="polite">
+            {move || ctx.progress.get().map(|(stage, f)| view! {
+                <span>{stage}</span><progress max="1" value=f.to_string()></progress>
+            })}
+        </div>
+    }
+}
+
+/// Which chart a card holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    Spectrum,
+    Error,
+    Cost,
+    Filters,
+    Maps,
+    OutErr,
+}
+
+impl Which {
+    fn from_id(id: &str) -> Which {
+        match id {
+            "spectrum" => Which::Spectrum,
+            "error" => Which::Error,
+            "cost" => Which::Cost,
+            "filters" => Which::Filters,
+            "maps" => Which::Maps,
+            _ => Which::OutErr,
+        }
+    }
+}
+
+/// Draws chart `which` on any backend from the current signals (untracked reads: the caller's
+/// effect decides what it depends on). Ok(false) when there is nothing to draw yet.
+fn draw_chart<DB: plotters::prelude::DrawingBackend>(
+    ctx: Ctx,
+    which: Which,
+    area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<bool, String> {
+    let (t, order) = ctx.state.with_untracked(|s| (s.t, s.order));
+    let layer = ctx.layer.read_untracked();
+    let Some(layer) = layer.as_ref() else { return Ok(false) };
+    match which {
+        Which::Spectrum => match layer.order(order) {
+            Some(o) => plots::spectrum(area, &o.spectra, t)?,
+            None => return Ok(false),
+        },
+        Which::Error => plots::errors(area, layer, t, order)?,
+        Which::Cost => {
+            let hw = ctx.input.with_untracked(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
+            plots::cost(area, layer, t, order, hw)?
+        }
+        Which::Filters => match ctx.slice.read_untracked().as_ref() {
+            Some(s) if s.order == order => plots::filters(area, s, t)?,
+            _ => return Ok(false),
+        },
+        Which::Maps => match ctx.fwd.read_untracked().as_ref() {
+            Some(f) => plots::feature_maps(area, f)?,
+            None => return Ok(false),
+        },
+        Which::OutErr => {
+            let curves = ctx.curves.get_untracked();
+            if curves.is_empty() {
+                return Ok(false);
+            }
+            let label = ctx
+                .input
+                .with_untracked(|i| i.as_ref().map(|i| format!("{}×{} input", i.h, i.w)))
+                .unwrap_or_default();
+            plots::output_error(area, &curves, t, order, &label)?
+        }
+    }
+    Ok(true)
+}
+
+#[component]
+fn PlotCard(
+    id: &'static str,
+    title: &'static str,
+    testid: &'static str,
+    blurb: &'static str,
+    /// Columns the card spans (1, 2, or 3 = the whole row).
+    #[prop(optional)]
+    span: u8,
+) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let which = Which::from_id(id);
+    let canvas = NodeRef::<html::Canvas>::new();
+    let drawn = RwSignal::new(false);
+    Effect::new(move |_| {
+        // Dependencies of every chart: T, ordering, the layer, the worker's results, the size.
+        ctx.state.with(|s| (s.t, s.order));
+        ctx.layer.track();
+        ctx.resize.track();
+        match which {
+            Which::Filters => ctx.slice.track(),
+            Which::Maps => ctx.fwd.track(),
+            Which::OutErr => ctx.curves.track(),
+            Which::Cost => ctx.input.track(),
+            _ => {}
+        }
+        let Some(el) = canvas.get() else { return };
+        let start = now_ms();
+        let mut ok = false;
+        let res = draw_on(&el, |area| {
+            ok = draw_chart(ctx, which, area)?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                drawn.set(ok);
+                if ok {
+                    let _ = el.set_attribute("data-drawn-ms", &format!("{:.2}", now_ms() - start));
+                    if which == Which::Maps {
+                        let t = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| f.t).unwrap_or(0));
+                        let _ = el.set_attribute("data-t", &t.to_string());
+                    }
+                    mark_ready(which);
+                }
+            }
+            Err(e) => ctx.error.set(Some(format!("{title}: {e}"))),
+        }
+    });
+    let export = move |_| {
+        let svg = to_svg(900, 560, |area| draw_chart(ctx, which, area).map(|_| ()));
+        if let Err(e) = svg.and_then(|text| download_svg(&format!("ndlab-{id}.svg"), &text)) {
+            ctx.error.set(Some(e));
+        }
+    };
+    view! {
+        <article class=match span { 3 => "card wide", 2 => "card span2", _ => "card" } data-testid=testid>
+            <div class="card-head">
+                <h2>{title}</h2>
+                <button class="svg" title="download as SVG" on:click=export>"SVG"</button>
+            </div>
+            <p class="blurb">{blurb}</p>
+            <canvas node_ref=canvas class=format!("plot plot-{id}") data-chart=id
+                data-drawn=move || drawn.get().to_string() role="img" aria-label=title></canvas>
+        </article>
+    }
+}
+
+thread_local! {
+    /// Bit set of the charts drawn at least once.
+    static DRAWN: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets `data-plots-ms` (time since navigation) and `data-ready` once all six charts have been
+/// drawn; `data-main-plots-ms` once the four layer charts have.
+fn mark_ready(which: Which) {
+    let bits = DRAWN.with(|d| {
+        let b = d.get() | (1 << which as u8);
+        d.set(b);
+        b
+    });
+    if bits & 0b1111 == 0b1111 && !body_has("data-main-plots-ms") {
+        set_body_data("main-plots-ms", &format!("{:.0}", now_ms()));
+    }
+    if bits == 0b11_1111 && !body_has("data-ready") {
+        set_body_data("plots-ms", &format!("{:.0}", now_ms()));
+        set_body_data("ready", "1");
+    }
+}
+
+fn body_has(attr: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.body())
+        .map(|b| b.has_attribute(attr))
+        .unwrap_or(false)
+}

@@ -1,0 +1,453 @@
+//! The worker's engine: holds the loaded layer, its two decompositions (computed once per layer
+//! and ordering; a change of T only truncates), the input activations, and answers
+//! [`Request`]s with [`Response`]s. Pure Rust: bytes in, messages out, so it is tested natively.
+//!
+//! The host (the Web Worker, or a test) fetches the files a request needs, which
+//! [`Engine::assets_needed`] lists, hands them over with [`Engine::provide`], then calls
+//! [`Engine::handle`]. The host also supplies the clock (`performance.now()` in the browser).
+
+use crate::decouple::{Decomposition, Slice};
+use crate::error::{Error, Result};
+use crate::examples::{self, Example, InputSpec, KernelSource};
+use crate::layer::{ConvLayer, FeatureMap, Order};
+use crate::protocol::{
+    ForwardResult, InputSummary, LayerSummary, OrderSummary, Request, RequestBody, Response, ResponseBody,
+    SliceView,
+};
+use crate::vgg::{image_to_map, Normalisation, VggLayer, VggPrefix};
+use std::collections::HashMap;
+
+/// Milliseconds from an arbitrary origin (`performance.now()` in the browser).
+pub type Clock = fn() -> f64;
+
+/// Largest image side the engine accepts (the page downscales before sending).
+pub const MAX_IMAGE_SIDE: usize = 1024;
+
+/// Longer side of the image the layers are run on (it is resized, aspect kept).
+pub const WORKING_SIDE: usize = 160;
+
+/// The VGG16-BN prefix weights, relative to the page.
+pub const MODEL_ASSET: &str = "assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors";
+
+/// An RGBA image as the page decoded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbaImage {
+    /// RGBA bytes, row-major.
+    pub rgba: Vec<u8>,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+}
+
+impl RgbaImage {
+    /// Checks the size limits and that the byte count matches.
+    pub fn new(rgba: Vec<u8>, width: usize, height: usize) -> Result<Self> {
+        if width == 0 || height == 0 || width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+            return Err(Error::Param(format!(
+                "image {width}×{height}: each side must be 1..={MAX_IMAGE_SIDE} pixels"
+            )));
+        }
+        if rgba.len() != width * height * 4 {
+            return Err(Error::Shape(format!(
+                "image {width}×{height} needs {} RGBA bytes, got {}",
+                width * height * 4,
+                rgba.len()
+            )));
+        }
+        Ok(RgbaImage { rgba, width, height })
+    }
+}
+
+/// A loaded example: the layer and both decompositions.
+struct Loaded {
+    info: &'static Example,
+    layer: ConvLayer,
+    /// DW→PW then PW→DW.
+    decs: Vec<Decomposition>,
+    decouple_ms: Vec<f64>,
+}
+
+impl Loaded {
+    fn dec(&self, order: Order) -> Result<&Decomposition> {
+        self.decs
+            .iter()
+            .find(|d| d.order == order)
+            .ok_or_else(|| Error::Param(format!("no {} decomposition", order.label())))
+    }
+}
+
+/// Input activations and the original layer's output on them (both cached until the layer or
+/// image changes).
+struct Prepared {
+    input: FeatureMap,
+    reference: FeatureMap,
+    original_ms: f64,
+    curves: HashMap<Order, Vec<f64>>,
+}
+
+/// The engine behind the worker.
+pub struct Engine {
+    clock: Clock,
+    assets: HashMap<String, Vec<u8>>,
+    loaded: Option<Loaded>,
+    image: Option<RgbaImage>,
+    prepared: Option<Prepared>,
+    vgg: Option<VggPrefix>,
+}
+
+impl Engine {
+    /// An empty engine using `clock` for its timings.
+    pub fn new(clock: Clock) -> Self {
+        Engine { clock, assets: HashMap::new(), loaded: None, image: None, prepared: None, vgg: None }
+    }
+
+    /// Files (paths relative to the page) that `body` needs and the engine does not hold yet.
+    pub fn assets_needed(&self, body: &RequestBody) -> Vec<String> {
+        let mut paths = Vec::new();
+        let (example, image_set) = match body {
+            RequestBody::LoadExample { example } => (examples::find(example), self.image.is_some()),
+            RequestBody::LoadImage { .. } => (self.loaded.as_ref().map(|l| l.info), true),
+            _ => (None, false),
+        };
+        if let Some(ex) = example {
+            if let (RequestBody::LoadExample { .. }, KernelSource::Asset(p)) = (body, ex.kernel) {
+                paths.push(p.to_string());
+            }
+            if image_set && needs_model(ex) && self.vgg.is_none() {
+                paths.push(MODEL_ASSET.to_string());
+            }
+        }
+        paths.retain(|p| !self.assets.contains_key(p));
+        paths
+    }
+
+    /// Hands over the bytes of a file listed by [`Engine::assets_needed`].
+    pub fn provide(&mut self, path: &str, bytes: Vec<u8>) {
+        self.assets.insert(path.to_string(), bytes);
+    }
+
+    /// Answers one request. `progress` receives progress messages during long work.
+    /// Never panics on bad input: failures become [`ResponseBody::Error`].
+    pub fn handle(&mut self, req: Request, progress: &mut dyn FnMut(Response)) -> Response {
+        let id = req.id;
+        let mut report = |stage: &str, fraction: f64| {
+            progress(Response { id, body: ResponseBody::Progress { stage: stage.to_string(), fraction } })
+        };
+        let body = match self.dispatch(req.body, &mut report) {
+            Ok(body) => body,
+            Err(e) => ResponseBody::Error { message: e.to_string() },
+        };
+        Response { id, body }
+    }
+
+    fn dispatch(&mut self, body: RequestBody, report: &mut dyn FnMut(&str, f64)) -> Result<ResponseBody> {
+        match body {
+            RequestBody::LoadExample { example } => {
+                Ok(ResponseBody::Layer(Box::new(self.load_example(&example, report)?)))
+            }
+            RequestBody::LoadImage { rgba, width, height } => {
+                self.image = Some(RgbaImage::new(rgba, width, height)?);
+                self.prepared = None;
+                Ok(ResponseBody::Input(self.prepare(report)?))
+            }
+            RequestBody::Slice { order, slice } => {
+                Ok(ResponseBody::Slice(Box::new(self.slice(order, slice)?)))
+            }
+            RequestBody::Forward { t, order, out_channel } => {
+                Ok(ResponseBody::Forward(Box::new(self.forward(t, order, out_channel, report)?)))
+            }
+            RequestBody::OutputErrorCurve { order } => {
+                Ok(ResponseBody::OutputErrorCurve { order, errors: self.output_error_curve(order, report)? })
+            }
+        }
+    }
+
+    /// Loads and decouples an example in both orderings; prepares the input if an image is set.
+    pub fn load_example(&mut self, id: &str, report: &mut dyn FnMut(&str, f64)) -> Result<LayerSummary> {
+        let info = examples::find(id).ok_or_else(|| Error::Param(format!("unknown example '{id}'")))?;
+        report("reading the layer", 0.0);
+        let layer = self.build_layer(info)?;
+        let mut decs = Vec::new();
+        let mut decouple_ms = Vec::new();
+        for (i, order) in [Order::DwPw, Order::PwDw].into_iter().enumerate() {
+            report(&format!("decoupling {}", order.label()), 0.1 + 0.4 * i as f64);
+            let start = (self.clock)();
+            decs.push(Decomposition::new(&layer.kernel, layer.geometry.groups, order)?);
+            decouple_ms.push((self.clock)() - start);
+        }
+        self.loaded = Some(Loaded { info, layer, decs, decouple_ms });
+        self.prepared = None;
+        let mut summary = self.summary()?;
+        if self.image.is_some() {
+            summary.input = Some(self.prepare(report)?);
+        }
+        Ok(summary)
+    }
+
+    fn summary(&self) -> Result<LayerSummary> {
+        let l = self.loaded.as_ref().ok_or_else(no_layer)?;
+        let k = &l.layer.kernel;
+        let orders = l
+            .decs
+            .iter()
+            .zip(&l.decouple_ms)
+            .map(|(d, &ms)| OrderSummary { spectra: strip(d), decouple_ms: ms })
+            .collect();
+        Ok(LayerSummary {
+            example: l.info.id.to_string(),
+            title: l.info.title.to_string(),
+            source: format!("{} — licence: {}", l.info.source, l.info.licence),
+            note: l.info.note.to_string(),
+            preset_t: l.info.preset_t,
+            preset_order: l.info.preset_order,
+            n: k.n,
+            c: k.c,
+            kh: k.kh,
+            kw: k.kw,
+            geometry: l.layer.geometry,
+            orders,
+            input: None,
+        })
+    }
+
+    /// Builds the example's layer from its weights file or its generator.
+    fn build_layer(&self, info: &Example) -> Result<ConvLayer> {
+        let kernel = match info.kernel {
+            KernelSource::Asset(p) => {
+                let bytes =
+                    self.assets.get(p).ok_or_else(|| Error::Param(format!("file {p} was not provided")))?;
+                crate::npy::read_npy(bytes)?.into_kernel()?
+            }
+            KernelSource::Generated(g) => g.kernel()?,
+        };
+        let k = &kernel;
+        if (k.n, k.c, k.kh, k.kw) != info.shape {
+            return Err(Error::Shape(format!(
+                "{} should be {:?}, the file holds {}×{}×{}×{}",
+                info.id, info.shape, k.n, k.c, k.kh, k.kw
+            )));
+        }
+        ConvLayer::new(kernel, None, info.geometry())
+    }
+
+    /// Computes the input activations for the current layer and image, and the original output.
+    fn prepare(&mut self, report: &mut dyn FnMut(&str, f64)) -> Result<InputSummary> {
+        let info = self.loaded.as_ref().ok_or_else(no_layer)?.info;
+        if needs_model(info) && self.vgg.is_none() {
+            report("reading the VGG16-BN prefix", 0.5);
+            let bytes = self
+                .assets
+                .remove(MODEL_ASSET)
+                .ok_or_else(|| Error::Param(format!("file {MODEL_ASSET} was not provided")))?;
+            self.vgg = Some(VggPrefix::from_safetensors(&bytes)?);
+        }
+        let image = self.image.as_ref().ok_or_else(|| Error::Param("no image loaded yet".into()))?;
+        let l = self.loaded.as_ref().ok_or_else(no_layer)?;
+        report("computing the layer's input", 0.6);
+        let start = (self.clock)();
+        let (input, description) = layer_input(info, image, self.vgg.as_ref())?;
+        let prefix_ms = (self.clock)() - start;
+        if input.c != l.layer.in_channels() {
+            return Err(Error::Shape(format!(
+                "the layer takes {} channels, its input has {}",
+                l.layer.in_channels(),
+                input.c
+            )));
+        }
+        report("running the original layer", 0.8);
+        let start = (self.clock)();
+        let reference = crate::conv::layer_forward(&input, &l.layer)?;
+        let original_ms = (self.clock)() - start;
+        let summary = InputSummary { c: input.c, h: input.h, w: input.w, description, prefix_ms };
+        self.prepared = Some(Prepared { input, reference, original_ms, curves: HashMap::new() });
+        Ok(summary)
+    }
+
+    /// The chosen slice's matrix and factors.
+    pub fn slice(&self, order: Order, index: usize) -> Result<SliceView> {
+        let l = self.loaded.as_ref().ok_or_else(no_layer)?;
+        let dec = l.dec(order)?;
+        let factors =
+            dec.slices.get(index).cloned().ok_or_else(|| {
+                Error::Param(format!("slice {index} out of range (0..{})", dec.slices.len()))
+            })?;
+        let matrix = slice_matrix(&l.layer, order, index)?;
+        let k2 = dec.kh * dec.kw;
+        Ok(SliceView {
+            order,
+            index,
+            rows: matrix.len() / k2.max(1),
+            k2,
+            kh: dec.kh,
+            kw: dec.kw,
+            matrix,
+            factors,
+        })
+    }
+
+    /// Original vs decoupled output at T for one output channel, with timings.
+    pub fn forward(
+        &mut self,
+        t: usize,
+        order: Order,
+        out_channel: usize,
+        report: &mut dyn FnMut(&str, f64),
+    ) -> Result<ForwardResult> {
+        if self.prepared.is_none() {
+            self.prepare(report)?;
+        }
+        let l = self.loaded.as_ref().ok_or_else(no_layer)?;
+        let p = self.prepared.as_ref().ok_or_else(no_layer)?;
+        let dec = l.dec(order)?;
+        check_t(t, dec.full_rank)?;
+        if out_channel >= p.reference.c {
+            return Err(Error::Param(format!(
+                "output channel {out_channel} out of range (0..{})",
+                p.reference.c
+            )));
+        }
+        let merged = dec.merged(t)?;
+        let start = (self.clock)();
+        let y =
+            crate::conv::decoupled_forward(&p.input, &merged, l.layer.bias.as_deref(), &l.layer.geometry)?;
+        let decoupled_ms = (self.clock)() - start;
+        let rel_error = y.rel_error(&p.reference)?;
+        let weight_error = dec.rel_weight_error().get(t - 1).copied().unwrap_or(f64::NAN);
+        Ok(ForwardResult {
+            t,
+            order,
+            out_channel,
+            h: y.h,
+            w: y.w,
+            original: p.reference.channel(out_channel).to_vec(),
+            decoupled: y.channel(out_channel).to_vec(),
+            rel_error,
+            weight_error,
+            original_ms: p.original_ms,
+            decoupled_ms,
+        })
+    }
+
+    /// Output relative error for T = 1..=full rank (cached per ordering and input).
+    pub fn output_error_curve(
+        &mut self,
+        order: Order,
+        report: &mut dyn FnMut(&str, f64),
+    ) -> Result<Vec<f64>> {
+        if self.prepared.is_none() {
+            self.prepare(report)?;
+        }
+        let l = self.loaded.as_ref().ok_or_else(no_layer)?;
+        let p = self.prepared.as_mut().ok_or_else(no_layer)?;
+        if let Some(c) = p.curves.get(&order) {
+            return Ok(c.clone());
+        }
+        let dec = l.dec(order)?;
+        let mut errors = Vec::with_capacity(dec.full_rank);
+        for t in 1..=dec.full_rank {
+            report(&format!("output error, T = {t} of {}", dec.full_rank), t as f64 / dec.full_rank as f64);
+            let merged = dec.merged(t)?;
+            let y = crate::conv::decoupled_forward(
+                &p.input,
+                &merged,
+                l.layer.bias.as_deref(),
+                &l.layer.geometry,
+            )?;
+            errors.push(y.rel_error(&p.reference)?);
+        }
+        p.curves.insert(order, errors.clone());
+        Ok(errors)
+    }
+}
+
+fn no_layer() -> Error {
+    Error::Param("no layer loaded yet".into())
+}
+
+fn check_t(t: usize, full_rank: usize) -> Result<()> {
+    if t == 0 || t > full_rank {
+        return Err(Error::Param(format!("T = {t} out of range (1..={full_rank})")));
+    }
+    Ok(())
+}
+
+/// The decomposition without its factors: σ and energies only.
+fn strip(d: &Decomposition) -> Decomposition {
+    let slices = d
+        .slices
+        .iter()
+        .map(|s| Slice { sigma: s.sigma.clone(), dw: Vec::new(), pw: Vec::new(), energy: s.energy })
+        .collect();
+    Decomposition {
+        order: d.order,
+        n: d.n,
+        c: d.c,
+        kh: d.kh,
+        kw: d.kw,
+        groups: d.groups,
+        full_rank: d.full_rank,
+        slices,
+    }
+}
+
+/// The slice matrix of METHOD.md: DW→PW slice c = rows W[n, c] over the n of c's group;
+/// PW→DW slice n = rows W[n, i] over the inputs i of n's group. Row-major, K² columns, f64.
+fn slice_matrix(layer: &ConvLayer, order: Order, index: usize) -> Result<Vec<f64>> {
+    let k = &layer.kernel;
+    let groups = layer.geometry.groups.max(1);
+    let n_per_group = k.n / groups;
+    let mut out = Vec::new();
+    match order {
+        Order::DwPw => {
+            if index >= k.c * groups {
+                return Err(Error::Param(format!("input channel {index} out of range")));
+            }
+            let (g, i) = (index / k.c, index % k.c);
+            for o in g * n_per_group..(g + 1) * n_per_group {
+                out.extend(k.filter(o, i).iter().map(|&v| v as f64));
+            }
+        }
+        Order::PwDw => {
+            if index >= k.n {
+                return Err(Error::Param(format!("output channel {index} out of range")));
+            }
+            for i in 0..k.c {
+                out.extend(k.filter(index, i).iter().map(|&v| v as f64));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// True when the example's input comes from the VGG16-BN prefix.
+fn needs_model(ex: &Example) -> bool {
+    matches!(ex.input, InputSpec::Vgg(l) if l != VggLayer::Conv1_1)
+}
+
+/// The input of `ex`'s layer for `image`, and a sentence saying what it is.
+fn layer_input(ex: &Example, image: &RgbaImage, vgg: Option<&VggPrefix>) -> Result<(FeatureMap, String)> {
+    let rgb = |norm| image_to_map(&image.rgba, image.width, image.height, WORKING_SIDE, norm);
+    match ex.input {
+        InputSpec::Vgg(VggLayer::Conv1_1) => Ok((
+            rgb(Normalisation::ImageNet)?,
+            "the image, normalised as in ImageNet training (VGG16-BN's input)".into(),
+        )),
+        InputSpec::Vgg(layer) => {
+            let vgg = vgg.ok_or_else(|| Error::Param("the VGG16-BN prefix is not loaded".into()))?;
+            let x = vgg.input_of(&rgb(Normalisation::ImageNet)?, layer)?;
+            Ok((x, format!("the real VGG16-BN activations that feed {} for this image", layer.name())))
+        }
+        InputSpec::Image(norm) => Ok((rgb(norm)?, "the image itself, normalised".to_string())),
+        InputSpec::Random { seed } => {
+            let (h, w) = crate::vgg::working_size(image.width, image.height, WORKING_SIDE);
+            let x = examples::random_input(ex.shape.1, h, w, seed)?;
+            Ok((
+                x,
+                "Gaussian noise: this network's activations are not shipped, so the output error is \
+                 measured on noise"
+                    .to_string(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,290 @@
+// End-to-end tests of the browser app: the release build of `dist/` served under `/ndlab/` on
+// 127.0.0.1, opened in headless Chromium (playwright-core, the system's /usr/bin/chromium).
+// Run: `trunk build --release --public-url /ndlab/ && node --test tests/e2e/`.
+// They fail on any console error, page error, error banner, or request to another host.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from './server.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const TIMEOUT = 120_000;
+const TESTIDS = [
+  'example-select', 't-slider', 'order-toggle', 'threshold-input', 'channel-select', 'spectrum-plot',
+  'error-plot', 'cost-plot', 'filters-plot', 'feature-maps', 'output-error-plot', 'weight-error', 'speedup',
+  'copy-link',
+];
+
+let server;
+let browser;
+const figures = {};
+const expectedCache = new Map();
+
+/** Weight errors of the native core for an example: { 'dw-pw': [...], 'pw-dw': [...] }. */
+function expected(example) {
+  if (!expectedCache.has(example)) {
+    const bin = join(ROOT, 'target/release/examples/expected_errors');
+    const out = existsSync(bin)
+      ? execFileSync(bin, [example, ROOT], { encoding: 'utf8' })
+      : execFileSync('cargo', ['run', '-q', '--release', '--example', 'expected_errors', '--', example, ROOT], {
+          encoding: 'utf8',
+          cwd: ROOT,
+        });
+    expectedCache.set(example, JSON.parse(out));
+  }
+  return expectedCache.get(example);
+}
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'dist/index.html')), 'build first: trunk build --release --public-url /ndlab/');
+  server = await serve(join(ROOT, 'dist'), '/ndlab/');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  console.log('e2e figures: ' + JSON.stringify(figures));
+});
+
+/** A page that records every problem: console errors, page errors, foreign requests. */
+async function openPage(query = '', viewport = { width: 1400, height: 1000 }) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  await context.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => list.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
+      type: 'longtask',
+      buffered: true,
+    });
+  });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  context.on('request', (r) => {
+    const u = new URL(r.url());
+    if (!['blob:', 'data:'].includes(u.protocol) && u.hostname !== '127.0.0.1') {
+      problems.push(`request to another host: ${r.url()}`);
+    }
+  });
+  page.on('worker', (w) => {
+    w.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`worker console error: ${m.text()}`);
+    });
+  });
+  const t0 = Date.now();
+  await page.goto(server.url + query);
+  await page.waitForSelector('body[data-ready="1"]', { timeout: TIMEOUT });
+  return { page, context, problems, wallMs: Date.now() - t0 };
+}
+
+async function noProblems(p) {
+  const banner = await p.page.locator('[data-testid="load-error"]').count();
+  const bannerText = banner ? await p.page.locator('[data-testid="load-error"]').innerText() : '';
+  assert.deepEqual(p.problems, [], 'no console/page errors or foreign requests');
+  assert.equal(banner, 0, `no error banner (${bannerText})`);
+}
+
+/** Fraction of non-white pixels of every plot canvas, by chart id. */
+async function inkByChart(page) {
+  return page.evaluate(() => {
+    const out = {};
+    for (const c of document.querySelectorAll('canvas.plot')) {
+      const ctx = c.getContext('2d');
+      const { data } = ctx.getImageData(0, 0, c.width, c.height);
+      let ink = 0;
+      for (let i = 0; i < data.length; i += 16) {
+        if (data[i] < 235 || data[i + 1] < 235 || data[i + 2] < 235) ink++;
+      }
+      out[c.dataset.chart] = ink / (data.length / 16);
+    }
+    return out;
+  });
+}
+
+async function text(page, testid) {
+  return (await page.locator(`[data-testid="${testid}"]`).innerText()).trim();
+}
+
+async function state(page) {
+  return Object.fromEntries(new URL(await page.evaluate(() => location.href)).searchParams);
+}
+
+/** Waits until the weight error shown equals the core's for (example, order, T). */
+async function expectWeightError(page, example, order, t) {
+  const want = expected(example)[order][t - 1].toFixed(4);
+  await page.waitForFunction(
+    (w) => document.querySelector('[data-testid="weight-error"]')?.textContent.trim() === w,
+    want,
+    { timeout: TIMEOUT },
+  );
+  assert.equal(await text(page, 'weight-error'), want);
+}
+
+test('default view: every control and plot, non-blank canvases, numbers of the core', async () => {
+  const p = await openPage();
+  const { page } = p;
+  for (const id of TESTIDS) {
+    assert.equal(await page.locator(`[data-testid="${id}"]`).count(), 1, `data-testid=${id}`);
+  }
+  const ink = await inkByChart(page);
+  for (const [chart, frac] of Object.entries(ink)) assert.ok(frac > 0.01, `${chart} canvas has ink (${frac})`);
+  assert.equal(Object.keys(ink).length, 6);
+  const s = await state(page);
+  const t = Number(s.t);
+  const slider = page.getByTestId('t-slider');
+  assert.equal(await slider.inputValue(), String(t));
+  assert.match(await slider.getAttribute('aria-valuetext'), /^T = \d+ of \d+$/);
+  await expectWeightError(page, s.example, s.order, t);
+  assert.match(await text(page, 'speedup'), /^\d+\.\d\d×$/);
+  assert.match(await text(page, 'source'), /licence/);
+  figures.first_plots_ms = Number(await page.evaluate(() => document.body.dataset.plotsMs));
+  figures.main_plots_ms = Number(await page.evaluate(() => document.body.dataset.mainPlotsMs));
+  figures.decouple_ms_both_orders = Number(await page.getByTestId('decouple-time').getAttribute('data-ms'));
+  figures.default_example = s.example;
+  mkdirSync(join(ROOT, 'docs'), { recursive: true });
+  await page.screenshot({ path: join(ROOT, 'docs/screenshot.png'), fullPage: false });
+  await noProblems(p);
+  await p.context.close();
+});
+
+test('slider, keyboard and ordering change T and the weight error as the core says', async () => {
+  const p = await openPage('?example=vgg16bn_conv3_2&t=3&order=dw-pw');
+  const { page } = p;
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 3);
+  assert.equal(await text(page, 'speedup'), '2.90×');
+  const before = await text(page, 'weight-error');
+  await page.getByTestId('t-slider').fill('5');
+  assert.equal(await page.getByTestId('t-slider').getAttribute('aria-valuetext'), 'T = 5 of 9');
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 5);
+  assert.notEqual(await text(page, 'weight-error'), before);
+  assert.equal(await text(page, 'speedup'), '1.74×');
+  // Redraw time of the four layer charts after a T change (256→256 layer).
+  const redraw = await page.evaluate(async () => {
+    const slider = document.querySelector('[data-testid="t-slider"]');
+    const t0 = performance.now();
+    slider.value = '2';
+    slider.dispatchEvent(new Event('input', { bubbles: true }));
+    await new Promise((r) => requestAnimationFrame(() => r()));
+    const sum = ['spectrum', 'error', 'cost', 'filters']
+      .map((c) => Number(document.querySelector(`canvas.plot-${c}`).dataset.drawnMs))
+      .reduce((a, b) => a + b, 0);
+    return { frame_ms: performance.now() - t0, charts_ms: sum };
+  });
+  figures.t_change_256_charts_ms = redraw.charts_ms;
+  figures.t_change_256_to_next_frame_ms = redraw.frame_ms;
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 2);
+  // Rapid drag: every value from 1 to 9 and back to 4 without waiting; the page ends on T = 4
+  // (numbers and feature maps), and the longest main-thread task meanwhile is recorded.
+  await page.evaluate(() => (window.__longTasks.length = 0));
+  for (const v of [1, 2, 3, 4, 5, 6, 7, 8, 9, 8, 7, 6, 5, 4]) await page.getByTestId('t-slider').fill(String(v));
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 4);
+  await page.waitForSelector('canvas.plot-maps[data-t="4"]', { timeout: TIMEOUT });
+  figures.drag_longest_task_ms = await page.evaluate(() => Math.max(0, ...window.__longTasks));
+  await page.getByTestId('t-slider').fill('2');
+  await page.waitForSelector('canvas.plot-maps[data-t="2"]', { timeout: TIMEOUT });
+  // Keyboard: ← lowers T, → raises it, o toggles the ordering.
+  await page.locator('h1').click();
+  await page.keyboard.press('ArrowLeft');
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 1);
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('ArrowRight');
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 3);
+  await page.keyboard.press('o');
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'pw-dw', 3);
+  assert.match(await text(page, 'order-toggle'), /PW→DW/);
+  await page.getByTestId('order-toggle').click();
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 3);
+  // The threshold sets T.
+  await page.getByTestId('threshold-input').fill('0.99');
+  await page.getByTestId('threshold-input').dispatchEvent('change');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('tau') === '0.99');
+  const tThreshold = Number((await state(page)).t);
+  assert.ok(tThreshold >= 1 && tThreshold <= 9);
+  await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', tThreshold);
+  await noProblems(p);
+  await p.context.close();
+});
+
+test('changing the example and the image redraws with the right numbers', async () => {
+  const p = await openPage('?example=vgg16bn_conv3_2&t=2');
+  const { page } = p;
+  await page.getByTestId('example-select').selectOption('vgg16bn_conv1_1');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('example') === 'vgg16bn_conv1_1');
+  await expectWeightError(page, 'vgg16bn_conv1_1', 'dw-pw', 2);
+  await page.getByTestId('order-toggle').click();
+  await expectWeightError(page, 'vgg16bn_conv1_1', 'pw-dw', 2);
+  assert.equal(await page.getByTestId('t-slider').getAttribute('max'), '3');
+  // A built-in image.
+  const mapsBefore = await page.evaluate(() => document.querySelector('canvas.plot-maps').toDataURL());
+  await page.getByTestId('image-select').selectOption('chelsea');
+  await page.waitForFunction(
+    (before) => document.querySelector('canvas.plot-maps').toDataURL() !== before,
+    mapsBefore,
+    { timeout: TIMEOUT },
+  );
+  // The user's own file.
+  const afterBuiltin = await page.evaluate(() => document.querySelector('canvas.plot-maps').toDataURL());
+  await page.getByTestId('image-file').setInputFiles(join(ROOT, 'assets/images/coffee_384x256.png'));
+  await page.waitForFunction(
+    (before) => document.querySelector('canvas.plot-maps').toDataURL() !== before,
+    afterBuiltin,
+    { timeout: TIMEOUT },
+  );
+  assert.equal((await state(page)).image, 'upload');
+  await noProblems(p);
+  await p.context.close();
+});
+
+test('the address reproduces the view; hostile values are clamped', async () => {
+  const p = await openPage('?example=dlib_conv64_1&t=4&order=pw-dw&channel=5&out=7');
+  const { page } = p;
+  await expectWeightError(page, 'dlib_conv64_1', 'pw-dw', 4);
+  await page.reload();
+  await page.waitForSelector('body[data-ready="1"]', { timeout: TIMEOUT });
+  const s = await state(page);
+  assert.equal(s.example, 'dlib_conv64_1');
+  assert.equal(s.t, '4');
+  assert.equal(s.order, 'pw-dw');
+  assert.equal(s.channel, '5');
+  assert.equal(await page.getByTestId('channel-select').inputValue(), '5');
+  await expectWeightError(page, 'dlib_conv64_1', 'pw-dw', 4);
+  await noProblems(p);
+  await p.context.close();
+
+  const h = await openPage('?example=../../etc/passwd&t=99999&order=evil&tau=NaN&channel=-3&out=1e9&rule=<script>');
+  const hs = await state(h.page);
+  assert.equal(hs.example, 'vgg16bn_conv3_2');
+  assert.equal(hs.t, '9');
+  assert.equal(hs.order, 'dw-pw');
+  assert.equal(hs.rule, 'mean');
+  assert.equal(hs.channel, '0');
+  assert.ok(Number(hs.out) <= 255);
+  await expectWeightError(h.page, 'vgg16bn_conv3_2', 'dw-pw', 9);
+  await noProblems(h);
+  await h.context.close();
+});
+
+test('bundle size (gzip) is recorded', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { gzipSync } = await import('node:zlib');
+  let total = 0;
+  for (const f of readdirSync(join(ROOT, 'dist')).filter((f) => f.endsWith('.wasm'))) {
+    const gz = gzipSync(readFileSync(join(ROOT, 'dist', f))).length;
+    figures[`gzip_${f}`] = gz;
+    total += gz;
+  }
+  figures.gzip_wasm_total = total;
+  assert.ok(total > 0 && total <= 1_000_000, `wasm gzip ${total} B ≤ 1 MB`);
+  writeFileSync(join(ROOT, 'target/e2e-figures.json'), JSON.stringify(figures, null, 2));
+});
