@@ -24,6 +24,5 @@ pub mod vgg;
 #[cfg(target_arch = "wasm32")]
 pub mod app;
 
-
 pub use error::{Error, Result};
 pub use layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel, Order, Padding};
