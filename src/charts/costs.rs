@@ -112,8 +112,10 @@ pub fn draw_costs<DB: DrawingBackend>(
                         x: s.break_even_t,
                         label: format!("break-even {} T = {:.2}", s.order.label(), s.break_even_t),
                         color: style.order_color_light(s.order),
-                        row: row + 1,
+                        // Below the original layer's line and its label (rows 0–2 are above it).
+                        row: row + 3,
                         label_left: true,
+                        moves: false,
                     });
                 }
             }
@@ -124,11 +126,14 @@ pub fn draw_costs<DB: DrawingBackend>(
             color: style.marker,
             row: 0,
             label_left: false,
+            moves: true,
         });
         let all = data.series.iter().flat_map(|s| pick(s).iter().copied()).chain([original, 0.0]);
-        let (_, hi) = value_range(all, (0.0, 1.0));
+        // Head room above the original layer's line keeps its label clear of the T label.
+        let hi = value_range(all, (0.0, 1.0)).1.max(original * 1.25);
         Panel {
             caption: if breaks { macs_caption(data) } else { format!("{what} vs T") },
+            caption_moves: breaks,
             x_label: "T (terms per slice)".into(),
             y_label: what.to_string(),
             x_range: (x0, x1),

@@ -59,6 +59,7 @@ fn t_mark(t: usize, order: Order, style: &ChartStyle) -> VMark {
         color: style.marker,
         row: 0,
         label_left: false,
+        moves: true,
     }
 }
 
@@ -89,6 +90,7 @@ pub fn draw_energy_error<DB: DrawingBackend>(
     let max_t = data.curves.iter().map(|c| c.energy.len().max(c.error.len())).max().unwrap_or(1);
     let panel = Panel {
         caption: "Energy kept and weight error vs T".into(),
+        caption_moves: false,
         x_label: "T (terms per slice)".into(),
         y_label: "fraction".into(),
         x_range: t_range(max_t),
@@ -175,6 +177,7 @@ pub fn draw_output_error<DB: DrawingBackend>(
     };
     let panel = Panel {
         caption,
+        caption_moves: false,
         x_label: "T (terms per slice)".into(),
         y_label: "‖y_T − y‖ / ‖y‖".into(),
         x_range: t_range(max_t),

@@ -1,6 +1,6 @@
 //! The shared line-chart panel behind the spectrum, error and cost charts (not public).
 
-use super::{err, ChartStyle, DrawResult};
+use super::{err, ChartLayer, ChartStyle, DrawResult};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -23,6 +23,8 @@ pub(crate) struct VMark {
     pub row: usize,
     /// Put the label left of the line (for lines near the right edge).
     pub label_left: bool,
+    /// It follows the current T (drawn in [`ChartLayer::Marks`], not in the base).
+    pub moves: bool,
 }
 
 /// A horizontal reference line with a label at its right end.
@@ -43,6 +45,8 @@ pub(crate) struct Band {
 /// Everything one panel shows.
 pub(crate) struct Panel {
     pub caption: String,
+    /// The caption names the current T (drawn with the marks, not in the base).
+    pub caption_moves: bool,
     pub x_label: String,
     pub y_label: String,
     pub x_range: (f64, f64),
@@ -112,7 +116,7 @@ pub(crate) fn caption_scale(caption: &str, width_px: u32, style: &ChartStyle) ->
     fit.clamp(0.8, 1.2)
 }
 
-/// Draws one panel into `area`.
+/// Draws one panel into `area`: the layer `style.layer` of it (see [`ChartLayer`]).
 pub(crate) fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
@@ -120,13 +124,55 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
 ) -> DrawResult {
     let (x0, x1) = sane(panel.x_range);
     let (y0, y1) = sane(panel.y_range);
+    let layer = style.layer;
+    // Both layers reserve the caption's space; each shows it only if it belongs to that layer.
+    let caption_shown = match layer {
+        ChartLayer::All => true,
+        ChartLayer::Base => !panel.caption_moves,
+        ChartLayer::Marks => panel.caption_moves,
+    };
+    let invisible = style.background.mix(0.0);
+    let caption_style = style.text(caption_scale(&panel.caption, area.dim_in_pixel().0, style));
+    let caption_style = if caption_shown { caption_style } else { caption_style.color(&invisible) };
     let mut chart = ChartBuilder::on(area)
-        .caption(&panel.caption, style.text(caption_scale(&panel.caption, area.dim_in_pixel().0, style)))
+        .caption(&panel.caption, caption_style)
         .margin(8)
         .x_label_area_size(style.font_size * 3.0)
         .y_label_area_size(style.font_size * 4.5)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
+    if layer != ChartLayer::Marks {
+        draw_base(&mut chart, panel, (x0, x1), style)?;
+    }
+    for v in panel.vmarks.iter().filter(|v| match layer {
+        ChartLayer::All => true,
+        ChartLayer::Base => !v.moves,
+        ChartLayer::Marks => v.moves,
+    }) {
+        draw_vmark(&mut chart, v, (x0, x1), (y0, y1), style)?;
+    }
+    let has_legend =
+        panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
+    if has_legend && layer != ChartLayer::Marks {
+        chart
+            .configure_series_labels()
+            .position(panel.legend.clone())
+            .label_font(style.text(0.9))
+            .background_style(style.background.mix(0.85))
+            .border_style(style.foreground.mix(0.3))
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Mesh, bands, lines and horizontal marks: the part of a panel that does not follow T.
+fn draw_base<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    panel: &Panel,
+    (x0, x1): (f64, f64),
+    style: &ChartStyle,
+) -> DrawResult {
     let int_x = x1 - x0 < 80.0;
     chart
         .configure_mesh()
@@ -143,28 +189,13 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     for band in &panel.bands {
-        draw_band(&mut chart, band)?;
+        draw_band(chart, band)?;
     }
     for line in &panel.lines {
-        draw_line(&mut chart, line, style)?;
+        draw_line(chart, line, style)?;
     }
     for h in &panel.hmarks {
-        draw_hmark(&mut chart, h, (x0, x1), style)?;
-    }
-    for v in &panel.vmarks {
-        draw_vmark(&mut chart, v, (x0, x1), (y0, y1), style)?;
-    }
-    let has_legend =
-        panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
-    if has_legend {
-        chart
-            .configure_series_labels()
-            .position(panel.legend.clone())
-            .label_font(style.text(0.9))
-            .background_style(style.background.mix(0.85))
-            .border_style(style.foreground.mix(0.3))
-            .draw()
-            .map_err(err)?;
+        draw_hmark(chart, h, (x0, x1), style)?;
     }
     Ok(())
 }
