@@ -207,3 +207,10 @@ fn output_error_by_terms_matches_the_direct_measure() {
         assert!(fast[0] > 0.05, "T = 1 loses a visible part of the output: {}", fast[0]);
     }
 }
+
+/// The warm-up runs every heavy path on tiny inputs without error and returns a finite sum.
+#[test]
+fn warm_up_runs_the_heavy_paths() {
+    let sum = ndlab::engine::warm_up().expect("warm-up");
+    assert!(sum.is_finite());
+}

@@ -24,6 +24,9 @@ mod glue {
         static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
     }
 
+    /// Rounds of [`ndlab::engine::warm_up`] at start (0 disables it; see its doc).
+    const WARM_UP_ROUNDS: usize = 4;
+
     fn scope() -> DedicatedWorkerGlobalScope {
         js_sys::global().unchecked_into()
     }
@@ -68,6 +71,15 @@ mod glue {
         scope().set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
         onmessage.forget();
         post(&Response { id: 0, body: ResponseBody::Ready });
+        // Requests that arrive meanwhile queue up behind this (a few milliseconds).
+        RUNNING.with(|r| r.set(true));
+        wasm_bindgen_futures::spawn_local(async {
+            for _ in 0..WARM_UP_ROUNDS {
+                let _ = ndlab::engine::warm_up();
+                sleep0().await;
+            }
+            drain().await;
+        });
     }
 
     /// Keeps only the newest request of each kind, in id order.

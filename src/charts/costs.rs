@@ -116,6 +116,7 @@ pub fn draw_costs<DB: DrawingBackend>(
                         row: row + 3,
                         label_left: true,
                         moves: false,
+                        in_legend: true,
                     });
                 }
             }
@@ -127,6 +128,7 @@ pub fn draw_costs<DB: DrawingBackend>(
             row: 0,
             label_left: false,
             moves: true,
+            in_legend: false,
         });
         let all = data.series.iter().flat_map(|s| pick(s).iter().copied()).chain([original, 0.0]);
         // Head room above the original layer's line keeps its label clear of the T label.

@@ -60,6 +60,7 @@ fn t_mark(t: usize, order: Order, style: &ChartStyle) -> VMark {
         row: 0,
         label_left: false,
         moves: true,
+        in_legend: false,
     }
 }
 
@@ -75,13 +76,13 @@ pub fn draw_energy_error<DB: DrawingBackend>(
     for c in &data.curves {
         let l = c.order.label();
         lines.push(Line {
-            label: format!("energy kept, {l}"),
+            label: format!("energy kept {l}"),
             points: by_t(&c.energy),
             color: style.order_color(c.order),
             dots: false,
         });
         lines.push(Line {
-            label: format!("weight error, {l}"),
+            label: format!("weight error {l}"),
             points: by_t(&c.error),
             color: style.order_color_light(c.order),
             dots: true,
@@ -99,7 +100,7 @@ pub fn draw_energy_error<DB: DrawingBackend>(
         lines,
         vmarks: vec![t_mark(data.t, data.order, style)],
         hmarks: vec![],
-        legend: SeriesLabelPosition::MiddleRight,
+        legend: SeriesLabelPosition::LowerLeft,
     };
     draw_panel(area, &panel, style)
 }

@@ -25,6 +25,8 @@ pub(crate) struct VMark {
     pub label_left: bool,
     /// It follows the current T (drawn in [`ChartLayer::Marks`], not in the base).
     pub moves: bool,
+    /// Name it in the legend instead of writing the label next to the line.
+    pub in_legend: bool,
 }
 
 /// A horizontal reference line with a label at its right end.
@@ -151,8 +153,9 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
     }) {
         draw_vmark(&mut chart, v, (x0, x1), (y0, y1), style)?;
     }
-    let has_legend =
-        panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
+    let has_legend = panel.lines.iter().any(|l| !l.label.is_empty())
+        || panel.bands.iter().any(|b| !b.label.is_empty())
+        || panel.vmarks.iter().any(|v| v.in_legend && !v.moves);
     if has_legend && layer != ChartLayer::Marks {
         chart
             .configure_series_labels()
@@ -276,7 +279,15 @@ fn draw_vmark<'a, DB: DrawingBackend + 'a>(
         return Ok(());
     }
     let shape = v.color.stroke_width(style.stroke);
-    chart.draw_series(std::iter::once(PathElement::new(vec![(v.x, y0), (v.x, y1)], shape))).map_err(err)?;
+    let anno = chart
+        .draw_series(std::iter::once(PathElement::new(vec![(v.x, y0), (v.x, y1)], shape)))
+        .map_err(err)?;
+    if v.in_legend {
+        let color = v.color;
+        anno.label(v.label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x + 7, y - 6), (x + 9, y + 6)], color.filled()));
+        return Ok(());
+    }
     let h = if v.label_left { HPos::Right } else { HPos::Left };
     let text = style.text(0.95).color(&v.color).pos(Pos::new(h, VPos::Top));
     let top = y1 - (y1 - y0) * (0.02 + 0.07 * v.row as f64);

@@ -141,6 +141,7 @@ pub fn draw_spectrum<DB: DrawingBackend>(
             row: 0,
             label_left: false,
             moves: true,
+            in_legend: false,
         }],
         hmarks: vec![],
         legend: SeriesLabelPosition::UpperRight,

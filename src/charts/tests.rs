@@ -102,7 +102,7 @@ fn energy_error_has_four_lines_and_a_legend() {
     };
     let svg = to_svg(700, 420, |a| draw_energy_error(a, &data, &style)).unwrap();
     assert_clean(&svg);
-    for label in ["energy kept, DW→PW", "energy kept, PW→DW", "weight error, DW→PW", "weight error, PW→DW"]
+    for label in ["energy kept DW→PW", "energy kept PW→DW", "weight error DW→PW", "weight error PW→DW"]
     {
         assert!(svg.contains(label), "legend misses {label}");
     }
