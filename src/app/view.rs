@@ -49,7 +49,7 @@ pub fn App() -> impl IntoView {
                 <PlotCard id="spectrum" title="Singular-value spectra" testid="spectrum-plot"
                     blurb="Each slice of the kernel is a small matrix; its singular values say how many depthwise terms it really needs. The red line is the cut at T."/>
                 <PlotCard id="error" title="Energy kept and weight error" testid="error-plot"
-                    blurb="Relative weight error ‖W − W_T‖ / ‖W‖ (solid) and energy kept (dashed) against T, for both orderings."/>
+                    blurb="Energy kept (dark lines, rising to 1) and relative weight error ‖W − W_T‖ / ‖W‖ (light dotted lines, falling to 0 at full rank) against T, for both orderings."/>
                 <PlotCard id="cost" title="Cost (theoretical)" testid="cost-plot" span=2
                     blurb="Multiply-accumulates of the decoupled layer against T, with the original layer's line: below it, the decoupled layer is cheaper."/>
                 <PlotCard id="filters" title="Filters of one channel" testid="filters-plot" span=2

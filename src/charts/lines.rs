@@ -25,7 +25,7 @@ pub(crate) struct VMark {
     pub label_left: bool,
     /// It follows the current T (drawn in [`ChartLayer::Marks`], not in the base).
     pub moves: bool,
-    /// Name it in the legend instead of writing the label next to the line.
+    /// Its label is in a legend (a [`draw_legend_strip`]): no text next to the line.
     pub in_legend: bool,
 }
 
@@ -57,7 +57,8 @@ pub(crate) struct Panel {
     pub lines: Vec<Line>,
     pub vmarks: Vec<VMark>,
     pub hmarks: Vec<HMark>,
-    pub legend: SeriesLabelPosition,
+    /// Where the in-plot legend goes; None for none (e.g. a [`draw_legend_strip`] instead).
+    pub legend: Option<SeriesLabelPosition>,
 }
 
 /// Finite (x, y) points only.
@@ -153,13 +154,12 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
     }) {
         draw_vmark(&mut chart, v, (x0, x1), (y0, y1), style)?;
     }
-    let has_legend = panel.lines.iter().any(|l| !l.label.is_empty())
-        || panel.bands.iter().any(|b| !b.label.is_empty())
-        || panel.vmarks.iter().any(|v| v.in_legend && !v.moves);
-    if has_legend && layer != ChartLayer::Marks {
+    let has_legend =
+        panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
+    if let (true, false, Some(position)) = (has_legend, layer == ChartLayer::Marks, panel.legend.as_ref()) {
         chart
             .configure_series_labels()
-            .position(panel.legend.clone())
+            .position(position.clone())
             .label_font(style.text(0.9))
             .background_style(style.background.mix(0.85))
             .border_style(style.foreground.mix(0.3))
@@ -279,13 +279,8 @@ fn draw_vmark<'a, DB: DrawingBackend + 'a>(
         return Ok(());
     }
     let shape = v.color.stroke_width(style.stroke);
-    let anno = chart
-        .draw_series(std::iter::once(PathElement::new(vec![(v.x, y0), (v.x, y1)], shape)))
-        .map_err(err)?;
+    chart.draw_series(std::iter::once(PathElement::new(vec![(v.x, y0), (v.x, y1)], shape))).map_err(err)?;
     if v.in_legend {
-        let color = v.color;
-        anno.label(v.label.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x + 7, y - 6), (x + 9, y + 6)], color.filled()));
         return Ok(());
     }
     let h = if v.label_left { HPos::Right } else { HPos::Left };
@@ -311,4 +306,83 @@ fn draw_hmark<'a, DB: DrawingBackend + 'a>(
     let x = x0 + (x1 - x0) * 0.01;
     chart.draw_series(std::iter::once(Text::new(h.label.clone(), (x, h.y), text))).map_err(err)?;
     Ok(())
+}
+
+/// One entry of a legend strip.
+pub(crate) struct LegendItem {
+    pub label: String,
+    pub color: RGBColor,
+    /// A dot on the swatch (for lines drawn with dots).
+    pub dots: bool,
+    /// A vertical swatch (for vertical marks).
+    pub vertical: bool,
+}
+
+impl LegendItem {
+    /// The entry of a line.
+    pub fn line(l: &Line) -> Self {
+        LegendItem { label: l.label.clone(), color: l.color, dots: l.dots, vertical: false }
+    }
+
+    /// Width in pixels: swatch, gap, text at about 0.62 em per character (generous: capitals and
+    /// arrows are wide), spacing.
+    fn width(&self, style: &ChartStyle) -> i32 {
+        (40.0 + self.label.chars().count() as f64 * 0.62 * style.font_size * 0.9).ceil() as i32
+    }
+}
+
+/// Rows of item indices that fit `width` pixels, in order.
+fn legend_rows(items: &[LegendItem], width: i32, style: &ChartStyle) -> Vec<Vec<usize>> {
+    let mut rows: Vec<Vec<usize>> = vec![];
+    let mut used = width;
+    for (i, item) in items.iter().enumerate() {
+        let w = item.width(style);
+        match rows.last_mut() {
+            Some(row) if used + w <= width => row.push(i),
+            _ => {
+                rows.push(vec![i]);
+                used = 8;
+            }
+        }
+        used += w;
+    }
+    rows
+}
+
+/// Splits a strip off the bottom of `area` for a legend of `items` below the plots (so that it
+/// never covers a curve), draws the legend there (not in [`ChartLayer::Marks`]: both layers
+/// split alike) and returns the area above it.
+pub(crate) fn draw_legend_strip<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    items: &[LegendItem],
+    style: &ChartStyle,
+) -> std::result::Result<DrawingArea<DB, Shift>, String> {
+    let (w, h) = area.dim_in_pixel();
+    let rows = legend_rows(items, w as i32, style);
+    let line_h = (style.font_size * 1.5).ceil() as i32;
+    let strip = (rows.len() as i32 * line_h + 6).min(h as i32 / 2);
+    let (top, bottom) = area.split_vertically(h as i32 - strip);
+    if style.layer == ChartLayer::Marks {
+        return Ok(top);
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let total: i32 = row.iter().filter_map(|&i| items.get(i)).map(|it| it.width(style)).sum();
+        let mut x = ((w as i32 - total) / 2).max(4);
+        let y = r as i32 * line_h + line_h / 2;
+        for item in row.iter().filter_map(|&i| items.get(i)) {
+            let c = item.color.filled();
+            if item.vertical {
+                bottom.draw(&Rectangle::new([(x + 8, y - 7), (x + 10, y + 7)], c)).map_err(err)?;
+            } else {
+                bottom.draw(&Rectangle::new([(x, y - 1), (x + 20, y + 2)], c)).map_err(err)?;
+                if item.dots {
+                    bottom.draw(&Circle::new((x + 10, y), 4, c)).map_err(err)?;
+                }
+            }
+            let text = style.text(0.9).pos(Pos::new(HPos::Left, VPos::Center));
+            bottom.draw(&Text::new(item.label.clone(), (x + 26, y), text)).map_err(err)?;
+            x += item.width(style);
+        }
+    }
+    Ok(top)
 }

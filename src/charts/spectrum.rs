@@ -144,7 +144,7 @@ pub fn draw_spectrum<DB: DrawingBackend>(
             in_legend: false,
         }],
         hmarks: vec![],
-        legend: SeriesLabelPosition::UpperRight,
+        legend: Some(SeriesLabelPosition::UpperRight),
     };
     draw_panel(area, &panel, style)
 }

@@ -102,8 +102,7 @@ fn energy_error_has_four_lines_and_a_legend() {
     };
     let svg = to_svg(700, 420, |a| draw_energy_error(a, &data, &style)).unwrap();
     assert_clean(&svg);
-    for label in ["energy kept DW→PW", "energy kept PW→DW", "weight error DW→PW", "weight error PW→DW"]
-    {
+    for label in ["energy DW→PW", "energy PW→DW", "error DW→PW", "error PW→DW"] {
         assert!(svg.contains(label), "legend misses {label}");
     }
     assert_eq!(lines_of(&svg, style.dw_pw)[0].len(), 9);
@@ -659,6 +658,36 @@ fn cost_chart_labels_do_not_overlap() {
                     let apart = p.2 <= q.0 || q.2 <= p.0 || p.3 <= q.1 || q.3 <= p.1;
                     assert!(apart, "{n}←{c} T={t}: '{}' {:?} overlaps '{}' {:?}", a.content, p, b.content, q);
                 }
+            }
+        }
+    }
+}
+
+/// No two visible texts of the line charts overlap (legend strips, markers, captions, ticks),
+/// at the sizes the page uses for narrow and wide cards.
+#[test]
+fn line_chart_texts_do_not_overlap() {
+    let style = ChartStyle { font_size: 14.0, ..ChartStyle::default() };
+    let energy = EnergyErrorData {
+        curves: vec![curves(Order::DwPw, 9), curves(Order::PwDw, 9)],
+        t: 4,
+        order: Order::PwDw,
+    };
+    let cost = CostData::for_layer(&layer(256, 256, 3), 56, 56, 4, Order::DwPw).unwrap();
+    let svgs = [
+        ("energy 340", to_svg(340, 300, |a| draw_energy_error(a, &energy, &style)).unwrap()),
+        ("energy 600", to_svg(600, 300, |a| draw_energy_error(a, &energy, &style)).unwrap()),
+        ("cost 640", to_svg(640, 300, |a| draw_costs(a, &cost, &style)).unwrap()),
+        ("cost 900", to_svg(900, 360, |a| draw_costs(a, &cost, &style)).unwrap()),
+    ];
+    for (name, svg) in &svgs {
+        let boxes: Vec<TextBox> =
+            texts(svg).into_iter().filter(|t| t.visible && !t.content.is_empty()).collect();
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                let (p, q) = (a.rect, b.rect);
+                let apart = p.2 <= q.0 + 1.0 || q.2 <= p.0 + 1.0 || p.3 <= q.1 + 1.0 || q.3 <= p.1 + 1.0;
+                assert!(apart, "{name}: '{}' {:?} overlaps '{}' {:?}", a.content, p, b.content, q);
             }
         }
     }
