@@ -549,9 +549,9 @@ fn PlotCard(
     // the worker's result (which names its own T), not the slider.
     Effect::new(move |_| {
         which.track_data(ctx);
-        order.track();
+        let _ = order.get();
         if which == Which::Filters {
-            t.track();
+            let _ = t.get();
         }
         let Some(el) = canvas.get() else { return };
         let layer = if which.layered() { ChartLayer::Base } else { ChartLayer::All };
@@ -582,8 +582,8 @@ fn PlotCard(
             return;
         }
         which.track_data(ctx);
-        t.track();
-        order.track();
+        let _ = t.get();
+        let _ = order.get();
         let (Some(el), Some(base)) = (overlay.get(), canvas.get()) else { return };
         let start = now_ms();
         if let Err(e) =

@@ -164,11 +164,28 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
   await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 3);
   assert.equal(await text(page, 'speedup'), '2.90×');
   const before = await text(page, 'weight-error');
+  // Every chart that shows T must change on screen: the marks of the layered charts (their
+  // overlays) and the filters (redrawn whole).
+  const pixels = () =>
+    page.evaluate(() =>
+      Object.fromEntries(
+        [...document.querySelectorAll('.plot-stack')].map((s) => {
+          const c = s.querySelector('canvas.plot');
+          const shown = s.querySelector('canvas.plot-overlay') ?? c;
+          return [c.dataset.chart, shown.toDataURL()];
+        }),
+      ),
+    );
+  const shotsBefore = await pixels();
   await page.getByTestId('t-slider').fill('5');
   assert.equal(await page.getByTestId('t-slider').getAttribute('aria-valuetext'), 'T = 5 of 9');
   await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 5);
   assert.notEqual(await text(page, 'weight-error'), before);
   assert.equal(await text(page, 'speedup'), '1.74×');
+  const shotsAfter = await pixels();
+  for (const chart of ['spectrum', 'error', 'cost', 'filters', 'outerr']) {
+    assert.notEqual(shotsAfter[chart], shotsBefore[chart], `${chart} did not redraw for T = 5`);
+  }
   // Redraw time of the four layer charts after a T change (256→256 layer).
   const redraw = await page.evaluate(async () => {
     const slider = document.querySelector('[data-testid="t-slider"]');
