@@ -220,9 +220,10 @@ mod tests {
         let data = vec![7u8; PROGRESS_CHUNK * 2 + 10];
         let mut seen = Vec::new();
         let mut rep = |d: u64, t: u64| seen.push((d, t));
-        let p = WithProgress::new(&data, &mut rep);
-        assert_eq!(p.read_at(5, PROGRESS_CHUNK * 2).unwrap().len(), PROGRESS_CHUNK * 2);
-        drop(p);
+        {
+            let p = WithProgress::new(&data, &mut rep);
+            assert_eq!(p.read_at(5, PROGRESS_CHUNK * 2).unwrap().len(), PROGRESS_CHUNK * 2);
+        }
         let t = (PROGRESS_CHUNK * 2) as u64;
         assert_eq!(seen, vec![(t / 2, t), (t, t)]);
     }
