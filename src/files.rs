@@ -152,7 +152,7 @@ pub fn load_file_layer(
 }
 
 /// Seed of the stand-in features (fixed, so every visit shows the same maps).
-const FEATURE_SEED: u64 = 0x6e64_6c61_62;
+const FEATURE_SEED: u64 = 0x006e_646c_6162;
 
 /// The input a file layer runs on for `rgba`: the image itself (ImageNet-normalised) when the
 /// layer takes 3 channels; otherwise the image through a fixed random 3×3 conv + ReLU into as many
