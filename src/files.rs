@@ -227,6 +227,29 @@ mod tests {
     }
 
     #[test]
+    fn loading_a_10_mb_tensor_reports_progress_per_chunk() {
+        let shape = [512usize, 512, 3, 3];
+        let bytes = 512 * 512 * 9 * 4;
+        let header = format!(r#"{{"w":{{"dtype":"F32","shape":{shape:?},"data_offsets":[0,{bytes}]}}}}"#);
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend(header.as_bytes());
+        file.extend((0..bytes / 4).flat_map(|i| ((i % 7) as f32 - 3.0).to_le_bytes()));
+        let mut stages = Vec::new();
+        let layer = load_file_layer(&file, "w.safetensors", "w", Layout::Oihw, false, &mut |s, f| {
+            stages.push((s.to_string(), f))
+        })
+        .unwrap();
+        assert_eq!(layer.kernel.data[8], -2.0); // (8 mod 7) − 3
+                                                // 9 437 184 bytes in 4 MiB chunks: 4.2, 8.4, 9.4 MB.
+        let texts: Vec<&str> = stages.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["reading 'w': 4.2 of 9.4 MB", "reading 'w': 8.4 of 9.4 MB", "reading 'w': 9.4 of 9.4 MB"]
+        );
+        assert!(stages.windows(2).all(|w| w[0].1 < w[1].1));
+    }
+
+    #[test]
     fn a_file_without_conv_layers_says_what_it_holds() {
         let e = list_file(&corpus("only_3d.safetensors"), "only_3d.safetensors", Layout::Oihw).unwrap_err();
         assert!(e.to_string().contains("3-D tensor"), "{e}");

@@ -182,6 +182,11 @@ fn listing_view(f: FileListing, picked: RwSignal<String>, load: impl Fn() + Copy
                             <option value=name prop:selected=move || picked.with(|p| *p == sel)>{layer_label(l, hw)}</option>
                         }
                     }).collect_view()}
+                    {f.skipped.iter().map(|s| view! {
+                        <option value=s.name.clone() disabled=true class="skipped">
+                            {format!("{} — not loadable: {}", s.name, s.reason)}
+                        </option>
+                    }).collect_view()}
                 </select>
             </label>
         </div>
