@@ -22,9 +22,13 @@ fn layer_label(l: &FileLayer, hw: (usize, usize)) -> String {
     )
 }
 
-/// "12.3 MB".
+/// "12.3 MB" or "4.6 KB".
 fn megabytes(b: u64) -> String {
-    format!("{:.1} MB", b as f64 / 1e6)
+    if b < 1_000_000 {
+        format!("{:.1} KB", b as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", b as f64 / 1e6)
+    }
 }
 
 /// Opens `file` in the worker.
@@ -54,8 +58,12 @@ pub fn FilePanel() -> impl IntoView {
         if layer.is_empty() {
             return;
         }
+        // Folding is offered (and on by default) only where a BatchNorm follows.
+        let has_bn = ctx.file.with_untracked(|f| {
+            f.as_ref().is_some_and(|f| f.layers.iter().any(|l| l.name == layer && l.bn.is_some()))
+        });
         ctx.progress.set(Some((format!("loading '{layer}'"), 0.0)));
-        ctx.send(RequestBody::LoadFileLayer { layer, fold_bn: fold.get_untracked() });
+        ctx.send(RequestBody::LoadFileLayer { layer, fold_bn: has_bn && fold.get_untracked() });
     };
     // A new listing: nothing picked yet; a file with one layer loads it at once.
     Effect::new(move |_| {
@@ -145,7 +153,10 @@ pub fn FilePanel() -> impl IntoView {
 fn listing_view(f: FileListing, picked: RwSignal<String>, load: impl Fn() + Copy + 'static) -> impl IntoView {
     let hw = f.input_hw;
     let skipped = if f.skipped_total > 0 {
-        format!(" · {} other tensors are not conv layers", f.skipped_total)
+        format!(
+            " · {} other tensor(s) not loadable as conv layers (listed below the layers)",
+            f.skipped_total
+        )
     } else {
         String::new()
     };
