@@ -110,7 +110,8 @@ pub fn FilePanel() -> impl IntoView {
     let back_to_example = move |_| {
         let ex = ctx.state.with_untracked(|s| s.example.clone());
         ctx.progress.set(Some((format!("loading {ex}"), 0.0)));
-        ctx.send(RequestBody::LoadExample { example: ex });
+        let slice = ctx.state.with_untracked(|s| (s.order, s.channel));
+        ctx.send(RequestBody::LoadExample { example: ex, slice: Some(slice) });
     };
 
     view! {
