@@ -64,7 +64,7 @@ impl ByteSource for Sparse {
     }
 }
 
-const BIG: [usize; 4] = [1024, 1024, 9, 9]; // 84.9 M f32 = 340 MB > 256 MB
+const BIG: [usize; 4] = [1024, 1024, 11, 11]; // 126.9 M f32 = 507.5 MB > 256 MB
 const SMALL: [usize; 4] = [16, 8, 3, 3];
 
 fn small_values() -> Vec<f32> {
@@ -75,7 +75,7 @@ fn le(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// A 340 MB safetensors file: `big` (zeros, never stored) then `small`.
+/// A 500 MB safetensors file: `big` (zeros, never stored) then `small`.
 fn safetensors() -> (Sparse, u64, u64) {
     let big_bytes = BIG.iter().product::<usize>() as u64 * 4;
     let small = le(&small_values());
@@ -92,7 +92,7 @@ fn safetensors() -> (Sparse, u64, u64) {
 }
 
 #[test]
-fn a_340_mb_safetensors_is_listed_and_its_small_layer_loaded_reading_only_kilobytes() {
+fn a_500_mb_safetensors_is_listed_and_its_small_layer_loaded_reading_only_kilobytes() {
     let (src, big_at, big_len) = safetensors();
     assert!(src.len() > 300_000_000);
     let listing = inspect_source(&src, "big.safetensors", Layout::Oihw).unwrap();
@@ -112,8 +112,8 @@ fn a_tensor_over_the_limit_is_refused_before_it_is_read() {
     let e = load_layer_source(&src, "big.safetensors", "big", Layout::Oihw, false).unwrap_err();
     assert!(matches!(e, Error::TooLarge(_)), "{e}");
     let msg = e.to_string();
-    // 1024·1024·9·9 f32 = 339 738 624 bytes.
-    assert!(msg.contains("'big'") && msg.contains("339.7 MB") && msg.contains("256 MB limit"), "{msg}");
+    // 1024·1024·11·11 f32 = 507 510 784 bytes.
+    assert!(msg.contains("'big'") && msg.contains("507.5 MB") && msg.contains("256 MB limit"), "{msg}");
     assert!(big_len > MAX_TENSOR_BYTES);
     assert_eq!(src.overlap(big_at, big_len), 0);
 }
@@ -132,7 +132,7 @@ fn conv(name: &str, x: &str, w: &str) -> NodeProto {
     }
 }
 
-/// A 340 MB ONNX model whose big initializer's `raw_data` is a zero run, and whose small one holds
+/// A 500 MB ONNX model whose big initializer's `raw_data` is a zero run, and whose small one holds
 /// packed `float_data`.
 fn onnx() -> (Sparse, u64, u64) {
     let big_len = BIG.iter().product::<usize>() as u64 * 4;
@@ -177,7 +177,7 @@ fn onnx() -> (Sparse, u64, u64) {
 }
 
 #[test]
-fn a_340_mb_onnx_model_is_scanned_without_reading_its_raw_data() {
+fn a_500_mb_onnx_model_is_scanned_without_reading_its_raw_data() {
     let (src, big_at, big_len) = onnx();
     let listing = inspect_source(&src, "big.onnx", Layout::Oihw).unwrap();
     let names: Vec<&str> = listing.layers.iter().map(|l| l.name.as_str()).collect();
@@ -186,7 +186,7 @@ fn a_340_mb_onnx_model_is_scanned_without_reading_its_raw_data() {
     assert_eq!(layer.kernel.data, small_values());
     assert_eq!(layer.geometry.stride, (2, 2));
     assert_eq!((layer.geometry.padding.top, layer.geometry.padding.right), (1, 2));
-    // The scanner reads ahead in 64 KB windows; the 340 MB payload itself is skipped.
+    // The scanner reads ahead in 64 KB windows; the 500 MB payload itself is skipped.
     assert!(src.overlap(big_at, big_len) <= 128 << 10, "{}", src.overlap(big_at, big_len));
     println!("onnx: {} bytes read of {}", src.read_total(), src.len());
     assert!(src.read_total() < 1 << 20, "{} bytes read", src.read_total());
@@ -196,8 +196,8 @@ fn a_340_mb_onnx_model_is_scanned_without_reading_its_raw_data() {
 }
 
 #[test]
-fn a_340_mb_safetensors_file_on_disk_loads_its_small_layer() {
-    // A real sparse file in a temp dir: 340 MB of zeros between the header and the small tensor.
+fn a_500_mb_safetensors_file_on_disk_loads_its_small_layer() {
+    // A real sparse file in a temp dir: 500 MB of zeros between the header and the small tensor.
     let (mem, _, _) = safetensors();
     let dir = std::env::temp_dir().join(format!("ndlab-big-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
