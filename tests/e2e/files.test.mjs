@@ -217,6 +217,30 @@ test('file button: a PyTorch state_dict with its BatchNorm folded (default) or n
   await p.context.close();
 });
 
+test('layout choice: a Keras (HWIO) safetensors file lists OIHW shapes after choosing HWIO', async () => {
+  const p = await openPage();
+  const { page } = p;
+  const spec = JSON.parse(readFileSync(join(CORPUS, 'expected.json'), 'utf8'))['keras_hwio.safetensors'];
+  await page.setInputFiles('[data-testid="file-input"]', join(CORPUS, 'keras_hwio.safetensors'));
+  // Read as OIHW first: kernel (3, 5, 4, 6) is taken as 3 outputs of 5 channels.
+  let opts = await layerOptions(page, spec.layers.length);
+  assert.match(opts[0][1], /^conv2d\/kernel:0 — 3×5×4×6 /);
+  await page.selectOption('[data-testid="layout-select"]', 'hwio');
+  await page.waitForFunction(() => document.querySelector('[data-testid="file-name"]')?.textContent.includes('read as HWIO'), null, {
+    timeout: TIMEOUT,
+  });
+  opts = await layerOptions(page, spec.layers.length);
+  for (const [i, l] of spec.layers.entries()) {
+    assert.equal(opts[i][0], l.name);
+    assert.ok(opts[i][1].includes(` — ${l.shape.join('×')} `), `${opts[i][1]} vs ${l.shape}`);
+  }
+  await pickLayer(page, 'conv2d/kernel:0');
+  assert.match(await page.locator('.layer-title').innerText(), /— 6×4×3×5$/);
+  assert.deepEqual(p.requests, []);
+  assert.deepEqual(p.problems, []);
+  await p.context.close();
+});
+
 test('hostile files: one message each, names shown as text, the loaded layer keeps working', async () => {
   const p = await openPage();
   const { page } = p;
