@@ -241,6 +241,39 @@ test('layout choice: a Keras (HWIO) safetensors file lists OIHW shapes after cho
   await p.context.close();
 });
 
+/** Weight errors (T = 1..full rank, DW→PW) of an ONNX Conv node's weight, via onnx + numpy. */
+function onnxErrors(path, node) {
+  const py = `
+import sys, json, numpy as np, onnx
+from onnx import numpy_helper
+m = onnx.load(sys.argv[1]); n = next(x for x in m.graph.node if x.name == sys.argv[2])
+w = numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == n.input[1])).astype(np.float64)
+N, C = w.shape[:2]
+sig = [np.linalg.svd(w[:, c].reshape(N, -1), compute_uv=False) for c in range(C)]
+tot = sum((x ** 2).sum() for x in sig)
+print(json.dumps([float(np.sqrt(sum((x[T:] ** 2).sum() for x in sig) / tot)) for T in range(1, len(sig[0]) + 1)]))
+`;
+  return JSON.parse(execFileSync('python3', ['-c', py, path, node], { encoding: 'utf8' }));
+}
+
+test('ONNX (float_data, auto_pad VALID) read by range in the worker: layers, geometry, numbers as onnx + numpy', async () => {
+  const p = await openPage();
+  const { page } = p;
+  const file = join(SHARED, 'onnx/mtcnn_pnet.onnx');
+  await drop(page, file, 'mtcnn_pnet.onnx');
+  const opts = await layerOptions(page, 5);
+  assert.deepEqual(opts.map(([v]) => v), ['conv2d', 'conv2d_1', 'conv2d_2', 'conv2d_4', 'conv2d_3']);
+  // 16×10×3×3, VALID on 56×56 → 54·54·16·10·9 = 4.20 M MACs; full rank min(16, 9) / min(10, 9).
+  assert.match(opts[1][1], /16×10×3×3 float32 · 4\.20 M MACs at 56×56 · full rank 9 \(DW→PW\) \/ 9 \(PW→DW\)/);
+  await pickLayer(page, 'conv2d_1');
+  const want = onnxErrors(file, 'conv2d_1');
+  await setT(page, 3);
+  await waitText(page, 'weight-error', want[2].toFixed(4));
+  assert.deepEqual(p.requests, []);
+  assert.deepEqual(p.problems, []);
+  await p.context.close();
+});
+
 test('hostile files: one message each, names shown as text, the loaded layer keeps working', async () => {
   const p = await openPage();
   const { page } = p;
