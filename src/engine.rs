@@ -9,6 +9,8 @@
 use crate::decouple::{Decomposition, Slice};
 use crate::error::{Error, Result};
 use crate::examples::{self, Example, InputSpec, KernelSource};
+use crate::files::FileListing;
+use crate::formats::{ByteSource, Layout};
 use crate::layer::{ConvLayer, FeatureMap, Order};
 use crate::protocol::{
     ForwardResult, InputSummary, LayerSummary, OrderSummary, Request, RequestBody, Response, ResponseBody,
@@ -59,9 +61,33 @@ impl RgbaImage {
     }
 }
 
-/// A loaded example: the layer and both decompositions.
+/// Where the loaded layer comes from.
+enum Origin {
+    /// A built-in example.
+    Example(&'static Example),
+    /// A layer of the user's file (see [`crate::files`]).
+    File(FileOrigin),
+}
+
+/// The file layer's description for the page.
+struct FileOrigin {
+    /// Unique per file-layer load (the page re-requests slices and maps when it changes).
+    id: String,
+    title: String,
+    source: String,
+    note: String,
+}
+
+/// The user's opened file.
+struct OpenedFile {
+    name: String,
+    layout: Layout,
+    src: Box<dyn ByteSource>,
+}
+
+/// A loaded layer (example or file) and both decompositions.
 struct Loaded {
-    info: &'static Example,
+    origin: Origin,
     layer: ConvLayer,
     /// DW→PW then PW→DW.
     decs: Vec<Decomposition>,
@@ -69,6 +95,14 @@ struct Loaded {
 }
 
 impl Loaded {
+    /// The example this layer is, if it is one.
+    fn example(&self) -> Option<&'static Example> {
+        match self.origin {
+            Origin::Example(e) => Some(e),
+            Origin::File(_) => None,
+        }
+    }
+
     fn dec(&self, order: Order) -> Result<&Decomposition> {
         self.decs
             .iter()
@@ -94,12 +128,28 @@ pub struct Engine {
     image: Option<RgbaImage>,
     prepared: Option<Prepared>,
     vgg: Option<VggPrefix>,
+    /// The file handed over for the next [`RequestBody::OpenFile`].
+    pending_file: Option<Box<dyn ByteSource>>,
+    /// The opened file, if any (kept when opening another one fails).
+    file: Option<OpenedFile>,
+    /// Number of file layers loaded so far.
+    file_loads: u64,
 }
 
 impl Engine {
     /// An empty engine using `clock` for its timings.
     pub fn new(clock: Clock) -> Self {
-        Engine { clock, assets: HashMap::new(), loaded: None, image: None, prepared: None, vgg: None }
+        Engine {
+            clock,
+            assets: HashMap::new(),
+            loaded: None,
+            image: None,
+            prepared: None,
+            vgg: None,
+            pending_file: None,
+            file: None,
+            file_loads: 0,
+        }
     }
 
     /// Files (paths relative to the page) that `body` needs and the engine does not hold yet.
@@ -107,7 +157,7 @@ impl Engine {
         let mut paths = Vec::new();
         let (example, image_set) = match body {
             RequestBody::LoadExample { example, .. } => (examples::find(example), self.image.is_some()),
-            RequestBody::LoadImage { .. } => (self.loaded.as_ref().map(|l| l.info), true),
+            RequestBody::LoadImage { .. } => (self.loaded.as_ref().and_then(|l| l.example()), true),
             _ => (None, false),
         };
         if let Some(ex) = example {
@@ -120,6 +170,12 @@ impl Engine {
         }
         paths.retain(|p| !self.assets.contains_key(p));
         paths
+    }
+
+    /// Hands over the user's model file for the next [`RequestBody::OpenFile`] (read by range,
+    /// never copied whole).
+    pub fn provide_file(&mut self, src: Box<dyn ByteSource>) {
+        self.pending_file = Some(src);
     }
 
     /// Files that `body` makes likely to be needed soon (the network prefix of a VGG example,
@@ -185,6 +241,12 @@ impl Engine {
             RequestBody::OutputErrorCurve { order } => {
                 Ok(ResponseBody::OutputErrorCurve { order, errors: self.output_error_curve(order, report)? })
             }
+            RequestBody::OpenFile { name, layout } => {
+                Ok(ResponseBody::FileListing(Box::new(self.open_file(&name, layout)?)))
+            }
+            RequestBody::LoadFileLayer { layer, fold_bn } => {
+                Ok(ResponseBody::Layer(Box::new(self.load_file_layer(&layer, fold_bn, report)?)))
+            }
         }
     }
 
@@ -199,6 +261,19 @@ impl Engine {
         let info = examples::find(id).ok_or_else(|| Error::Param(format!("unknown example '{id}'")))?;
         report("reading the layer", 0.0);
         let layer = self.build_layer(info)?;
+        self.install(Origin::Example(info), layer, report)?;
+        let mut summary = self.summary()?;
+        if let Some((order, index)) = slice {
+            let count =
+                self.loaded.as_ref().and_then(|l| l.dec(order).ok()).map(|d| d.slices.len()).unwrap_or(0);
+            summary.slice = Some(self.slice(order, index.min(count.saturating_sub(1)))?);
+        }
+        Ok(summary)
+    }
+
+    /// Decouples `layer` in both orderings and makes it the loaded layer (the previous one stays
+    /// if decoupling fails).
+    fn install(&mut self, origin: Origin, layer: ConvLayer, report: &mut dyn FnMut(&str, f64)) -> Result<()> {
         let mut decs = Vec::new();
         let mut decouple_ms = Vec::new();
         for (i, order) in [Order::DwPw, Order::PwDw].into_iter().enumerate() {
@@ -207,13 +282,54 @@ impl Engine {
             decs.push(Decomposition::new(&layer.kernel, layer.geometry.groups, order)?);
             decouple_ms.push((self.clock)() - start);
         }
-        self.loaded = Some(Loaded { info, layer, decs, decouple_ms });
+        self.loaded = Some(Loaded { origin, layer, decs, decouple_ms });
         self.prepared = None;
+        Ok(())
+    }
+
+    /// Opens the file handed over with [`Engine::provide_file`] and lists its conv layers. On
+    /// failure the previously opened file (and the loaded layer) stay.
+    pub fn open_file(&mut self, name: &str, layout: Layout) -> Result<FileListing> {
+        let src = self
+            .pending_file
+            .take()
+            .ok_or_else(|| Error::Param(format!("the file '{name}' did not reach the worker")))?;
+        let listing = crate::files::list_file(src.as_ref(), name, layout)?;
+        self.file = Some(OpenedFile { name: name.to_string(), layout: listing.layout, src });
+        Ok(listing)
+    }
+
+    /// Loads one layer of the opened file (only its tensors are read), decouples it and prepares
+    /// its input. On failure the previously loaded layer stays loaded.
+    pub fn load_file_layer(
+        &mut self,
+        layer_name: &str,
+        fold_bn: bool,
+        report: &mut dyn FnMut(&str, f64),
+    ) -> Result<LayerSummary> {
+        let f = self.file.as_ref().ok_or_else(|| Error::Param("no model file is open".into()))?;
+        report(&format!("reading '{layer_name}'"), 0.0);
+        let layer =
+            crate::files::load_file_layer(f.src.as_ref(), &f.name, layer_name, f.layout, fold_bn, report)?;
+        self.file_loads += 1;
+        let (n, c, kh, kw) = (layer.kernel.n, layer.kernel.c, layer.kernel.kh, layer.kernel.kw);
+        let folded = if fold_bn { ", BatchNorm folded in" } else { "" };
+        let origin = FileOrigin {
+            id: format!("file#{}", self.file_loads),
+            title: format!("{layer_name} from {}", f.name),
+            source: format!("your file {} (read in this browser, never uploaded)", f.name),
+            note: format!("{n}×{c}×{kh}×{kw}{folded}; geometry {:?}", layer.geometry),
+        };
+        let previous = self.loaded.take();
+        let prepared = self.prepared.take();
+        if let Err(e) = self.install(Origin::File(origin), layer, report) {
+            self.loaded = previous;
+            self.prepared = prepared;
+            return Err(e);
+        }
         let mut summary = self.summary()?;
-        if let Some((order, index)) = slice {
-            let count =
-                self.loaded.as_ref().and_then(|l| l.dec(order).ok()).map(|d| d.slices.len()).unwrap_or(0);
-            summary.slice = Some(self.slice(order, index.min(count.saturating_sub(1)))?);
+        if self.image.is_some() {
+            summary.input = Some(self.prepare(report)?);
         }
         Ok(summary)
     }
@@ -227,13 +343,27 @@ impl Engine {
             .zip(&l.decouple_ms)
             .map(|(d, &ms)| OrderSummary { spectra: strip(d), decouple_ms: ms })
             .collect();
+        let (example, title, source, note, preset_t, preset_order) = match &l.origin {
+            Origin::Example(info) => (
+                info.id.to_string(),
+                info.title.to_string(),
+                format!("{} — licence: {}", info.source, info.licence),
+                info.note.to_string(),
+                info.preset_t,
+                info.preset_order,
+            ),
+            Origin::File(f) => {
+                let t = l.decs.first().map(|d| d.full_rank.min(2)).unwrap_or(1);
+                (f.id.clone(), f.title.clone(), f.source.clone(), f.note.clone(), t, Order::DwPw)
+            }
+        };
         Ok(LayerSummary {
-            example: l.info.id.to_string(),
-            title: l.info.title.to_string(),
-            source: format!("{} — licence: {}", l.info.source, l.info.licence),
-            note: l.info.note.to_string(),
-            preset_t: l.info.preset_t,
-            preset_order: l.info.preset_order,
+            example,
+            title,
+            source,
+            note,
+            preset_t,
+            preset_order,
             n: k.n,
             c: k.c,
             kh: k.kh,
@@ -267,8 +397,8 @@ impl Engine {
 
     /// Computes the input activations for the current layer and image, and the original output.
     fn prepare(&mut self, report: &mut dyn FnMut(&str, f64)) -> Result<InputSummary> {
-        let info = self.loaded.as_ref().ok_or_else(no_layer)?.info;
-        if needs_model(info) && self.vgg.is_none() {
+        let info = self.loaded.as_ref().ok_or_else(no_layer)?.example();
+        if info.is_some_and(needs_model) && self.vgg.is_none() {
             report("reading the VGG16-BN prefix", 0.5);
             let bytes = self
                 .assets
@@ -280,7 +410,16 @@ impl Engine {
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         report("computing the layer's input", 0.6);
         let start = (self.clock)();
-        let (input, description) = layer_input(info, image, self.vgg.as_ref())?;
+        let (input, description) = match info {
+            Some(info) => layer_input(info, image, self.vgg.as_ref())?,
+            None => crate::files::file_layer_input(
+                &l.layer,
+                &image.rgba,
+                image.width,
+                image.height,
+                WORKING_SIDE,
+            )?,
+        };
         let prefix_ms = (self.clock)() - start;
         if input.c != l.layer.in_channels() {
             return Err(Error::Shape(format!(

@@ -12,8 +12,10 @@
 mod bn;
 pub mod npz;
 pub mod onnx;
+mod onnx_scan;
 pub mod pickle;
 pub mod safetensors;
+pub mod source;
 mod store;
 pub mod torch;
 
@@ -21,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, ConvLayer};
 use serde::{Deserialize, Serialize};
 
+pub use source::{ByteSource, WithProgress, MAX_TENSOR_BYTES};
 pub use store::TensorMeta;
 
 /// A file format ndlab can read.
@@ -135,28 +138,34 @@ pub struct Listing {
 /// Tells the format from the first bytes (and, for protobuf, by decoding). `file_name` is only used
 /// to word messages and to prefer ONNX for `.onnx` files. Images and unknown bytes are errors.
 pub fn detect(bytes: &[u8], file_name: &str) -> Result<Format> {
-    if bytes.is_empty() {
+    detect_source(&bytes, file_name)
+}
+
+/// [`detect`] on a random-access source: reads the first bytes (and a zip's central directory).
+pub fn detect_source(src: &dyn ByteSource, file_name: &str) -> Result<Format> {
+    if src.is_empty() {
         return Err(Error::Format(format!("'{file_name}' is empty")));
     }
+    let bytes = src.read_at(0, src.len().min(64) as usize)?;
     if bytes.starts_with(b"\x93NUMPY") {
         return Ok(Format::Npy);
     }
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-        return zip_kind(bytes);
+        return zip_kind(src);
     }
-    if let Some(kind) = image_kind(bytes) {
+    if let Some(kind) = image_kind(&bytes) {
         return Err(Error::Format(format!(
             "'{file_name}' is a {kind} image, not a weights file (not a .npy, .npz, .safetensors, .onnx or PyTorch .pt/.pth)"
         )));
     }
     // Before the pickle check: a safetensors header length can start with the byte 0x80.
-    if safetensors::looks_like(bytes) {
+    if safetensors::looks_like(&bytes) {
         return Ok(Format::Safetensors);
     }
     if bytes.first() == Some(&0x80) {
-        return Err(torch::legacy_error(bytes));
+        return Err(torch::legacy_error(&bytes));
     }
-    if onnx::looks_like(bytes, file_name) {
+    if onnx::looks_like(src, file_name) {
         return Ok(Format::Onnx);
     }
     Err(Error::Format(format!(
@@ -165,8 +174,8 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<Format> {
 }
 
 /// npz or PyTorch: a PyTorch archive holds a `*/data.pkl` entry.
-fn zip_kind(bytes: &[u8]) -> Result<Format> {
-    let names = npz::entry_names(bytes)?;
+fn zip_kind(src: &dyn ByteSource) -> Result<Format> {
+    let names = npz::entry_names(src)?;
     if names.iter().any(|n| n == "data.pkl" || n.ends_with("/data.pkl")) {
         Ok(Format::TorchZip)
     } else {
@@ -193,11 +202,16 @@ fn image_kind(bytes: &[u8]) -> Option<&'static str> {
 
 /// Lists every conv layer (and every skipped tensor with its reason) without decoding weights.
 pub fn inspect(bytes: &[u8], file_name: &str, layout: Layout) -> Result<Listing> {
-    let format = detect(bytes, file_name)?;
+    inspect_source(&bytes, file_name, layout)
+}
+
+/// [`inspect`] on a random-access source: reads headers, graphs and directories, no weights.
+pub fn inspect_source(src: &dyn ByteSource, file_name: &str, layout: Layout) -> Result<Listing> {
+    let format = detect_source(src, file_name)?;
     let (layers, skipped) = match format {
-        Format::Onnx => onnx::list(bytes)?,
+        Format::Onnx => onnx::list(src)?,
         _ => {
-            let st = store::open(format, bytes, file_name)?;
+            let st = store::open(format, src, file_name)?;
             store::list(st.as_ref(), layout_for(format, layout))?
         }
     };
@@ -206,7 +220,12 @@ pub fn inspect(bytes: &[u8], file_name: &str, layout: Layout) -> Result<Listing>
 
 /// The conv layers of a file. A file without any is an error that says what was found instead.
 pub fn list_layers(bytes: &[u8], file_name: &str, layout: Layout) -> Result<Vec<LayerEntry>> {
-    let listing = inspect(bytes, file_name, layout)?;
+    list_layers_source(&bytes, file_name, layout)
+}
+
+/// [`list_layers`] on a random-access source.
+pub fn list_layers_source(src: &dyn ByteSource, file_name: &str, layout: Layout) -> Result<Vec<LayerEntry>> {
+    let listing = inspect_source(src, file_name, layout)?;
     if listing.layers.is_empty() {
         let why: Vec<String> =
             listing.skipped.iter().take(5).map(|s| format!("'{}': {}", s.name, s.reason)).collect();
@@ -226,11 +245,23 @@ pub fn load_layer(
     layout: Layout,
     fold_bn: bool,
 ) -> Result<ConvLayer> {
-    let format = detect(bytes, file_name)?;
+    load_layer_source(&bytes, file_name, layer_name, layout, fold_bn)
+}
+
+/// [`load_layer`] on a random-access source: reads the header/graph/directory again, then only the
+/// chosen weight, bias and BatchNorm tensors. Tensors over [`MAX_TENSOR_BYTES`] are refused.
+pub fn load_layer_source(
+    src: &dyn ByteSource,
+    file_name: &str,
+    layer_name: &str,
+    layout: Layout,
+    fold_bn: bool,
+) -> Result<ConvLayer> {
+    let format = detect_source(src, file_name)?;
     match format {
-        Format::Onnx => onnx::load(bytes, layer_name, fold_bn),
+        Format::Onnx => onnx::load(src, layer_name, fold_bn),
         _ => {
-            let st = store::open(format, bytes, file_name)?;
+            let st = store::open(format, src, file_name)?;
             store::load(st.as_ref(), layer_name, layout_for(format, layout), fold_bn)
         }
     }

@@ -11,6 +11,7 @@ pub mod decouple;
 pub mod engine;
 pub mod error;
 pub mod examples;
+pub mod files;
 pub mod formats;
 pub mod layer;
 pub mod npy;

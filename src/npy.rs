@@ -77,6 +77,56 @@ pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
     Ok(NpyArray { shape: header.shape, data: values })
 }
 
+/// What a `.npy` header declares, read by [`peek_npy`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyHead {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Element type name (`float32`...).
+    pub dtype: &'static str,
+    /// Offset of the data (the header's size).
+    pub data_offset: usize,
+    /// Bytes of data the shape and dtype need.
+    pub data_bytes: usize,
+}
+
+/// What a `.npy` header declares, from the file's first bytes (enough to hold the header; the data
+/// need not be there). Sizes are checked as in [`read_npy`].
+pub fn peek_npy(prefix: &[u8]) -> Result<NpyHead> {
+    let (text, data) = split_header(prefix)?;
+    let header = parse_header(&text)?;
+    let count = element_count(&header.shape)?;
+    let data_bytes = count
+        .checked_mul(header.dtype.size())
+        .ok_or_else(|| Error::TooLarge(format!("shape {:?} overflows", header.shape)))?;
+    Ok(NpyHead {
+        dtype: dtype_name(header.dtype),
+        data_offset: prefix.len() - data.len(),
+        data_bytes,
+        shape: header.shape,
+    })
+}
+
+/// Checks that a `.npy` file of `file_len` bytes holds exactly the data its header declares.
+pub fn check_npy_len(head: &NpyHead, file_len: u64) -> Result<()> {
+    let have = file_len.saturating_sub(head.data_offset as u64);
+    let need = head.data_bytes as u64;
+    if have < need {
+        return Err(Error::Format(format!(
+            "truncated .npy: shape {:?} of {} needs {need} data bytes, the file holds {have}",
+            head.shape, head.dtype
+        )));
+    }
+    if have > need {
+        return Err(Error::Format(format!(
+            "{} unexpected bytes after the data of shape {:?}",
+            have - need,
+            head.shape
+        )));
+    }
+    Ok(())
+}
+
 /// Splits the file into its header text and its data bytes.
 fn split_header(bytes: &[u8]) -> Result<(String, &[u8])> {
     if bytes.len() < 10 || !bytes.starts_with(MAGIC) {

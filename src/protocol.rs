@@ -60,6 +60,22 @@ pub enum RequestBody {
         /// Ordering.
         order: Order,
     },
+    /// Open the user's model file and list its conv layers. The file itself travels next to the
+    /// JSON (a `File`/`Blob`, structured-cloned; the host hands it to the engine with
+    /// [`crate::engine::Engine::provide_file`]); it never leaves the machine.
+    OpenFile {
+        /// The file's name (for messages and the format of `.onnx` files).
+        name: String,
+        /// Layout of raw 4-D arrays (npy, npz, safetensors).
+        layout: crate::formats::Layout,
+    },
+    /// Load one conv layer of the opened file into the lab (replaces the loaded layer on success).
+    LoadFileLayer {
+        /// The layer's name as listed.
+        layer: String,
+        /// Fold the BatchNorm that follows, when there is one.
+        fold_bn: bool,
+    },
 }
 
 /// Requests of the same kind supersede each other: only the newest one matters.
@@ -75,6 +91,8 @@ pub enum RequestKind {
     Forward,
     /// [`RequestBody::OutputErrorCurve`].
     Curve,
+    /// [`RequestBody::OpenFile`].
+    File,
 }
 
 impl RequestBody {
@@ -86,6 +104,9 @@ impl RequestBody {
             RequestBody::Slice { .. } => RequestKind::Slice,
             RequestBody::Forward { .. } => RequestKind::Forward,
             RequestBody::OutputErrorCurve { .. } => RequestKind::Curve,
+            RequestBody::OpenFile { .. } => RequestKind::File,
+            // A file layer replaces the loaded layer, as an example does.
+            RequestBody::LoadFileLayer { .. } => RequestKind::Example,
         }
     }
 }
@@ -131,6 +152,8 @@ pub enum ResponseBody {
         /// Index T−1.
         errors: Vec<f64>,
     },
+    /// The conv layers of an opened file.
+    FileListing(Box<crate::files::FileListing>),
     /// The request failed; the message is for a person.
     Error {
         /// What went wrong.

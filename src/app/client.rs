@@ -35,6 +35,8 @@ struct Inner {
     kinds: HashMap<RequestKind, KindState>,
     /// Kind of every request in flight, by id.
     kind_of: HashMap<u64, RequestKind>,
+    /// Objects sent next to a request's JSON (the user's file), by request id.
+    attachments: HashMap<u64, JsValue>,
 }
 
 /// A handle on the worker; cheap to clone.
@@ -58,6 +60,7 @@ impl WorkerClient {
             next_id: 1,
             kinds: HashMap::new(),
             kind_of: HashMap::new(),
+            attachments: HashMap::new(),
         }));
         let client = WorkerClient { inner };
         let on_response = Rc::new(on_response);
@@ -96,15 +99,27 @@ impl WorkerClient {
 
     /// Sends a request (or parks it until the one in flight of its kind answers). Returns its id.
     pub fn send(&self, body: RequestBody) -> u64 {
-        let mut inner = self.inner.borrow_mut();
+        self.send_with(body, None)
+    }
+
+    /// Like [`WorkerClient::send`], with an object (a `File`) structured-cloned next to the JSON.
+    pub fn send_with(&self, body: RequestBody, attachment: Option<JsValue>) -> u64 {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         let id = inner.next_id;
         inner.next_id += 1;
+        if let Some(a) = attachment {
+            inner.attachments.insert(id, a);
+        }
         let kind = body.kind();
         let req = Request { id, body };
         let state = inner.kinds.entry(kind).or_default();
         state.newest = id;
         if state.in_flight.is_some() {
-            state.waiting = Some(req);
+            // A replaced waiting request is never sent, nor its attachment.
+            if let Some(old) = state.waiting.replace(req) {
+                inner.attachments.remove(&old.id);
+            }
         } else {
             state.in_flight = Some(id);
             inner.kind_of.insert(id, kind);
@@ -120,7 +135,8 @@ impl WorkerClient {
         if resp.body == ResponseBody::Ready {
             inner.ready = true;
             for req in std::mem::take(&mut inner.unsent) {
-                post(&inner.worker, &req);
+                let a = inner.attachments.remove(&req.id);
+                post(&inner.worker, &req, a);
             }
             return false;
         }
@@ -164,15 +180,21 @@ impl Inner {
     /// Posts now, or holds the request until the worker is ready.
     fn post(&mut self, req: Request) {
         if self.ready {
-            post(&self.worker, &req);
+            let a = self.attachments.remove(&req.id);
+            post(&self.worker, &req, a);
         } else {
             self.unsent.push(req);
         }
     }
 }
 
-fn post(worker: &Worker, req: &Request) {
-    if let Err(e) = worker.post_message(&JsValue::from_str(&to_json(req))) {
+fn post(worker: &Worker, req: &Request, attachment: Option<JsValue>) {
+    let text = JsValue::from_str(&to_json(req));
+    let msg = match attachment {
+        Some(a) => js_sys::Array::of2(&text, &a).into(),
+        None => text,
+    };
+    if let Err(e) = worker.post_message(&msg) {
         web_sys::console::warn_1(&e);
     }
 }

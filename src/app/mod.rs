@@ -3,6 +3,7 @@
 
 mod canvas;
 mod client;
+mod files;
 mod image;
 mod model;
 mod plots;
@@ -45,6 +46,8 @@ pub(crate) struct Ctx {
     pub resize: RwSignal<u32>,
     /// The worker.
     pub client: StoredValue<Option<WorkerClient>, LocalStorage>,
+    /// The opened model file's layers (see `files.rs`).
+    pub file: RwSignal<Option<crate::files::FileListing>>,
 }
 
 impl Ctx {
@@ -61,7 +64,18 @@ impl Ctx {
             error: RwSignal::new(None),
             resize: RwSignal::new(0),
             client: StoredValue::new_local(None),
+            file: RwSignal::new(None),
         }
+    }
+
+    /// Sends a request with the user's file next to it (no-op if the worker failed to start).
+    pub fn send_file(&self, body: RequestBody, file: &web_sys::File) {
+        let file: wasm_bindgen::JsValue = file.clone().into();
+        self.client.with_value(|c| {
+            if let Some(c) = c {
+                c.send_with(body, Some(file));
+            }
+        });
     }
 
     /// Sends a request to the worker (no-op if the worker failed to start).
@@ -108,6 +122,11 @@ impl Ctx {
                     c.retain(|(o, _)| *o != order);
                     c.push((order, errors));
                 });
+            }
+            ResponseBody::FileListing(listing) => {
+                self.progress.set(None);
+                self.error.set(None);
+                self.file.set(Some(*listing));
             }
             ResponseBody::Error { message } => {
                 self.progress.set(None);

@@ -44,6 +44,7 @@ pub fn App() -> impl IntoView {
         <ErrorBanner/>
         <main>
             <Controls/>
+            <super::files::FilePanel/>
             <Numbers/>
             <section class="grid">
                 <PlotCard id="spectrum" title="Singular-value spectra" testid="spectrum-plot"

@@ -20,6 +20,8 @@ mod glue {
         static ENGINE: RefCell<Engine> = RefCell::new(Engine::new(now_ms));
         static QUEUE: RefCell<Vec<Request>> = const { RefCell::new(Vec::new()) };
         static RUNNING: Cell<bool> = const { Cell::new(false) };
+        /// Files sent with `OpenFile` requests, by request id (a `File` is a `Blob`).
+        static FILES: RefCell<HashMap<u64, web_sys::Blob>> = RefCell::new(HashMap::new());
         /// Downloads started ahead of need (path → promise of the response's bytes).
         static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
     }
@@ -53,12 +55,16 @@ mod glue {
     pub fn start() {
         console_error_panic_hook::set_once();
         let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(|ev: MessageEvent| {
-            let Some(text) = ev.data().as_string() else {
+            let (text, blob) = split_message(ev.data());
+            let Some(text) = text else {
                 post_error(0, "the worker expects JSON text messages".into());
                 return;
             };
             match from_json::<Request>(&text) {
                 Ok(req) => {
+                    if let Some(b) = blob {
+                        FILES.with(|f| f.borrow_mut().insert(req.id, b));
+                    }
                     prefetch(&req);
                     QUEUE.with(|q| q.borrow_mut().push(req));
                     if !RUNNING.with(|r| r.replace(true)) {
@@ -80,6 +86,36 @@ mod glue {
             }
             drain().await;
         });
+    }
+
+    /// A message is a JSON string, or `[json, Blob]` when it carries the user's file.
+    fn split_message(data: JsValue) -> (Option<String>, Option<web_sys::Blob>) {
+        if let Some(text) = data.as_string() {
+            return (Some(text), None);
+        }
+        match data.dyn_into::<js_sys::Array>() {
+            Ok(a) => (a.get(0).as_string(), a.get(1).dyn_into::<web_sys::Blob>().ok()),
+            Err(_) => (None, None),
+        }
+    }
+
+    /// Hands the file sent with an `OpenFile` request to the engine (older files are dropped).
+    fn hand_over_file(req: &Request) {
+        if !matches!(req.body, ndlab::protocol::RequestBody::OpenFile { .. }) {
+            return;
+        }
+        let blob = FILES.with(|f| {
+            let mut f = f.borrow_mut();
+            let b = f.remove(&req.id);
+            f.retain(|&id, _| id > req.id);
+            b
+        });
+        if let Some(blob) = blob {
+            match crate::blob::BlobSource::new(blob) {
+                Ok(src) => ENGINE.with(|e| e.borrow_mut().provide_file(Box::new(src))),
+                Err(msg) => post_error(req.id, msg),
+            }
+        }
     }
 
     /// Keeps only the newest request of each kind, in id order.
@@ -116,6 +152,7 @@ mod glue {
     }
 
     async fn run(req: Request) {
+        hand_over_file(&req);
         let needed = ENGINE.with(|e| e.borrow().assets_needed(&req.body));
         for path in needed {
             post(&Response {
@@ -181,6 +218,54 @@ mod glue {
             .await
             .map_err(|e| format!("{e:?}"))?;
         Ok(js_sys::Uint8Array::new(&buf).to_vec())
+    }
+}
+
+/// The user's file as a [`ndlab::formats::ByteSource`]: `FileReaderSync` on `Blob.slice` ranges,
+/// so only the bytes the readers ask for are copied into wasm memory.
+#[cfg(target_arch = "wasm32")]
+mod blob {
+    use ndlab::formats::source::check_range;
+    use ndlab::formats::ByteSource;
+    use ndlab::{Error, Result};
+    use web_sys::{Blob, FileReaderSync};
+
+    /// A Blob read by range.
+    pub struct BlobSource {
+        blob: Blob,
+        len: u64,
+        reader: FileReaderSync,
+    }
+
+    impl BlobSource {
+        /// Wraps a Blob (a `File`).
+        pub fn new(blob: Blob) -> std::result::Result<Self, String> {
+            let reader = FileReaderSync::new().map_err(|e| format!("FileReaderSync: {e:?}"))?;
+            let len = blob.size() as u64;
+            Ok(BlobSource { blob, len, reader })
+        }
+    }
+
+    impl ByteSource for BlobSource {
+        fn len(&self) -> u64 {
+            self.len
+        }
+        fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+            let (s, e) = check_range(offset, len, self.len)?;
+            let fail = |what: &str, e: wasm_bindgen::JsValue| {
+                Error::Format(format!("the file could not be read ({what}): {e:?}"))
+            };
+            let part = self.blob.slice_with_f64_and_f64(s as f64, e as f64).map_err(|e| fail("slice", e))?;
+            let buf = self.reader.read_as_array_buffer(&part).map_err(|e| fail("read", e))?;
+            let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+            if bytes.len() != len {
+                return Err(Error::Format(format!(
+                    "the file changed while reading ({} of {len} bytes)",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes)
+        }
     }
 }
 

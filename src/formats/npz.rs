@@ -2,36 +2,40 @@
 //! the PyTorch reader shares. Entry sizes are checked against a limit before and while inflating, so a
 //! zip bomb is refused rather than expanded.
 
+use super::source::{check_tensor_bytes, ByteSource, SourceReader, MAX_TENSOR_BYTES};
 use super::store::{TensorMeta, TensorStore};
 use crate::error::{Error, Result};
 use crate::layer::MAX_ELEMENTS;
-use crate::npy::{read_npy, NpyArray};
-use std::io::{Cursor, Read};
+use crate::npy::{check_npy_len, peek_npy, read_npy};
+use std::io::Read;
 use zip::ZipArchive;
+
+/// A zip archive read through a [`ByteSource`] (only the central directory and the entries read).
+pub(crate) type Zip<'a> = ZipArchive<SourceReader<'a>>;
 
 /// Largest uncompressed zip entry read (the largest allowed tensor in float64 plus a header).
 pub const MAX_ENTRY_BYTES: u64 = (MAX_ELEMENTS as u64) * 8 + 65_536;
 
 /// Opens a zip archive held in memory, with a clear message when it is not one.
-pub(crate) fn archive(bytes: &[u8]) -> Result<ZipArchive<Cursor<&[u8]>>> {
-    ZipArchive::new(Cursor::new(bytes))
+pub(crate) fn archive(src: &dyn ByteSource) -> Result<Zip<'_>> {
+    ZipArchive::new(SourceReader::new(src))
         .map_err(|e| Error::Format(format!("broken or truncated zip archive: {e}")))
 }
 
 /// The names of every entry of a zip archive.
-pub(crate) fn entry_names(bytes: &[u8]) -> Result<Vec<String>> {
-    let z = archive(bytes)?;
+pub(crate) fn entry_names(src: &dyn ByteSource) -> Result<Vec<String>> {
+    let z = archive(src)?;
     Ok(z.file_names().map(str::to_string).collect())
 }
 
 /// Reads entry `name` in full, refusing declared or actual sizes over `limit`.
-pub(crate) fn read_entry(z: &mut ZipArchive<Cursor<&[u8]>>, name: &str, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_entry(z: &mut Zip<'_>, name: &str, limit: u64) -> Result<Vec<u8>> {
     let f = z.by_name(name).map_err(|e| Error::Format(format!("zip entry '{name}': {e}")))?;
     read_limited(f, name, limit)
 }
 
 /// Reads an open entry, refusing more than `limit` bytes.
-fn read_limited(f: zip::read::ZipFile<'_, Cursor<&[u8]>>, name: &str, limit: u64) -> Result<Vec<u8>> {
+fn read_limited<R: Read>(f: zip::read::ZipFile<'_, R>, name: &str, limit: u64) -> Result<Vec<u8>> {
     let declared = f.size();
     if declared > limit {
         return Err(Error::TooLarge(format!(
@@ -49,46 +53,57 @@ fn read_limited(f: zip::read::ZipFile<'_, Cursor<&[u8]>>, name: &str, limit: u64
     Ok(out)
 }
 
-/// A single `.npy` array as a one-tensor table named after the file.
-pub(crate) struct NpyStore {
-    metas: Vec<TensorMeta>,
-    array: NpyArray,
+/// Bytes of an entry read to find its `.npy` header.
+const PEEK_BYTES: u64 = 64 << 10;
+
+/// Refuses a file or entry of `size` bytes holding one tensor over the limit.
+fn check_npy_size(name: &str, size: u64) -> Result<()> {
+    check_tensor_bytes(name, size.saturating_sub(PEEK_BYTES))
 }
 
-impl NpyStore {
-    /// Parses the whole array (the `.npy` reader checks every size first).
-    pub(crate) fn open(bytes: &[u8], file_name: &str) -> Result<Self> {
-        let array = read_npy(bytes)?;
+/// A single `.npy` array as a one-tensor table named after the file (the whole file is the tensor).
+pub(crate) struct NpyStore<'a> {
+    src: &'a dyn ByteSource,
+    metas: Vec<TensorMeta>,
+}
+
+impl<'a> NpyStore<'a> {
+    /// Reads the header only.
+    pub(crate) fn open(src: &'a dyn ByteSource, file_name: &str) -> Result<Self> {
+        let prefix = src.read_at(0, src.len().min(PEEK_BYTES) as usize)?;
+        let head = peek_npy(&prefix)?;
+        check_npy_len(&head, src.len())?;
+        let (shape, dtype) = (head.shape, head.dtype);
         let name = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
         let name = name.strip_suffix(".npy").unwrap_or(name).to_string();
-        Ok(NpyStore {
-            metas: vec![TensorMeta { name, shape: array.shape.clone(), dtype: Ok("float32") }],
-            array,
-        })
+        Ok(NpyStore { src, metas: vec![TensorMeta { name, shape, dtype: Ok(dtype) }] })
     }
 }
 
-impl TensorStore for NpyStore {
+impl TensorStore for NpyStore<'_> {
     fn tensors(&self) -> &[TensorMeta] {
         &self.metas
     }
-    fn read(&self, _name: &str) -> Result<Vec<f32>> {
-        Ok(self.array.data.clone())
+    fn read(&self, name: &str) -> Result<Vec<f32>> {
+        check_npy_size(name, self.src.len())?;
+        let bytes = self.src.read_at(0, self.src.len() as usize)?;
+        Ok(read_npy(&bytes)?.data)
     }
 }
 
-/// The arrays of an `.npz`. Every entry is parsed when the file is opened (npz files are small);
-/// an entry that is not a readable float array is listed as skipped with the `.npy` reader's message.
-pub(crate) struct NpzStore {
+/// The arrays of an `.npz`. Opening reads each entry's `.npy` header only; an entry that is not a
+/// readable float array is listed as skipped with the `.npy` reader's message.
+pub(crate) struct NpzStore<'a> {
+    src: &'a dyn ByteSource,
     metas: Vec<TensorMeta>,
-    arrays: Vec<Option<NpyArray>>,
+    entries: Vec<String>,
 }
 
-impl NpzStore {
-    /// Reads every `.npy` entry.
-    pub(crate) fn open(bytes: &[u8]) -> Result<Self> {
-        let mut z = archive(bytes)?;
-        let (mut metas, mut arrays) = (Vec::new(), Vec::new());
+impl<'a> NpzStore<'a> {
+    /// Reads the central directory and the header of every `.npy` entry.
+    pub(crate) fn open(src: &'a dyn ByteSource) -> Result<Self> {
+        let mut z = archive(src)?;
+        let (mut metas, mut entries) = (Vec::new(), Vec::new());
         for i in 0..z.len() {
             let f = z.by_index(i).map_err(|e| Error::Format(format!("zip entry #{i}: {e}")))?;
             let entry = f.name().to_string();
@@ -96,23 +111,26 @@ impl NpzStore {
                 continue;
             }
             let name = entry.strip_suffix(".npy").unwrap_or(&entry).to_string();
-            let parsed = read_limited(f, &entry, MAX_ENTRY_BYTES).and_then(|b| read_npy(&b));
-            match parsed {
-                Ok(a) => {
-                    metas.push(TensorMeta { name, shape: a.shape.clone(), dtype: Ok("float32") });
-                    arrays.push(Some(a));
-                }
-                Err(e) => {
-                    metas.push(TensorMeta { name, shape: Vec::new(), dtype: Err(e.to_string()) });
-                    arrays.push(None);
-                }
-            }
+            let size = f.size();
+            let mut head = Vec::new();
+            let peeked = f
+                .take(PEEK_BYTES)
+                .read_to_end(&mut head)
+                .map_err(|e| Error::Format(format!("zip entry '{entry}' cannot be read: {e}")))
+                .and_then(|_| peek_npy(&head))
+                .and_then(|h| check_npy_len(&h, size).map(|_| h));
+            let meta = match peeked {
+                Ok(h) => TensorMeta { name, shape: h.shape, dtype: Ok(h.dtype) },
+                Err(e) => TensorMeta { name, shape: Vec::new(), dtype: Err(e.to_string()) },
+            };
+            metas.push(meta);
+            entries.push(entry);
         }
-        Ok(NpzStore { metas, arrays })
+        Ok(NpzStore { src, metas, entries })
     }
 }
 
-impl TensorStore for NpzStore {
+impl TensorStore for NpzStore<'_> {
     fn tensors(&self) -> &[TensorMeta] {
         &self.metas
     }
@@ -122,9 +140,10 @@ impl TensorStore for NpzStore {
             .iter()
             .position(|m| m.name == name)
             .ok_or_else(|| Error::Param(format!("no array named '{name}'")))?;
-        match self.arrays.get(i) {
-            Some(Some(a)) => Ok(a.data.clone()),
-            _ => Err(Error::Format(format!("array '{name}' could not be read"))),
-        }
+        let entry = self.entries.get(i).ok_or_else(|| Error::Param(format!("no array named '{name}'")))?;
+        let mut z = archive(self.src)?;
+        let declared = z.by_name(entry).map(|f| f.size()).unwrap_or(0);
+        check_npy_size(name, declared)?;
+        Ok(read_npy(&read_entry(&mut z, entry, MAX_TENSOR_BYTES + PEEK_BYTES)?)?.data)
     }
 }

@@ -4,10 +4,14 @@
 //! ([top, left, bottom, right]), `dilations`, `group` and `auto_pad` are read, and a
 //! `BatchNormalization` node that alone consumes the conv's output is offered for folding.
 
+use super::onnx_scan::{scan, Located, Payload};
+use super::source::{check_tensor_bytes, ByteSource};
+use super::store::{decode_le, DType};
 use super::{find_entry, BnRef, LayerEntry, Skipped};
 use crate::error::{Error, Result};
 use crate::layer::{checked_len, ConvGeometry, ConvLayer, Kernel, Padding};
 use prost::Message;
+use std::collections::HashMap;
 
 /// `ModelProto` (only the fields ndlab reads).
 #[derive(Clone, PartialEq, Message)]
@@ -120,18 +124,17 @@ pub struct TensorProto {
     pub data_location: i32,
 }
 
-/// Does this decode as an ONNX model with a graph? `.onnx` files are always tried.
-pub fn looks_like(bytes: &[u8], file_name: &str) -> bool {
+/// Does this scan as an ONNX model with a graph? `.onnx` files are always tried.
+pub fn looks_like(src: &dyn ByteSource, file_name: &str) -> bool {
     file_name.to_ascii_lowercase().ends_with(".onnx")
-        || ModelProto::decode(bytes)
-            .is_ok_and(|m| m.ir_version > 0 && m.graph.is_some_and(|g| !g.node.is_empty()))
+        || scan(src).is_ok_and(|m| m.ir_version > 0 && m.graph.is_some_and(|g| !g.node.is_empty()))
 }
 
-/// Decodes the model and returns its graph.
-fn graph(bytes: &[u8]) -> Result<GraphProto> {
-    let m = ModelProto::decode(bytes)
-        .map_err(|e| Error::Format(format!("not a valid ONNX model (protobuf decoding failed: {e})")))?;
-    m.graph.ok_or_else(|| Error::Format("ONNX model has no graph".into()))
+/// Scans the model: its graph without bulk data, and where each initializer's data is.
+fn graph(src: &dyn ByteSource) -> Result<(GraphProto, HashMap<String, Located>)> {
+    let m = scan(src)?;
+    let g = m.graph.ok_or_else(|| Error::Format("ONNX model has no graph".into()))?;
+    Ok((g, m.data))
 }
 
 /// Attribute `name` of a node.
@@ -311,14 +314,27 @@ fn entries(g: &GraphProto) -> (Vec<LayerEntry>, Vec<Skipped>) {
 }
 
 /// Lists the Conv nodes of a model.
-pub(crate) fn list(bytes: &[u8]) -> Result<(Vec<LayerEntry>, Vec<Skipped>)> {
-    Ok(entries(&graph(bytes)?))
+pub(crate) fn list(src: &dyn ByteSource) -> Result<(Vec<LayerEntry>, Vec<Skipped>)> {
+    Ok(entries(&graph(src)?.0))
+}
+
+/// The graph and where its data is, as [`values`] needs them.
+struct Model<'a> {
+    src: &'a dyn ByteSource,
+    g: GraphProto,
+    data: HashMap<String, Located>,
 }
 
 /// An initializer's values as f32 (`raw_data`, `float_data` or `double_data`), length checked.
-fn values(t: &TensorProto, count: usize) -> Result<Vec<f32>> {
+fn values(m: &Model, t: &TensorProto, count: usize) -> Result<Vec<f32>> {
     let name = &t.name;
-    let v: Vec<f32> = if !t.raw_data.is_empty() {
+    let d = match m.data.get(name) {
+        Some(l) => Some(located(m.src, t, l, count)?),
+        None => None,
+    };
+    let v: Vec<f32> = if let Some(v) = d {
+        v
+    } else if !t.raw_data.is_empty() {
         let d = match t.data_type {
             1 => super::store::DType::F32,
             10 => super::store::DType::F16,
@@ -347,10 +363,33 @@ fn values(t: &TensorProto, count: usize) -> Result<Vec<f32>> {
     Ok(v)
 }
 
+/// Reads a located payload (size checked against the limit before reading).
+fn located(src: &dyn ByteSource, t: &TensorProto, l: &Located, count: usize) -> Result<Vec<f32>> {
+    let name = &t.name;
+    let d = match (l.payload, t.data_type) {
+        (Payload::Float, _) | (Payload::Raw, 1) => DType::F32,
+        (Payload::Double, _) | (Payload::Raw, 11) => DType::F64,
+        (Payload::Raw, 10) => DType::F16,
+        (Payload::Raw, 16) => DType::BF16,
+        (_, other) => {
+            return Err(Error::Format(format!("initializer '{name}': unsupported data type {other}")))
+        }
+    };
+    check_tensor_bytes(name, l.len)?;
+    let bytes = src.read_at(l.offset, l.len as usize)?;
+    if l.payload != Payload::Raw && bytes.len() != count * d.size() {
+        return Err(Error::Format(format!(
+            "initializer '{name}' holds {} values, its dims need {count}",
+            bytes.len() / d.size()
+        )));
+    }
+    decode_le(&bytes, d, count, &format!("initializer '{name}'"))
+}
+
 /// A 1-D initializer of length `n`, finite.
-fn vector(g: &GraphProto, name: &str, n: usize) -> Result<Vec<f32>> {
-    let t = init(g, name).ok_or_else(|| Error::Format(format!("initializer '{name}' not found")))?;
-    let v = values(t, n)?;
+fn vector(m: &Model, name: &str, n: usize) -> Result<Vec<f32>> {
+    let t = init(&m.g, name).ok_or_else(|| Error::Format(format!("initializer '{name}' not found")))?;
+    let v = values(m, t, n)?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(Error::NonFinite(format!("initializer '{name}' holds NaN or infinity")));
     }
@@ -358,27 +397,29 @@ fn vector(g: &GraphProto, name: &str, n: usize) -> Result<Vec<f32>> {
 }
 
 /// Loads the Conv layer `layer_name` (node name, first output or weight name).
-pub(crate) fn load(bytes: &[u8], layer_name: &str, fold_bn: bool) -> Result<ConvLayer> {
-    let g = graph(bytes)?;
-    let (layers, skipped) = entries(&g);
+pub(crate) fn load(src: &dyn ByteSource, layer_name: &str, fold_bn: bool) -> Result<ConvLayer> {
+    let (g, data) = graph(src)?;
+    let m = Model { src, g, data };
+    let (layers, skipped) = entries(&m.g);
     if let Some(s) = skipped.iter().find(|s| s.name == layer_name) {
         return Err(Error::Format(format!("Conv '{}': {}", s.name, s.reason)));
     }
     let e = find_entry(&layers, layer_name)?;
     let [n, c, kh, kw] = e.shape;
-    let w =
-        init(&g, &e.weight).ok_or_else(|| Error::Format(format!("initializer '{}' not found", e.weight)))?;
-    let kernel = Kernel::new(n, c, kh, kw, values(w, checked_len(&e.shape)?)?).map_err(|err| match err {
-        Error::NonFinite(m) => Error::NonFinite(format!("initializer '{}': {m}", e.weight)),
-        other => other,
-    })?;
+    let w = init(&m.g, &e.weight)
+        .ok_or_else(|| Error::Format(format!("initializer '{}' not found", e.weight)))?;
+    let kernel =
+        Kernel::new(n, c, kh, kw, values(&m, w, checked_len(&e.shape)?)?).map_err(|err| match err {
+            Error::NonFinite(m) => Error::NonFinite(format!("initializer '{}': {m}", e.weight)),
+            other => other,
+        })?;
     let bias = match &e.bias {
-        Some(b) => Some(vector(&g, b, n)?),
+        Some(b) => Some(vector(&m, b, n)?),
         None => None,
     };
     let geometry = e.geometry.unwrap_or_default();
     let (kernel, bias) = match (&e.bn, fold_bn) {
-        (Some(r), true) => super::bn::fold(kernel, bias, r, |nm| vector(&g, nm, n))?,
+        (Some(r), true) => super::bn::fold(kernel, bias, r, |nm| vector(&m, nm, n))?,
         (None, true) => return Err(Error::Param(format!("layer '{layer_name}' has no BatchNorm to fold"))),
         _ => (kernel, bias),
     };

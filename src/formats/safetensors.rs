@@ -1,11 +1,13 @@
 //! `.safetensors` (Hugging Face): an 8-byte little-endian header length, a JSON header naming every
 //! tensor's dtype, shape and byte range, then the data. Built on the `safetensors` crate, which
-//! validates every offset against the buffer; the header length is checked here first so that a
-//! lying header never causes an allocation.
+//! validates every offset and size; the header length is checked against the file first so that a
+//! lying header never causes an allocation, and only the header and the chosen tensor are read.
 
+use super::source::{check_tensor_bytes, ByteSource};
 use super::store::{decode_le, DType, TensorMeta, TensorStore};
 use crate::error::{Error, Result};
-use ::safetensors::{tensor::Dtype as StDtype, SafeTensorError, SafeTensors};
+use ::safetensors::tensor::{Dtype as StDtype, Metadata, TensorInfo};
+use ::safetensors::SafeTensorError;
 
 /// Headers larger than this are refused (the `safetensors` crate's own limit).
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -23,9 +25,12 @@ fn header_len(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
-/// The tensors of a safetensors file.
+/// The tensors of a safetensors file: the header is parsed, the data is read tensor by tensor.
 pub(crate) struct StStore<'a> {
-    st: SafeTensors<'a>,
+    src: &'a dyn ByteSource,
+    /// Offset of the data section (8 + header length).
+    data_start: u64,
+    meta: Metadata,
     metas: Vec<TensorMeta>,
 }
 
@@ -41,7 +46,7 @@ fn dtype(d: StDtype) -> std::result::Result<DType, String> {
 }
 
 /// A person's message for the crate's errors.
-fn message(e: SafeTensorError, len: usize) -> Error {
+fn message(e: SafeTensorError, len: u64) -> Error {
     match e {
         SafeTensorError::InvalidHeaderDeserialization(j) => {
             Error::Format(format!("safetensors header is not valid JSON or not a tensor table: {j}"))
@@ -63,28 +68,42 @@ fn message(e: SafeTensorError, len: usize) -> Error {
     }
 }
 
+/// Parses the JSON header the way the crate does (`__metadata__` dropped, tensors ordered by
+/// offset) and lets [`Metadata::new`] validate every offset, shape and dtype size.
+fn parse_header(bytes: &[u8], len: u64) -> Result<Metadata> {
+    let text = std::str::from_utf8(bytes).map_err(|e| message(SafeTensorError::InvalidHeader(e), len))?;
+    let json = |e| message(SafeTensorError::InvalidHeaderDeserialization(e), len);
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).map_err(json)?;
+    map.remove("__metadata__");
+    let mut tensors = map
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_value::<TensorInfo>(v).map_err(json)?)))
+        .collect::<Result<Vec<_>>>()?;
+    tensors.sort_by_key(|(_, t)| t.data_offsets);
+    Metadata::new(None, tensors).map_err(|e| message(e, len))
+}
+
 impl<'a> StStore<'a> {
-    /// Checks the header length against the file, then lets the crate validate the header.
-    pub(crate) fn open(bytes: &'a [u8]) -> Result<Self> {
-        let n = header_len(bytes).ok_or_else(|| {
-            Error::Format(format!(
-                "truncated safetensors: {} bytes, the header length alone needs 8",
-                bytes.len()
-            ))
+    /// Reads the header length and the header (nothing else), checks them against the file size.
+    pub(crate) fn open(src: &'a dyn ByteSource) -> Result<Self> {
+        let len = src.len();
+        let n = header_len(&src.read_at(0, 8.min(len as usize))?).ok_or_else(|| {
+            Error::Format(format!("truncated safetensors: {len} bytes, the header length alone needs 8"))
         })?;
         if n > MAX_HEADER_BYTES {
             return Err(Error::TooLarge(format!(
                 "safetensors header of {n} bytes is over the {MAX_HEADER_BYTES}-byte limit"
             )));
         }
-        if n + 8 > bytes.len() as u64 {
+        if n + 8 > len {
             return Err(Error::Format(format!(
-                "truncated safetensors: the header length {n} runs past the end of the file ({} bytes)",
-                bytes.len()
+                "truncated safetensors: the header length {n} runs past the end of the file ({len} bytes)"
             )));
         }
-        let st = SafeTensors::deserialize(bytes).map_err(|e| message(e, bytes.len()))?;
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| message(e, bytes.len()))?;
+        let meta = parse_header(&src.read_at(8, n as usize)?, len)?;
+        if meta.data_len() as u64 + 8 + n != len {
+            return Err(message(SafeTensorError::MetadataIncompleteBuffer, len));
+        }
         let metas = meta
             .offset_keys()
             .into_iter()
@@ -97,7 +116,7 @@ impl<'a> StStore<'a> {
                 })
             })
             .collect();
-        Ok(StStore { st, metas })
+        Ok(StStore { src, data_start: 8 + n, meta, metas })
     }
 }
 
@@ -107,9 +126,13 @@ impl TensorStore for StStore<'_> {
     }
 
     fn read(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.st.tensor(name).map_err(|_| Error::Param(format!("no tensor named '{name}'")))?;
-        let d = dtype(t.dtype()).map_err(|e| Error::Format(format!("tensor '{name}': {e}")))?;
-        let count = crate::layer::checked_len(t.shape())?;
-        decode_le(t.data(), d, count, &format!("tensor '{name}'"))
+        let t = self.meta.info(name).ok_or_else(|| Error::Param(format!("no tensor named '{name}'")))?;
+        let d = dtype(t.dtype).map_err(|e| Error::Format(format!("tensor '{name}': {e}")))?;
+        let count = crate::layer::checked_len(&t.shape)?;
+        let (begin, end) = t.data_offsets;
+        let bytes = (end - begin) as u64;
+        check_tensor_bytes(name, bytes)?;
+        let data = self.src.read_at(self.data_start + begin as u64, bytes as usize)?;
+        decode_le(&data, d, count, &format!("tensor '{name}'"))
     }
 }

@@ -1,6 +1,7 @@
 //! What npy, npz, safetensors and PyTorch files have in common: a table of named tensors. Listing,
 //! bias and BatchNorm matching, layout handling and loading are written once here.
 
+use super::source::ByteSource;
 use super::{bn, find_entry, Format, LayerEntry, Layout, Skipped};
 use crate::error::{Error, Result};
 use crate::layer::{checked_len, ConvGeometry, ConvLayer, Kernel};
@@ -84,14 +85,14 @@ pub(crate) trait TensorStore {
 /// Opens a raw-tensor file of the given format.
 pub(crate) fn open<'a>(
     format: Format,
-    bytes: &'a [u8],
+    src: &'a dyn ByteSource,
     file_name: &str,
 ) -> Result<Box<dyn TensorStore + 'a>> {
     match format {
-        Format::Npy => Ok(Box::new(super::npz::NpyStore::open(bytes, file_name)?)),
-        Format::Npz => Ok(Box::new(super::npz::NpzStore::open(bytes)?)),
-        Format::Safetensors => Ok(Box::new(super::safetensors::StStore::open(bytes)?)),
-        Format::TorchZip => Ok(Box::new(super::torch::TorchStore::open(bytes)?)),
+        Format::Npy => Ok(Box::new(super::npz::NpyStore::open(src, file_name)?)),
+        Format::Npz => Ok(Box::new(super::npz::NpzStore::open(src)?)),
+        Format::Safetensors => Ok(Box::new(super::safetensors::StStore::open(src)?)),
+        Format::TorchZip => Ok(Box::new(super::torch::TorchStore::open(src)?)),
         Format::Onnx => Err(Error::Format("internal: ONNX is not a tensor table".into())),
     }
 }

@@ -4,8 +4,9 @@
 //! A checkpoint dict holding the state_dict (e.g. `{"model": state_dict, "epoch": 3}`) is flattened
 //! with dotted names.
 
-use super::npz::{archive, read_entry, MAX_ENTRY_BYTES};
+use super::npz::{archive, read_entry};
 use super::pickle::{self, Value};
+use super::source::{check_tensor_bytes, ByteSource, MAX_TENSOR_BYTES};
 use super::store::{DType, TensorMeta, TensorStore};
 use crate::error::{Error, Result};
 use crate::layer::{checked_len, MAX_ELEMENTS};
@@ -41,7 +42,7 @@ struct TensorRef {
 
 /// The tensors of a PyTorch archive.
 pub(crate) struct TorchStore<'a> {
-    bytes: &'a [u8],
+    src: &'a dyn ByteSource,
     prefix: String,
     metas: Vec<TensorMeta>,
     refs: Vec<TensorRef>,
@@ -128,8 +129,8 @@ fn flatten(v: &Value, prefix: &str, depth: usize, out: &mut Vec<(String, TensorR
 
 impl<'a> TorchStore<'a> {
     /// Reads `*/data.pkl` and maps names to storages (no tensor data is read).
-    pub(crate) fn open(bytes: &'a [u8]) -> Result<Self> {
-        let mut z = archive(bytes)?;
+    pub(crate) fn open(src: &'a dyn ByteSource) -> Result<Self> {
+        let mut z = archive(src)?;
         let pkl = z
             .file_names()
             .find(|n| *n == "data.pkl" || n.ends_with("/data.pkl"))
@@ -153,7 +154,7 @@ impl<'a> TorchStore<'a> {
             })
             .collect();
         let refs = pairs.into_iter().map(|(_, r)| r).collect();
-        Ok(TorchStore { bytes, prefix, metas, refs })
+        Ok(TorchStore { src, prefix, metas, refs })
     }
 }
 
@@ -204,8 +205,10 @@ impl TensorStore for TorchStore<'_> {
             .ok_or_else(|| Error::Param(format!("no tensor named '{name}'")))?;
         let r = &self.refs[i];
         let d = r.dtype.clone().map_err(|e| err(format!("tensor '{name}': {e}")))?;
-        let mut z = archive(self.bytes)?;
-        let storage = read_entry(&mut z, &format!("{}data/{}", self.prefix, r.key), MAX_ENTRY_BYTES)?;
+        let count = checked_len(&r.shape).map_err(|e| err(format!("tensor '{name}': {e}")))?;
+        check_tensor_bytes(name, (count as u64).saturating_mul(d.size() as u64))?;
+        let mut z = archive(self.src)?;
+        let storage = read_entry(&mut z, &format!("{}data/{}", self.prefix, r.key), MAX_TENSOR_BYTES)?;
         gather(&storage, r, d, name)
     }
 }
