@@ -25,7 +25,10 @@ ext_of() {
     *) echo "$1" ;;
   esac
 }
-cargo fuzz build -s none -O --debug-assertions
+# Short runs (the test command's) build unoptimised, which compiles several times faster; long
+# runs build optimised with debug assertions kept.
+if [ "$SECS" -le 30 ]; then PROFILE=(--dev); else PROFILE=(-O --debug-assertions); fi
+cargo fuzz build -s none "${PROFILE[@]}"
 for t in "${TARGETS[@]}"; do
   seeds="target/fuzz-seeds/$t"
   work="target/fuzz-corpus/$t"
@@ -52,7 +55,7 @@ PY
   cp tests/corpus/wrong_magic.bin "$seeds/" 2>/dev/null || true
   echo "==> fuzz $t for ${SECS}s ($(ls "$seeds" | wc -l) seeds)"
   log="target/fuzz-$t.log"
-  if ! cargo fuzz run -s none -O --debug-assertions "$t" "$work" "$seeds" -- \
+  if ! cargo fuzz run -s none "${PROFILE[@]}" "$t" "$work" "$seeds" -- \
     -max_total_time="$SECS" -rss_limit_mb=3072 -timeout=20 -max_len=1048576 -print_final_stats=1 >"$log" 2>&1; then
     grep -E "panicked|==[0-9]+==|SUMMARY|Test unit written|error" "$log" | tail -20 >&2 || tail -20 "$log" >&2
     echo "fuzz target $t failed: see $log and fuzz/artifacts/$t/" >&2
