@@ -17,6 +17,8 @@ use crate::protocol::{
 use crate::vgg::{image_to_map, Normalisation, VggLayer, VggPrefix};
 use std::collections::HashMap;
 
+mod compare;
+
 /// Milliseconds from an arbitrary origin (`performance.now()` in the browser).
 pub type Clock = fn() -> f64;
 
@@ -131,6 +133,9 @@ impl Engine {
     /// Never panics on bad input: failures become [`ResponseBody::Error`].
     pub fn handle(&mut self, req: Request, progress: &mut dyn FnMut(Response)) -> Response {
         let id = req.id;
+        if let RequestBody::Compare(c) = &req.body {
+            return self.handle_compare(id, c, progress);
+        }
         let mut report = |stage: &str, fraction: f64| {
             progress(Response { id, body: ResponseBody::Progress { stage: stage.to_string(), fraction } })
         };
@@ -160,6 +165,7 @@ impl Engine {
             RequestBody::OutputErrorCurve { order } => {
                 Ok(ResponseBody::OutputErrorCurve { order, errors: self.output_error_curve(order, report)? })
             }
+            RequestBody::Compare(_) => Err(Error::Param("a comparison is answered by handle_compare".into())),
         }
     }
 

@@ -56,6 +56,9 @@ pub enum RequestBody {
         /// Ordering.
         order: Order,
     },
+    /// The related decompositions at an equal cost and their Pareto sweep (issue 5; run by the
+    /// page's second worker, which it terminates to cancel).
+    Compare(crate::relatives::session::CompareRequest),
 }
 
 /// Requests of the same kind supersede each other: only the newest one matters.
@@ -71,6 +74,8 @@ pub enum RequestKind {
     Forward,
     /// [`RequestBody::OutputErrorCurve`].
     Curve,
+    /// [`RequestBody::Compare`].
+    Compare,
 }
 
 impl RequestBody {
@@ -82,6 +87,7 @@ impl RequestBody {
             RequestBody::Slice { .. } => RequestKind::Slice,
             RequestBody::Forward { .. } => RequestKind::Forward,
             RequestBody::OutputErrorCurve { .. } => RequestKind::Curve,
+            RequestBody::Compare(_) => RequestKind::Compare,
         }
     }
 }
@@ -123,6 +129,10 @@ pub enum ResponseBody {
         /// Index T−1.
         errors: Vec<f64>,
     },
+    /// One finished row of a comparison (sent while it runs).
+    CompareRow(Box<crate::relatives::session::MethodRow>),
+    /// The finished comparison.
+    Compare(Box<crate::relatives::session::CompareReport>),
     /// The request failed; the message is for a person.
     Error {
         /// What went wrong.

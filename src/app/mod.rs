@@ -106,6 +106,7 @@ impl Ctx {
                     c.push((order, errors));
                 });
             }
+            ResponseBody::CompareRow(_) | ResponseBody::Compare(_) => {}
             ResponseBody::Error { message } => {
                 self.progress.set(None);
                 self.error.set(Some(message));
