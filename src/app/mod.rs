@@ -6,6 +6,7 @@ mod client;
 mod image;
 mod model;
 mod plots;
+mod relatives;
 mod view;
 
 use crate::protocol::{
@@ -66,6 +67,7 @@ impl Ctx {
 
     /// Sends a request to the worker (no-op if the worker failed to start).
     pub fn send(&self, body: RequestBody) {
+        relatives::mirror(&body);
         self.client.with_value(|c| {
             if let Some(c) = c {
                 c.send(body);

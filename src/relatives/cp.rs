@@ -257,7 +257,8 @@ impl<'a> Mttkrp<'a> {
 
     /// Recomputes the contraction with the first factor (call after it changes).
     fn set_first(&mut self, f0: &DMatrix<f64>) {
-        self.p = f0.tr_mul(self.x0);
+        // An explicit small transpose then a plain product: nalgebra sends `*` to its blocked GEMM.
+        self.p = f0.transpose() * self.x0;
     }
 
     /// `X_(k) · KR(factors other than k)` (d_k × R). Modes ≥ 1 use the last [`Mttkrp::set_first`].

@@ -189,7 +189,8 @@ fn build(
 ) -> Result<(Built, usize, String)> {
     let kernel = &input.layer.kernel;
     let d = Dims::of(kernel);
-    let mut progress = |it: usize, err: f64| rep.say(format!("{label}: sweep {it}, error {err:.4}"), fraction);
+    let mut progress =
+        |it: usize, err: f64| rep.say(format!("{label}: sweep {it}, error {err:.4}"), fraction);
     let nd = |order: Order| -> Result<Built> {
         let dec = match input.nd.iter().find(|x| x.order == order) {
             Some(x) => x.clone(),
@@ -200,7 +201,10 @@ fn build(
     let note = |rep: &super::AlsReport| {
         let mut s = format!("{:?}", rep.stop).to_lowercase();
         if let Some(g) = &rep.degeneracy {
-            s.push_str(&format!("; degenerate at sweep {} (cancellation {:.1}×)", g.iteration, g.cancellation_ratio));
+            s.push_str(&format!(
+                "; degenerate at sweep {} (cancellation {:.1}×)",
+                g.iteration, g.cancellation_ratio
+            ));
         }
         s
     };
@@ -325,7 +329,8 @@ fn series(
         for r in ranks {
             let rank = d.rank_of(method, r);
             let label = format!("sweep: {} at rank {rank}", method.id());
-            let (built, _, _) = build(input, method, r, &options(req.sweep_max_sweeps), rep, &label, fraction)?;
+            let (built, _, _) =
+                build(input, method, r, &options(req.sweep_max_sweeps), rep, &label, fraction)?;
             if rep.cancelled {
                 return Err(cancelled());
             }
