@@ -625,8 +625,8 @@ mod tests {
         let x0 = DMatrix::from_row_slice(4, 30, &x);
         let mut mt = Mttkrp::new(&x0, &dims);
         mt.set_first(&f[0]);
-        for k in 0..4 {
-            let slow = &unf[k] * khatri_rao(&f, k, r);
+        for (k, u) in unf.iter().enumerate() {
+            let slow = u * khatri_rao(&f, k, r);
             assert!((mt.product(&f, k, r) - slow).norm() < 1e-12, "mode {k}");
         }
     }
