@@ -248,10 +248,13 @@ pub fn RelativesSection() -> impl IntoView {
     let input_key =
         Memo::new(move |_| ctx.input.with(|i| i.as_ref().map(|i| (i.c, i.h, i.w, i.description.clone()))));
     let speedup = Memo::new(move |_| ctx.state.with(|s| s.speedup));
+    // Started once the main view has its first forward result, so it does not compete with the
+    // first plots for the CPU.
+    let main_ready = Memo::new(move |_| ctx.fwd.with(|f| f.is_some()));
     Effect::new(move |_| {
         // Newest wins: any change of layer, input or budget restarts the comparison.
         let (l, i, x) = (layer_key.get(), input_key.get(), speedup.get());
-        if l.is_some() && i.is_some() {
+        if l.is_some() && i.is_some() && main_ready.get() {
             start(rel, x);
         }
     });
@@ -332,7 +335,8 @@ fn CompareTable(rel: Rel) -> impl IntoView {
                 view! {
                     <tr data-method=r.method.clone() data-weight-error=format!("{:e}", r.weight_error)
                         data-output-error=r.output_error.map(|e| format!("{e:e}")).unwrap_or_default()
-                        data-macs=r.macs.to_string() data-rank=rank_attr>
+                        data-macs=r.macs.to_string() data-rank=rank_attr
+                        data-decompose-ms=format!("{:.1}", r.decompose_ms) data-sweeps=r.sweeps.to_string()>
                         <td>{r.method.clone()}</td>
                         <td>{rank}</td>
                         <td class="num">{r.macs.to_string()}</td>
@@ -417,7 +421,7 @@ fn ParetoCard(rel: Rel) -> impl IntoView {
                 <button class="svg" title="download as SVG" on:click=export>"SVG"</button>
             </div>
             <p class="blurb">"Relative weight error of every method over its ranks against MACs per output pixel: closed forms (ND, CD, SD) at every rank, CP and Tucker-2 at the budget's rank (up to 200 sweeps) and at the ranks of the 32×, 16×, 8× and 2× budgets (25 sweeps). Lower left is better; the red line is the budget."</p>
-            <canvas node_ref=canvas class="plot plot-pareto" data-chart="pareto"
+            <canvas node_ref=canvas class="rel-plot" data-chart="pareto"
                 data-drawn=move || drawn.get().to_string() role="img" aria-label="error against cost"></canvas>
         </article>
     }
