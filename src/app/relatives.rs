@@ -71,12 +71,14 @@ struct Pool {
     sent_example: bool,
     sent_image: bool,
     sink: Option<Rel>,
+    /// Bumped at every restart: messages of a terminated worker are ignored.
+    generation: u64,
 }
 
 thread_local! {
     static POOL: RefCell<Pool> = const { RefCell::new(Pool {
         worker: None, ready: false, unsent: Vec::new(), job: 0, next_id: 1, started_ms: 0.0,
-        example: None, image: None, sent_example: false, sent_image: false, sink: None,
+        example: None, image: None, sent_example: false, sent_image: false, sink: None, generation: 0,
     }) };
 }
 
@@ -134,15 +136,27 @@ impl Pool {
 fn restart_worker() -> Result<(), String> {
     POOL.with(|p| p.borrow_mut().stop_worker());
     let worker = Worker::new(WORKER_URL).map_err(|e| format!("cannot start the relatives worker: {e:?}"))?;
-    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(|ev: MessageEvent| {
+    let generation = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.generation += 1;
+        p.generation
+    });
+    let current = move || POOL.with(|p| p.borrow().generation) == generation;
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        if !current() {
+            return;
+        }
         let text = ev.data().as_string().unwrap_or_default();
         match from_json::<Response>(&text) {
             Ok(resp) => on_response(resp),
             Err(e) => fail(e.to_string()),
         }
     });
-    let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(|ev: web_sys::ErrorEvent| {
+    let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
         ev.prevent_default();
+        if !current() {
+            return;
+        }
         fail(format!("the relatives worker failed: {}", ev.message()));
     });
     worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
@@ -230,6 +244,7 @@ fn cancel(rel: Rel) {
         let mut p = p.borrow_mut();
         p.stop_worker();
         p.job = 0;
+        p.generation += 1;
     });
     rel.status.set(Status::Cancelled);
 }
