@@ -386,7 +386,7 @@ fn CompareTable(rel: Rel) -> impl IntoView {
                 </tr></thead>
                 <tbody>{rows}</tbody>
             </table>
-            <p class="blurb">{regular}" Times are measured in this browser (the relatives worker), one run each."</p>
+            <p class="blurb">{regular}"Times are measured in this browser (the relatives worker), one run each."</p>
         </div>
     }
 }
