@@ -191,6 +191,8 @@ test('browser timings of CP-ALS and HOOI on the 256→256 layer at ND T = 2 (NDL
   // Budget of ND DW→PW at T = 2 (135 680 MACs/px): X = 589 824 / 135 680 = 4.347 (4.34 keeps T = 2 inside).
   const p = await openPage('?speedup=4.34');
   const { page } = p;
+  await page.waitForSelector('body[data-ready="1"]', { timeout: TIMEOUT });
+  await page.evaluate(() => (window.__longTasks.length = 0));
   await waitRows(page, ALL, 1_800_000);
   const got = await rows(page);
   for (const m of ['cp', 'cp-mobilenet', 'tucker2']) {
