@@ -183,6 +183,47 @@ impl Decomposition {
         })
     }
 
+    /// The k-th rank-one term of every slice alone (k = 0 is the strongest), as a one-term
+    /// decomposition: `term(k).reconstruct(1)` is W_{k+1} − W_k, and the terms of k = 0..r sum
+    /// to the kernel. Lets a host compute conv(x, W − W_T) = Σ_{k ≥ T} conv(x, term k) for every
+    /// T with one single-term conv per k (METHOD.md: the decoupled layer is linear in its terms).
+    pub fn term(&self, k: usize) -> Result<Decomposition> {
+        if k >= self.full_rank {
+            return Err(Error::Param(format!("term {k} out of range (0..{})", self.full_rank)));
+        }
+        let (k2, rows) = (self.kh * self.kw, self.slice_rows());
+        let slices = self
+            .slices
+            .iter()
+            .map(|s| {
+                let part = |v: &[f64], len: usize| v.get(k * len..(k + 1) * len).map(<[f64]>::to_vec);
+                let (dw, pw) = (part(&s.dw, k2), part(&s.pw, rows));
+                let sigma = s.sigma.get(k).copied();
+                match (dw, pw, sigma) {
+                    (Some(dw), Some(pw), Some(sigma)) => {
+                        Ok(Slice { sigma: vec![sigma], dw, pw, energy: sigma * sigma })
+                    }
+                    _ => Err(Error::Param("the decomposition holds no factors (σ only)".into())),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Decomposition { full_rank: 1, slices, ..self.clone_header() })
+    }
+
+    /// This decomposition's shape fields with no slices.
+    fn clone_header(&self) -> Decomposition {
+        Decomposition {
+            order: self.order,
+            n: self.n,
+            c: self.c,
+            kh: self.kh,
+            kw: self.kw,
+            groups: self.groups,
+            full_rank: self.full_rank,
+            slices: Vec::new(),
+        }
+    }
+
     /// The reconstructed kernel W_T (same shape as the original), 1 ≤ T ≤ full_rank.
     /// Accumulated in f64, rounded once to f32.
     pub fn reconstruct(&self, t: usize) -> Result<Kernel> {

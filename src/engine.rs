@@ -108,7 +108,7 @@ impl Engine {
     pub fn assets_needed(&self, body: &RequestBody) -> Vec<String> {
         let mut paths = Vec::new();
         let (example, image_set) = match body {
-            RequestBody::LoadExample { example } => (examples::find(example), self.image.is_some()),
+            RequestBody::LoadExample { example, .. } => (examples::find(example), self.image.is_some()),
             RequestBody::LoadImage { .. } => (self.loaded.as_ref().map(|l| l.info), true),
             _ => (None, false),
         };
@@ -117,6 +117,19 @@ impl Engine {
                 paths.push(p.to_string());
             }
             if image_set && needs_model(ex) && self.vgg.is_none() {
+                paths.push(MODEL_ASSET.to_string());
+            }
+        }
+        paths.retain(|p| !self.assets.contains_key(p));
+        paths
+    }
+
+    /// Files that `body` makes likely to be needed soon (the network prefix of a VGG example,
+    /// before any image is set): a host may start downloading them while the engine works.
+    pub fn assets_to_prefetch(&self, body: &RequestBody) -> Vec<String> {
+        let mut paths = Vec::new();
+        if let RequestBody::LoadExample { example, .. } = body {
+            if examples::find(example).is_some_and(needs_model) && self.vgg.is_none() {
                 paths.push(MODEL_ASSET.to_string());
             }
         }
@@ -136,20 +149,32 @@ impl Engine {
         if let RequestBody::Compare(c) = &req.body {
             return self.handle_compare(id, c, progress);
         }
-        let mut report = |stage: &str, fraction: f64| {
-            progress(Response { id, body: ResponseBody::Progress { stage: stage.to_string(), fraction } })
-        };
-        let body = match self.dispatch(req.body, &mut report) {
+        let mut emit = |body: ResponseBody| progress(Response { id, body });
+        let body = match self.dispatch(req.body, &mut emit) {
             Ok(body) => body,
             Err(e) => ResponseBody::Error { message: e.to_string() },
         };
         Response { id, body }
     }
 
-    fn dispatch(&mut self, body: RequestBody, report: &mut dyn FnMut(&str, f64)) -> Result<ResponseBody> {
+    /// `emit` sends messages before the final answer: progress, and partial results.
+    fn dispatch(&mut self, body: RequestBody, emit: &mut dyn FnMut(ResponseBody)) -> Result<ResponseBody> {
+        let mut report = |stage: &str, fraction: f64| {
+            emit(ResponseBody::Progress { stage: stage.to_string(), fraction });
+        };
+        let report: &mut dyn FnMut(&str, f64) = &mut report;
         match body {
-            RequestBody::LoadExample { example } => {
-                Ok(ResponseBody::Layer(Box::new(self.load_example(&example, report)?)))
+            RequestBody::LoadExample { example, slice } => {
+                let summary = self.load_example(&example, slice, report)?;
+                if self.image.is_none() {
+                    return Ok(ResponseBody::Layer(Box::new(summary)));
+                }
+                // The layer's charts need no input: send them on before running the network.
+                emit(ResponseBody::Partial(Box::new(ResponseBody::Layer(Box::new(summary)))));
+                let mut report = |stage: &str, fraction: f64| {
+                    emit(ResponseBody::Progress { stage: stage.to_string(), fraction });
+                };
+                Ok(ResponseBody::Input(self.prepare(&mut report)?))
             }
             RequestBody::LoadImage { rgba, width, height } => {
                 self.image = Some(RgbaImage::new(rgba, width, height)?);
@@ -169,8 +194,14 @@ impl Engine {
         }
     }
 
-    /// Loads and decouples an example in both orderings; prepares the input if an image is set.
-    pub fn load_example(&mut self, id: &str, report: &mut dyn FnMut(&str, f64)) -> Result<LayerSummary> {
+    /// Loads and decouples an example in both orderings, with the view of `slice` (clamped to
+    /// the layer) when asked. The input for it is prepared later, on demand.
+    pub fn load_example(
+        &mut self,
+        id: &str,
+        slice: Option<(Order, usize)>,
+        report: &mut dyn FnMut(&str, f64),
+    ) -> Result<LayerSummary> {
         let info = examples::find(id).ok_or_else(|| Error::Param(format!("unknown example '{id}'")))?;
         report("reading the layer", 0.0);
         let layer = self.build_layer(info)?;
@@ -185,8 +216,10 @@ impl Engine {
         self.loaded = Some(Loaded { info, layer, decs, decouple_ms });
         self.prepared = None;
         let mut summary = self.summary()?;
-        if self.image.is_some() {
-            summary.input = Some(self.prepare(report)?);
+        if let Some((order, index)) = slice {
+            let count =
+                self.loaded.as_ref().and_then(|l| l.dec(order).ok()).map(|d| d.slices.len()).unwrap_or(0);
+            summary.slice = Some(self.slice(order, index.min(count.saturating_sub(1)))?);
         }
         Ok(summary)
     }
@@ -214,6 +247,7 @@ impl Engine {
             geometry: l.layer.geometry,
             orders,
             input: None,
+            slice: None,
         })
     }
 
@@ -350,21 +384,61 @@ impl Engine {
             return Ok(c.clone());
         }
         let dec = l.dec(order)?;
-        let mut errors = Vec::with_capacity(dec.full_rank);
-        for t in 1..=dec.full_rank {
-            report(&format!("output error, T = {t} of {}", dec.full_rank), t as f64 / dec.full_rank as f64);
-            let merged = dec.merged(t)?;
-            let y = crate::conv::decoupled_forward(
-                &p.input,
-                &merged,
-                l.layer.bias.as_deref(),
-                &l.layer.geometry,
-            )?;
-            errors.push(y.rel_error(&p.reference)?);
-        }
+        let errors = output_error_by_terms(dec, &p.input, &p.reference, &l.layer.geometry, report)?;
         p.curves.insert(order, errors.clone());
         Ok(errors)
     }
+}
+
+/// Runs the heavy code paths (decoupling in both orderings, regular, depthwise, pointwise and
+/// decoupled convs, the output error by terms) once on tiny inputs, in a few milliseconds.
+/// In a browser, wasm starts in a baseline tier and a long call never switches tiers midway:
+/// calling these paths first lets the engine optimise them before the first real request.
+/// Returns the sum of the outputs (so nothing is optimised away).
+pub fn warm_up() -> Result<f64> {
+    let geometry = crate::layer::ConvGeometry::new(1, 1, 1);
+    let layer = crate::layer::ConvLayer::new(examples::gaussian_kernel(24, 16, 3, 0.1, 7)?, None, geometry)?;
+    let x = examples::random_input(16, 14, 14, 8)?;
+    let y = crate::conv::layer_forward(&x, &layer)?;
+    let mut sum = y.data.iter().map(|&v| v as f64).sum::<f64>();
+    for order in [Order::DwPw, Order::PwDw] {
+        let dec = Decomposition::new(&layer.kernel, 1, order)?;
+        let out = crate::conv::decoupled_forward(&x, &dec.merged(2)?, None, &geometry)?;
+        sum += out.data.iter().map(|&v| v as f64).sum::<f64>();
+        sum += output_error_by_terms(&dec, &x, &y, &geometry, &mut |_, _| {})?.iter().sum::<f64>();
+    }
+    Ok(sum)
+}
+
+/// ‖y_T − y‖ / ‖y‖ for T = 1..=r, where y is the original layer's output: the decoupled layer
+/// at T differs from the original by −Σ_{k ≥ T} conv(x, term k) (the bias cancels), so one
+/// single-term decoupled conv per term and running suffix sums give every T, for the cost of
+/// about one regular conv instead of Σ_T T single-term convs. Exact zero at full rank.
+pub fn output_error_by_terms(
+    dec: &Decomposition,
+    x: &FeatureMap,
+    reference: &FeatureMap,
+    geometry: &crate::layer::ConvGeometry,
+    report: &mut dyn FnMut(&str, f64),
+) -> Result<Vec<f64>> {
+    let r = dec.full_rank;
+    let den: f64 = reference.data.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let mut errors = vec![0.0; r];
+    let mut tail: Vec<f64> = vec![0.0; reference.data.len()];
+    for k in (1..r).rev() {
+        report(&format!("output error, term {} of {r}", r - k), (r - k) as f64 / r as f64);
+        let merged = dec.term(k)?.merged(1)?;
+        let d = crate::conv::decoupled_forward(x, &merged, None, geometry)?;
+        if d.data.len() != tail.len() {
+            return Err(Error::Shape("a term's output differs in size from the layer's".into()));
+        }
+        for (acc, &v) in tail.iter_mut().zip(&d.data) {
+            *acc += v as f64;
+        }
+        let num: f64 = tail.iter().map(|v| v * v).sum();
+        errors[k - 1] = if den == 0.0 { num.sqrt() } else { (num / den).sqrt() };
+    }
+    Ok(errors)
 }
 
 fn no_layer() -> Error {

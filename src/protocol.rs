@@ -25,6 +25,10 @@ pub enum RequestBody {
     LoadExample {
         /// Example id from the catalogue.
         example: String,
+        /// The slice (ordering, index) the page shows first: its view comes with the layer, so
+        /// the first charts need no second round trip (clamped to the layer; None for none).
+        #[serde(default)]
+        slice: Option<(Order, usize)>,
     },
     /// Use an image decoded by the page (RGBA, row-major, 4 bytes per pixel).
     LoadImage {
@@ -116,6 +120,10 @@ pub enum ResponseBody {
     },
     /// A layer was loaded and decoupled in both orderings.
     Layer(Box<LayerSummary>),
+    /// A result that is not the last for its request: more answers to the same id follow (the
+    /// layer is sent as soon as it is decoupled, then its input once the image has been run
+    /// through the network prefix).
+    Partial(Box<ResponseBody>),
     /// A new input is ready (image decoded and, when needed, run through the network prefix).
     Input(InputSummary),
     /// One slice's factors.
@@ -180,6 +188,9 @@ pub struct LayerSummary {
     pub orders: Vec<OrderSummary>,
     /// The input prepared for this layer, when an image was already loaded.
     pub input: Option<InputSummary>,
+    /// The view of the slice the request asked for (clamped to the layer), if it asked.
+    #[serde(default)]
+    pub slice: Option<SliceView>,
 }
 
 impl LayerSummary {

@@ -52,7 +52,8 @@ fn kernel_of(example: &str) -> ndlab::Kernel {
 #[test]
 fn load_decouple_and_forward_agree_with_the_core() {
     let mut e = Engine::new(clock);
-    let (resp, _) = ask(&mut e, 1, RequestBody::LoadExample { example: "vgg16bn_conv1_1".into() });
+    let (resp, _) =
+        ask(&mut e, 1, RequestBody::LoadExample { example: "vgg16bn_conv1_1".into(), slice: None });
     assert_eq!(resp.id, 1);
     let ResponseBody::Layer(summary) = resp.body else { panic!("expected a layer, got {:?}", resp.body) };
     assert_eq!((summary.n, summary.c, summary.kh, summary.kw), (64, 3, 3, 3));
@@ -89,7 +90,7 @@ fn load_decouple_and_forward_agree_with_the_core() {
 fn output_error_curve_ends_at_zero_and_slices_rebuild_the_kernel() {
     let mut e = Engine::new(clock);
     ask(&mut e, 1, image(24, 24));
-    ask(&mut e, 2, RequestBody::LoadExample { example: "mtcnn_onet_conv1".into() });
+    ask(&mut e, 2, RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: None });
     let (resp, progress) = ask(&mut e, 3, RequestBody::OutputErrorCurve { order: Order::PwDw });
     let ResponseBody::OutputErrorCurve { errors, .. } = resp.body else { panic!("{:?}", resp.body) };
     assert_eq!(errors.len(), 3, "PW→DW full rank of a 3-input layer is 3");
@@ -117,10 +118,10 @@ fn bad_requests_give_error_responses() {
     let mut e = Engine::new(clock);
     let is_error = |r: Response| matches!(r.body, ResponseBody::Error { .. });
     assert!(is_error(ask(&mut e, 1, RequestBody::Forward { t: 1, order: Order::DwPw, out_channel: 0 }).0));
-    assert!(is_error(ask(&mut e, 2, RequestBody::LoadExample { example: "nope".into() }).0));
+    assert!(is_error(ask(&mut e, 2, RequestBody::LoadExample { example: "nope".into(), slice: None }).0));
     assert!(is_error(ask(&mut e, 3, RequestBody::LoadImage { rgba: vec![1, 2, 3], width: 7, height: 9 }).0));
     assert!(is_error(ask(&mut e, 4, RequestBody::LoadImage { rgba: vec![], width: 0, height: 0 }).0));
-    ask(&mut e, 5, RequestBody::LoadExample { example: "vgg16bn_conv1_1".into() });
+    ask(&mut e, 5, RequestBody::LoadExample { example: "vgg16bn_conv1_1".into(), slice: None });
     ask(&mut e, 6, image(8, 8));
     for (t, out) in [(0, 0), (10, 0), (usize::MAX, 0), (1, 64), (1, usize::MAX)] {
         let r = ask(&mut e, 7, RequestBody::Forward { t, order: Order::DwPw, out_channel: out }).0;
@@ -129,7 +130,7 @@ fn bad_requests_give_error_responses() {
     assert!(is_error(ask(&mut e, 8, RequestBody::Slice { order: Order::PwDw, slice: 64 }).0));
     // A weights file that is not a .npy.
     let mut e = Engine::new(clock);
-    let body = RequestBody::LoadExample { example: "vgg16bn_conv1_1".into() };
+    let body = RequestBody::LoadExample { example: "vgg16bn_conv1_1".into(), slice: None };
     for path in e.assets_needed(&body) {
         e.provide(&path, b"not a numpy file".to_vec());
     }
@@ -138,4 +139,78 @@ fn bad_requests_give_error_responses() {
     assert!(is_error(resp));
     // Garbage JSON is a readable error, not a panic.
     assert!(from_json::<Request>("{\"id\":1,\"body\":{\"Forward\":{\"t\":-1}}}").is_err());
+}
+
+/// The layer comes with the view of the slice the page shows (clamped), equal to what a Slice
+/// request answers; with an image already set, the layer is sent first as a partial answer and
+/// the input (network prefix + original layer) follows as the final one.
+#[test]
+fn layer_comes_first_with_its_slice_then_the_input() {
+    let mut e = Engine::new(clock);
+    let body =
+        RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: Some((Order::PwDw, 10_000)) };
+    let (resp, progress) = ask(&mut e, 1, body);
+    assert!(progress.iter().all(|p| matches!(p.body, ResponseBody::Progress { .. })), "no image: no partial");
+    let ResponseBody::Layer(summary) = resp.body else { panic!("{:?}", resp.body) };
+    let view = summary.slice.clone().expect("the asked-for slice");
+    let last = summary.order(Order::PwDw).expect("order").spectra.slices.len() - 1;
+    assert_eq!((view.order, view.index), (Order::PwDw, last), "index clamped to the last slice");
+    let (resp, _) = ask(&mut e, 2, RequestBody::Slice { order: Order::PwDw, slice: last });
+    assert_eq!(resp.body, ResponseBody::Slice(Box::new(view)));
+
+    ask(&mut e, 3, image(24, 20));
+    let body = RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: Some((Order::DwPw, 1)) };
+    let (resp, progress) = ask(&mut e, 4, body);
+    let partial: Vec<_> = progress
+        .iter()
+        .filter_map(|p| match &p.body {
+            ResponseBody::Partial(inner) => Some(inner.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(partial.len(), 1, "one partial answer");
+    let ResponseBody::Layer(summary) = partial[0] else { panic!("partial is {:?}", partial[0]) };
+    assert!(summary.input.is_none(), "the layer goes out before its input is computed");
+    assert_eq!(summary.slice.as_ref().map(|s| (s.order, s.index)), Some((Order::DwPw, 1)));
+    let ResponseBody::Input(input) = resp.body else { panic!("final answer {:?}", resp.body) };
+    assert_eq!((input.c, input.h, input.w), (summary.c, 20, 24));
+}
+
+/// The output error curve from single-term convs and suffix sums equals the direct measure
+/// ‖conv(x, W − W_T)‖ / ‖conv(x, W) + b‖ with W − W_T rebuilt and run through the regular conv.
+#[test]
+fn output_error_by_terms_matches_the_direct_measure() {
+    use ndlab::charts::OutputErrorData;
+    use ndlab::layer::{ConvGeometry, ConvLayer, FeatureMap};
+    let kernel = kernel_of("vgg16bn_conv1_2");
+    let (n, c) = (kernel.n, kernel.c);
+    let bias: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+    let layer = ConvLayer::new(kernel, Some(bias), ConvGeometry::new(1, 1, 1)).expect("layer");
+    // A smooth, non-negative input like post-ReLU activations.
+    let (h, w) = (9, 11);
+    let data: Vec<f32> = (0..c * h * w)
+        .map(|i| ((i % 97) as f32 * 0.13).sin().max(0.0) + (i / (h * w)) as f32 * 0.01)
+        .collect();
+    let x = FeatureMap::new(c, h, w, data).expect("input");
+    let y = ndlab::conv::layer_forward(&x, &layer).expect("forward");
+    for order in [Order::DwPw, Order::PwDw] {
+        let dec = Decomposition::new(&layer.kernel, 1, order).expect("decouple");
+        let fast = ndlab::engine::output_error_by_terms(&dec, &x, &y, &layer.geometry, &mut |_, _| {})
+            .expect("by terms");
+        let direct =
+            OutputErrorData::measure(&x, &layer, &[&dec], 1, order, "").expect("direct").series[0].1.clone();
+        assert_eq!(fast.len(), direct.len());
+        for (t, (a, b)) in fast.iter().zip(&direct).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * b.max(1e-3), "{order:?} T={}: {a} vs {b}", t + 1);
+        }
+        assert_eq!(*fast.last().expect("full rank"), 0.0);
+        assert!(fast[0] > 0.05, "T = 1 loses a visible part of the output: {}", fast[0]);
+    }
+}
+
+/// The warm-up runs every heavy path on tiny inputs without error and returns a finite sum.
+#[test]
+fn warm_up_runs_the_heavy_paths() {
+    let sum = ndlab::engine::warm_up().expect("warm-up");
+    assert!(sum.is_finite());
 }

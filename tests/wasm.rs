@@ -78,7 +78,7 @@ fn npy(shape: &[usize], data: &[f32]) -> Vec<u8> {
 #[wasm_bindgen_test]
 fn the_engine_answers_in_the_browser() {
     let mut engine = Engine::new(|| 0.0);
-    let body = RequestBody::LoadExample { example: "mtcnn_onet_conv1".into() };
+    let body = RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: None };
     let kernel = values(32 * 3 * 9, 3);
     for path in engine.assets_needed(&body) {
         engine.provide(&path, npy(&[32, 3, 3, 3], &kernel));

@@ -124,6 +124,26 @@ where
     area.present().map_err(|e| e.to_string())
 }
 
+/// Draws `chart` on the transparent overlay `canvas` (cleared first, not filled): the marks
+/// layer of a chart whose base is drawn on the canvas beneath.
+pub fn draw_overlay_on<F>(canvas: &HtmlCanvasElement, chart: F) -> Result<(), String>
+where
+    F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
+{
+    let backend = hidpi(canvas).ok_or("this browser gives no 2-D canvas")?;
+    let ctx: CanvasRenderingContext2d = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into().ok())
+        .ok_or("this browser gives no 2-D canvas")?;
+    let (w, h) = backend.size;
+    ctx.clear_rect(0.0, 0.0, w as f64, h as f64);
+    let area = backend.into_drawing_area();
+    chart(&area)?;
+    area.present().map_err(|e| e.to_string())
+}
+
 /// Draws `chart` into an SVG string of `w` × `h` pixels.
 pub fn to_svg<F>(w: u32, h: u32, chart: F) -> Result<String, String>
 where

@@ -47,7 +47,10 @@ impl WorkerClient {
     /// Starts the worker; `on_response` receives every response that is not stale (progress
     /// included) and every worker error as a [`ResponseBody::Error`].
     pub fn start(on_response: impl Fn(Response) + 'static) -> Result<Self, String> {
-        let worker = Worker::new(WORKER_URL).map_err(|e| format!("cannot start the worker: {e:?}"))?;
+        let (worker, early) = match adopt_early_worker() {
+            Some(found) => found,
+            None => (Worker::new(WORKER_URL).map_err(|e| format!("cannot start the worker: {e:?}"))?, vec![]),
+        };
         let inner = Rc::new(RefCell::new(Inner {
             worker,
             ready: false,
@@ -60,16 +63,19 @@ impl WorkerClient {
         let on_response = Rc::new(on_response);
         let this = client.clone();
         let handler = on_response.clone();
-        let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-            let text = ev.data().as_string().unwrap_or_default();
-            match from_json::<Response>(&text) {
-                Ok(resp) => {
-                    if this.accept(&resp) {
-                        handler(resp);
-                    }
+        let on_text = move |text: String| match from_json::<Response>(&text) {
+            Ok(resp) => {
+                if this.accept(&resp) {
+                    handler(resp);
                 }
-                Err(e) => handler(Response { id: 0, body: ResponseBody::Error { message: e.to_string() } }),
             }
+            Err(e) => handler(Response { id: 0, body: ResponseBody::Error { message: e.to_string() } }),
+        };
+        for text in early {
+            on_text(text);
+        }
+        let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            on_text(ev.data().as_string().unwrap_or_default());
         });
         let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
             ev.prevent_default();
@@ -121,7 +127,7 @@ impl WorkerClient {
         let Some(&kind) = inner.kind_of.get(&resp.id) else {
             return resp.id == 0;
         };
-        let is_final = !matches!(resp.body, ResponseBody::Progress { .. });
+        let is_final = !matches!(resp.body, ResponseBody::Progress { .. } | ResponseBody::Partial(_));
         let newest = inner.kinds.get(&kind).map(|s| s.newest).unwrap_or(0);
         if is_final {
             inner.kind_of.remove(&resp.id);
@@ -139,6 +145,19 @@ impl WorkerClient {
         }
         resp.id >= newest
     }
+}
+
+/// The worker `index.html` started before the app loaded (`window.__ndlabWorker`), with the
+/// messages it sent meanwhile; taken once.
+fn adopt_early_worker() -> Option<(Worker, Vec<String>)> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str("__ndlabWorker");
+    let found = js_sys::Reflect::get(&window, &key).ok().filter(|v| v.is_object())?;
+    let _ = js_sys::Reflect::delete_property(&window, &key);
+    let worker: Worker = js_sys::Reflect::get(&found, &"worker".into()).ok()?.dyn_into().ok()?;
+    let early = js_sys::Reflect::get(&found, &"early".into()).ok()?;
+    let early: Vec<String> = js_sys::Array::from(&early).iter().filter_map(|v| v.as_string()).collect();
+    Some((worker, early))
 }
 
 impl Inner {

@@ -79,6 +79,7 @@ impl Ctx {
     fn on_response(&self, resp: Response) {
         match resp.body {
             ResponseBody::Ready => {}
+            ResponseBody::Partial(body) => self.on_response(Response { id: resp.id, body: *body }),
             ResponseBody::Progress { stage, fraction } => self.progress.set(Some((stage, fraction))),
             ResponseBody::Layer(summary) => {
                 self.progress.set(None);
@@ -86,7 +87,9 @@ impl Ctx {
                 let summary = *summary;
                 self.state.update(|s| clamp_to_layer(s, &summary));
                 self.input.set(summary.input.clone());
-                self.slice.set(None);
+                // The slice view that came with the layer counts only if it is the one shown now.
+                let (order, channel) = self.state.with_untracked(|s| (s.order, s.channel));
+                self.slice.set(summary.slice.clone().filter(|v| v.order == order && v.index == channel));
                 self.fwd.set(None);
                 self.curves.set(Vec::new());
                 self.layer.set(Some(summary));

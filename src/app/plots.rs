@@ -5,8 +5,8 @@
 use super::model::cost_data;
 use crate::charts::{
     draw_costs, draw_energy_error, draw_feature_maps, draw_filters, draw_output_error, draw_spectrum,
-    ChartStyle, EnergyErrorData, FeatureTripleData, FilterGridData, OutputErrorData, SpectrumData,
-    MAX_MAP_SIDE,
+    ChartLayer, ChartStyle, EnergyErrorData, FeatureTripleData, FilterGridData, OutputErrorData,
+    SpectrumData, MAX_MAP_SIDE,
 };
 use crate::decouple::Decomposition;
 use crate::layer::{FeatureMap, Kernel, Order};
@@ -17,14 +17,20 @@ use plotters::prelude::*;
 /// Result of drawing: errors as text.
 pub type Drawn = Result<(), String>;
 
-/// The page's chart style (slightly larger text than the default, for projectors).
-pub fn style() -> ChartStyle {
-    ChartStyle { font_size: 14.0, ..ChartStyle::default() }
+/// The page's chart style (slightly larger text than the default, for projectors), drawing
+/// `layer` of the chart.
+pub fn style(layer: ChartLayer) -> ChartStyle {
+    ChartStyle { font_size: 14.0, layer, ..ChartStyle::default() }
 }
 
 /// Singular-value spectra of all slices of the current ordering, cut at T.
-pub fn spectrum<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, dec: &Decomposition, t: usize) -> Drawn {
-    draw_spectrum(area, &SpectrumData::from_decomposition(dec, t), &style())
+pub fn spectrum<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    dec: &Decomposition,
+    t: usize,
+    style: &ChartStyle,
+) -> Drawn {
+    draw_spectrum(area, &SpectrumData::from_decomposition(dec, t), style)
 }
 
 /// Energy kept and relative weight error against T, both orderings.
@@ -33,9 +39,10 @@ pub fn errors<DB: DrawingBackend>(
     layer: &LayerSummary,
     t: usize,
     order: Order,
+    style: &ChartStyle,
 ) -> Drawn {
     let decs: Vec<&Decomposition> = layer.orders.iter().map(|o| &o.spectra).collect();
-    draw_energy_error(area, &EnergyErrorData::from_decompositions(&decs, t, order), &style())
+    draw_energy_error(area, &EnergyErrorData::from_decompositions(&decs, t, order), style)
 }
 
 /// MACs and parameters against T, both orderings, on an `hw` input.
@@ -45,16 +52,22 @@ pub fn cost<DB: DrawingBackend>(
     t: usize,
     order: Order,
     hw: (usize, usize),
+    style: &ChartStyle,
 ) -> Drawn {
     let data = cost_data(layer, hw, t, order).map_err(|e| e.to_string())?;
-    draw_costs(area, &data, &style())
+    draw_costs(area, &data, style)
 }
 
 /// Filters of the chosen slice: the slice alone is rebuilt as a one-slice kernel and
 /// decomposition, so the chart's own builder does the truncation.
-pub fn filters<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: &SliceView, t: usize) -> Drawn {
+pub fn filters<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    s: &SliceView,
+    t: usize,
+    style: &ChartStyle,
+) -> Drawn {
     let data = filter_data(s, t).map_err(|e| e.to_string())?;
-    draw_filters(area, &data, &style())
+    draw_filters(area, &data, style)
 }
 
 /// [`FilterGridData`] of a slice view at T.
@@ -82,14 +95,18 @@ pub fn filter_data(s: &SliceView, t: usize) -> crate::Result<FilterGridData> {
 }
 
 /// The chosen output channel: original, decoupled and difference maps.
-pub fn feature_maps<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &ForwardResult) -> Drawn {
+pub fn feature_maps<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    f: &ForwardResult,
+    style: &ChartStyle,
+) -> Drawn {
     let one = |v: &[f32]| FeatureMap::new(1, f.h, f.w, v.to_vec());
     let label = format!("T = {}, {}", f.t, f.order.label());
     let mut data = one(&f.original)
         .and_then(|a| one(&f.decoupled).and_then(|b| FeatureTripleData::new(&a, &b, 0, MAX_MAP_SIDE, &label)))
         .map_err(|e| e.to_string())?;
     data.channel = f.out_channel;
-    draw_feature_maps(area, &data, &style())
+    draw_feature_maps(area, &data, style)
 }
 
 /// Output relative error against T (as measured: not always monotone).
@@ -99,7 +116,8 @@ pub fn output_error<DB: DrawingBackend>(
     t: usize,
     order: Order,
     input_label: &str,
+    style: &ChartStyle,
 ) -> Drawn {
     let data = OutputErrorData { series: curves.to_vec(), t, order, input_label: input_label.to_string() };
-    draw_output_error(area, &data, &style())
+    draw_output_error(area, &data, style)
 }

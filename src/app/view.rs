@@ -1,9 +1,10 @@
 //! The page: controls, numbers and plot cards, and the effects that keep them in step.
 
-use super::canvas::{download_svg, draw_on, to_svg};
+use super::canvas::{download_svg, draw_on, draw_overlay_on, to_svg};
 use super::image::{decode_file, decode_url};
 use super::model::{cost_model, format_error, format_speedup, DEFAULT_HW};
 use super::{plots, start_worker, Ctx};
+use crate::charts::ChartLayer;
 use crate::decouple::ThresholdRule;
 use crate::examples::{self, IMAGES};
 use crate::protocol::RequestBody;
@@ -48,7 +49,7 @@ pub fn App() -> impl IntoView {
                 <PlotCard id="spectrum" title="Singular-value spectra" testid="spectrum-plot"
                     blurb="Each slice of the kernel is a small matrix; its singular values say how many depthwise terms it really needs. The red line is the cut at T."/>
                 <PlotCard id="error" title="Energy kept and weight error" testid="error-plot"
-                    blurb="Relative weight error ‖W − W_T‖ / ‖W‖ (solid) and energy kept (dashed) against T, for both orderings."/>
+                    blurb="Energy kept (dark lines, rising to 1) and relative weight error ‖W − W_T‖ / ‖W‖ (light dotted lines, falling to 0 at full rank) against T, for both orderings."/>
                 <PlotCard id="cost" title="Cost (theoretical)" testid="cost-plot" span=2
                     blurb="Multiply-accumulates of the decoupled layer against T, with the original layer's line: below it, the decoupled layer is cheaper."/>
                 <PlotCard id="filters" title="Filters of one channel" testid="filters-plot" span=2
@@ -82,7 +83,8 @@ fn wire_requests(ctx: Ctx) {
     Effect::new(move |_| {
         let ex = example.get();
         ctx.progress.set(Some((format!("loading {ex}"), 0.0)));
-        ctx.send(RequestBody::LoadExample { example: ex });
+        let slice = ctx.state.with_untracked(|s| (s.order, s.channel));
+        ctx.send(RequestBody::LoadExample { example: ex, slice: Some(slice) });
     });
     Effect::new(move |_| {
         let id = image.get();
@@ -99,8 +101,11 @@ fn wire_requests(ctx: Ctx) {
         }
     });
     Effect::new(move |_| {
-        if loaded.get().is_some() {
-            ctx.send(RequestBody::Slice { order: order.get(), slice: channel.get() });
+        let (o, c) = (order.get(), channel.get());
+        // The layer brings the view of the slice shown when it was asked for.
+        let have = ctx.slice.with_untracked(|s| s.as_ref().is_some_and(|v| v.order == o && v.index == c));
+        if loaded.get().is_some() && !have {
+            ctx.send(RequestBody::Slice { order: o, slice: c });
         }
     });
     Effect::new(move |_| {
@@ -453,34 +458,58 @@ impl Which {
             _ => Which::OutErr,
         }
     }
+
+    /// Charts whose only T-dependent part is a marker: their base is drawn once per layer,
+    /// ordering and size, and a T change redraws only the marks on a transparent overlay.
+    fn layered(self) -> bool {
+        matches!(self, Which::Spectrum | Which::Error | Which::Cost | Which::OutErr)
+    }
+
+    /// Tracks the worker results the chart is drawn from (inside an effect).
+    fn track_data(self, ctx: Ctx) {
+        ctx.layer.track();
+        ctx.resize.track();
+        match self {
+            Which::Filters => ctx.slice.track(),
+            Which::Maps => ctx.fwd.track(),
+            Which::OutErr => {
+                ctx.curves.track();
+                ctx.input.track();
+            }
+            Which::Cost => ctx.input.track(),
+            _ => {}
+        }
+    }
 }
 
-/// Draws chart `which` on any backend from the current signals (untracked reads: the caller's
-/// effect decides what it depends on). Ok(false) when there is nothing to draw yet.
+/// Draws `layer` of chart `which` on any backend from the current signals (untracked reads: the
+/// caller's effect decides what it depends on). Ok(false) when there is nothing to draw yet.
 fn draw_chart<DB: plotters::prelude::DrawingBackend>(
     ctx: Ctx,
     which: Which,
     area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    layer: ChartLayer,
 ) -> Result<bool, String> {
+    let style = plots::style(layer);
     let (t, order) = ctx.state.with_untracked(|s| (s.t, s.order));
-    let layer = ctx.layer.read_untracked();
-    let Some(layer) = layer.as_ref() else { return Ok(false) };
+    let summary = ctx.layer.read_untracked();
+    let Some(summary) = summary.as_ref() else { return Ok(false) };
     match which {
-        Which::Spectrum => match layer.order(order) {
-            Some(o) => plots::spectrum(area, &o.spectra, t)?,
+        Which::Spectrum => match summary.order(order) {
+            Some(o) => plots::spectrum(area, &o.spectra, t, &style)?,
             None => return Ok(false),
         },
-        Which::Error => plots::errors(area, layer, t, order)?,
+        Which::Error => plots::errors(area, summary, t, order, &style)?,
         Which::Cost => {
             let hw = ctx.input.with_untracked(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
-            plots::cost(area, layer, t, order, hw)?
+            plots::cost(area, summary, t, order, hw, &style)?
         }
         Which::Filters => match ctx.slice.read_untracked().as_ref() {
-            Some(s) if s.order == order => plots::filters(area, s, t)?,
+            Some(s) if s.order == order => plots::filters(area, s, t, &style)?,
             _ => return Ok(false),
         },
         Which::Maps => match ctx.fwd.read_untracked().as_ref() {
-            Some(f) => plots::feature_maps(area, f)?,
+            Some(f) => plots::feature_maps(area, f, &style)?,
             None => return Ok(false),
         },
         Which::OutErr => {
@@ -492,7 +521,7 @@ fn draw_chart<DB: plotters::prelude::DrawingBackend>(
                 .input
                 .with_untracked(|i| i.as_ref().map(|i| format!("{}×{} input", i.h, i.w)))
                 .unwrap_or_default();
-            plots::output_error(area, &curves, t, order, &label)?
+            plots::output_error(area, &curves, t, order, &label, &style)?
         }
     }
     Ok(true)
@@ -511,24 +540,26 @@ fn PlotCard(
     let ctx = expect_context::<Ctx>();
     let which = Which::from_id(id);
     let canvas = NodeRef::<html::Canvas>::new();
+    let overlay = NodeRef::<html::Canvas>::new();
     let drawn = RwSignal::new(false);
+    // Memos: an effect that read `state` directly would rerun on every change of any setting.
+    let t = Memo::new(move |_| ctx.state.with(|s| s.t));
+    let order = Memo::new(move |_| ctx.state.with(|s| s.order));
+    // The chart (its base, for layered charts): redrawn when its data, the ordering or the size
+    // change, and on T changes only for the charts that are not layered. The feature maps follow
+    // the worker's result (which names its own T), not the slider.
     Effect::new(move |_| {
-        // Dependencies of every chart: T, ordering, the layer, the worker's results, the size.
-        ctx.state.with(|s| (s.t, s.order));
-        ctx.layer.track();
-        ctx.resize.track();
-        match which {
-            Which::Filters => ctx.slice.track(),
-            Which::Maps => ctx.fwd.track(),
-            Which::OutErr => ctx.curves.track(),
-            Which::Cost => ctx.input.track(),
-            _ => {}
+        which.track_data(ctx);
+        order.track();
+        if which == Which::Filters {
+            t.track();
         }
         let Some(el) = canvas.get() else { return };
+        let layer = if which.layered() { ChartLayer::Base } else { ChartLayer::All };
         let start = now_ms();
         let mut ok = false;
         let res = draw_on(&el, |area| {
-            ok = draw_chart(ctx, which, area)?;
+            ok = draw_chart(ctx, which, area, layer)?;
             Ok(())
         });
         match res {
@@ -546,8 +577,26 @@ fn PlotCard(
             Err(e) => ctx.error.set(Some(format!("{title}: {e}"))),
         }
     });
+    // The marks of a layered chart (current T): redrawn on every T change, alone.
+    Effect::new(move |_| {
+        if !which.layered() {
+            return;
+        }
+        which.track_data(ctx);
+        t.track();
+        order.track();
+        let (Some(el), Some(base)) = (overlay.get(), canvas.get()) else { return };
+        let start = now_ms();
+        if let Err(e) =
+            draw_overlay_on(&el, |area| draw_chart(ctx, which, area, ChartLayer::Marks).map(|_| ()))
+        {
+            ctx.error.set(Some(format!("{title}: {e}")));
+            return;
+        }
+        let _ = base.set_attribute("data-drawn-ms", &format!("{:.2}", now_ms() - start));
+    });
     let export = move |_| {
-        let svg = to_svg(900, 560, |area| draw_chart(ctx, which, area).map(|_| ()));
+        let svg = to_svg(900, 560, |area| draw_chart(ctx, which, area, ChartLayer::All).map(|_| ()));
         if let Err(e) = svg.and_then(|text| download_svg(&format!("ndlab-{id}.svg"), &text)) {
             ctx.error.set(Some(e));
         }
@@ -559,8 +608,13 @@ fn PlotCard(
                 <button class="svg" title="download as SVG" on:click=export>"SVG"</button>
             </div>
             <p class="blurb">{blurb}</p>
-            <canvas node_ref=canvas class=format!("plot plot-{id}") data-chart=id
-                data-drawn=move || drawn.get().to_string() role="img" aria-label=title></canvas>
+            <div class="plot-stack">
+                <canvas node_ref=canvas class=format!("plot plot-{id}") data-chart=id
+                    data-drawn=move || drawn.get().to_string() role="img" aria-label=title></canvas>
+                {which.layered().then(|| view! {
+                    <canvas node_ref=overlay class="plot-overlay" aria-hidden="true"></canvas>
+                })}
+            </div>
         </article>
     }
 }

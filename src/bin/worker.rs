@@ -20,7 +20,12 @@ mod glue {
         static ENGINE: RefCell<Engine> = RefCell::new(Engine::new(now_ms));
         static QUEUE: RefCell<Vec<Request>> = const { RefCell::new(Vec::new()) };
         static RUNNING: Cell<bool> = const { Cell::new(false) };
+        /// Downloads started ahead of need (path → promise of the response's bytes).
+        static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
     }
+
+    /// Rounds of [`ndlab::engine::warm_up`] at start (0 disables it; see its doc).
+    const WARM_UP_ROUNDS: usize = 4;
 
     fn scope() -> DedicatedWorkerGlobalScope {
         js_sys::global().unchecked_into()
@@ -54,6 +59,7 @@ mod glue {
             };
             match from_json::<Request>(&text) {
                 Ok(req) => {
+                    prefetch(&req);
                     QUEUE.with(|q| q.borrow_mut().push(req));
                     if !RUNNING.with(|r| r.replace(true)) {
                         wasm_bindgen_futures::spawn_local(drain());
@@ -65,6 +71,15 @@ mod glue {
         scope().set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
         onmessage.forget();
         post(&Response { id: 0, body: ResponseBody::Ready });
+        // Requests that arrive meanwhile queue up behind this (a few milliseconds).
+        RUNNING.with(|r| r.set(true));
+        wasm_bindgen_futures::spawn_local(async {
+            for _ in 0..WARM_UP_ROUNDS {
+                let _ = ndlab::engine::warm_up();
+                sleep0().await;
+            }
+            drain().await;
+        });
     }
 
     /// Keeps only the newest request of each kind, in id order.
@@ -116,6 +131,18 @@ mod glue {
         post(&resp);
     }
 
+    /// Starts downloading what `req` will soon need, so the download overlaps the work before it.
+    fn prefetch(req: &Request) {
+        for path in ENGINE.with(|e| e.borrow().assets_to_prefetch(&req.body)) {
+            if PREFETCH.with(|p| p.borrow().contains_key(&path)) {
+                continue;
+            }
+            if let Ok(promise) = start_fetch(&path) {
+                PREFETCH.with(|p| p.borrow_mut().insert(path, promise));
+            }
+        }
+    }
+
     async fn sleep0() {
         let promise = js_sys::Promise::new(&mut |resolve, _| {
             let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
@@ -123,17 +150,25 @@ mod glue {
         let _ = JsFuture::from(promise).await;
     }
 
-    /// `fetch(path)` → bytes, relative to the worker script (the app's root).
-    async fn fetch_bytes(path: &str) -> Result<Vec<u8>, String> {
+    /// Starts `fetch(path)` (relative to the worker script, i.e. the app's root).
+    fn start_fetch(path: &str) -> Result<js_sys::Promise, String> {
         let fetch = js_sys::Reflect::get(&js_sys::global(), &"fetch".into())
             .ok()
             .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
             .ok_or("fetch is not available")?;
-        let promise: js_sys::Promise = fetch
+        fetch
             .call1(&JsValue::NULL, &JsValue::from_str(path))
             .map_err(|e| format!("{e:?}"))?
             .dyn_into()
-            .map_err(|_| "fetch did not return a promise".to_string())?;
+            .map_err(|_| "fetch did not return a promise".to_string())
+    }
+
+    /// The bytes of `path`: from a download started ahead by [`prefetch`], or fetched now.
+    async fn fetch_bytes(path: &str) -> Result<Vec<u8>, String> {
+        let promise = match PREFETCH.with(|p| p.borrow_mut().remove(path)) {
+            Some(p) => p,
+            None => start_fetch(path)?,
+        };
         let resp: web_sys::Response = JsFuture::from(promise)
             .await
             .map_err(|e| format!("{e:?}"))?

@@ -1,6 +1,8 @@
 //! MACs and parameters vs T for both orderings, the original layer's cost, the break-even T.
 
-use super::lines::{draw_panel, t_range, value_range, HMark, Line, Panel, VMark};
+use super::lines::{
+    draw_legend_strip, draw_panel, t_range, value_range, HMark, LegendItem, Line, Panel, VMark,
+};
 use super::{clear, ChartStyle, DrawResult};
 use crate::cost::CostModel;
 use crate::error::Result;
@@ -83,6 +85,23 @@ fn macs_caption(data: &CostData) -> String {
     }
 }
 
+/// One legend for both panels: the orderings' lines and the break-even marks.
+fn cost_legend(data: &CostData, style: &ChartStyle) -> Vec<LegendItem> {
+    let lines = data.series.iter().map(|s| LegendItem {
+        label: s.order.label().to_string(),
+        color: style.order_color(s.order),
+        dots: true,
+        vertical: false,
+    });
+    let breaks = data.series.iter().filter(|s| s.break_even_t.is_finite()).map(|s| LegendItem {
+        label: format!("break-even {} T = {:.2}", s.order.label(), s.break_even_t),
+        color: style.order_color_light(s.order),
+        dots: false,
+        vertical: true,
+    });
+    lines.chain(breaks).collect()
+}
+
 /// Draws two panels side by side: MACs vs T and parameters vs T.
 pub fn draw_costs<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -90,6 +109,7 @@ pub fn draw_costs<DB: DrawingBackend>(
     style: &ChartStyle,
 ) -> DrawResult {
     clear(area, style)?;
+    let area = draw_legend_strip(area, &cost_legend(data, style), style)?;
     let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
     let max_t = data.series.iter().map(|s| s.macs.len()).max().unwrap_or(1);
     let (x0, x1) = t_range(max_t);
@@ -112,8 +132,11 @@ pub fn draw_costs<DB: DrawingBackend>(
                         x: s.break_even_t,
                         label: format!("break-even {} T = {:.2}", s.order.label(), s.break_even_t),
                         color: style.order_color_light(s.order),
-                        row: row + 1,
+                        // Below the original layer's line and its label (rows 0–2 are above it).
+                        row: row + 3,
                         label_left: true,
+                        moves: false,
+                        in_legend: true,
                     });
                 }
             }
@@ -124,11 +147,15 @@ pub fn draw_costs<DB: DrawingBackend>(
             color: style.marker,
             row: 0,
             label_left: false,
+            moves: true,
+            in_legend: false,
         });
         let all = data.series.iter().flat_map(|s| pick(s).iter().copied()).chain([original, 0.0]);
-        let (_, hi) = value_range(all, (0.0, 1.0));
+        // Head room above the original layer's line keeps its label clear of the T label.
+        let hi = value_range(all, (0.0, 1.0)).1.max(original * 1.25);
         Panel {
             caption: if breaks { macs_caption(data) } else { format!("{what} vs T") },
+            caption_moves: breaks,
             x_label: "T (terms per slice)".into(),
             y_label: what.to_string(),
             x_range: (x0, x1),
@@ -137,7 +164,7 @@ pub fn draw_costs<DB: DrawingBackend>(
             lines,
             vmarks,
             hmarks: vec![HMark { y: original, label: "original layer".into(), color: style.reference }],
-            legend: SeriesLabelPosition::LowerRight,
+            legend: None,
         }
     };
     draw_panel(&left, &panel("MACs", |s| &s.macs, data.original_macs, true), style)?;

@@ -1,6 +1,6 @@
 //! Energy kept and relative weight error vs T (both orderings), and the output relative error vs T.
 
-use super::lines::{draw_panel, t_range, value_range, Line, Panel, VMark};
+use super::lines::{draw_legend_strip, draw_panel, t_range, value_range, LegendItem, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
 use crate::conv::{conv2d, layer_forward};
 use crate::decouple::Decomposition;
@@ -59,11 +59,13 @@ fn t_mark(t: usize, order: Order, style: &ChartStyle) -> VMark {
         color: style.marker,
         row: 0,
         label_left: false,
+        moves: true,
+        in_legend: false,
     }
 }
 
-/// Draws energy kept and relative weight error vs T: one line of each per ordering, a legend,
-/// and the current T.
+/// Draws energy kept and relative weight error vs T: one line of each per ordering, the current
+/// T, and a legend below the plot (the curves cross the whole plot).
 pub fn draw_energy_error<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     data: &EnergyErrorData,
@@ -74,13 +76,13 @@ pub fn draw_energy_error<DB: DrawingBackend>(
     for c in &data.curves {
         let l = c.order.label();
         lines.push(Line {
-            label: format!("energy kept, {l}"),
+            label: format!("energy {l}"),
             points: by_t(&c.energy),
             color: style.order_color(c.order),
             dots: false,
         });
         lines.push(Line {
-            label: format!("weight error, {l}"),
+            label: format!("error {l}"),
             points: by_t(&c.error),
             color: style.order_color_light(c.order),
             dots: true,
@@ -89,6 +91,7 @@ pub fn draw_energy_error<DB: DrawingBackend>(
     let max_t = data.curves.iter().map(|c| c.energy.len().max(c.error.len())).max().unwrap_or(1);
     let panel = Panel {
         caption: "Energy kept and weight error vs T".into(),
+        caption_moves: false,
         x_label: "T (terms per slice)".into(),
         y_label: "fraction".into(),
         x_range: t_range(max_t),
@@ -97,9 +100,11 @@ pub fn draw_energy_error<DB: DrawingBackend>(
         lines,
         vmarks: vec![t_mark(data.t, data.order, style)],
         hmarks: vec![],
-        legend: SeriesLabelPosition::MiddleRight,
+        legend: None,
     };
-    draw_panel(area, &panel, style)
+    let items: Vec<LegendItem> = panel.lines.iter().map(LegendItem::line).collect();
+    let plot = draw_legend_strip(area, &items, style)?;
+    draw_panel(&plot, &panel, style)
 }
 
 /// Input of [`draw_output_error`]: ‖y_T − y‖ / ‖y‖ on the current input for T = 1..=len, per
@@ -175,6 +180,7 @@ pub fn draw_output_error<DB: DrawingBackend>(
     };
     let panel = Panel {
         caption,
+        caption_moves: false,
         x_label: "T (terms per slice)".into(),
         y_label: "‖y_T − y‖ / ‖y‖".into(),
         x_range: t_range(max_t),
@@ -183,7 +189,7 @@ pub fn draw_output_error<DB: DrawingBackend>(
         lines,
         vmarks: vec![t_mark(data.t, data.order, style)],
         hmarks: vec![],
-        legend: SeriesLabelPosition::UpperRight,
+        legend: Some(SeriesLabelPosition::UpperRight),
     };
     draw_panel(area, &panel, style)
 }

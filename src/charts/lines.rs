@@ -1,6 +1,6 @@
 //! The shared line-chart panel behind the spectrum, error and cost charts (not public).
 
-use super::{err, ChartStyle, DrawResult};
+use super::{err, ChartLayer, ChartStyle, DrawResult};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -23,6 +23,10 @@ pub(crate) struct VMark {
     pub row: usize,
     /// Put the label left of the line (for lines near the right edge).
     pub label_left: bool,
+    /// It follows the current T (drawn in [`ChartLayer::Marks`], not in the base).
+    pub moves: bool,
+    /// Its label is in a legend (a [`draw_legend_strip`]): no text next to the line.
+    pub in_legend: bool,
 }
 
 /// A horizontal reference line with a label at its right end.
@@ -43,6 +47,8 @@ pub(crate) struct Band {
 /// Everything one panel shows.
 pub(crate) struct Panel {
     pub caption: String,
+    /// The caption names the current T (drawn with the marks, not in the base).
+    pub caption_moves: bool,
     pub x_label: String,
     pub y_label: String,
     pub x_range: (f64, f64),
@@ -51,7 +57,8 @@ pub(crate) struct Panel {
     pub lines: Vec<Line>,
     pub vmarks: Vec<VMark>,
     pub hmarks: Vec<HMark>,
-    pub legend: SeriesLabelPosition,
+    /// Where the in-plot legend goes; None for none (e.g. a [`draw_legend_strip`] instead).
+    pub legend: Option<SeriesLabelPosition>,
 }
 
 /// Finite (x, y) points only.
@@ -112,7 +119,7 @@ pub(crate) fn caption_scale(caption: &str, width_px: u32, style: &ChartStyle) ->
     fit.clamp(0.8, 1.2)
 }
 
-/// Draws one panel into `area`.
+/// Draws one panel into `area`: the layer `style.layer` of it (see [`ChartLayer`]).
 pub(crate) fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
@@ -120,13 +127,55 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
 ) -> DrawResult {
     let (x0, x1) = sane(panel.x_range);
     let (y0, y1) = sane(panel.y_range);
+    let layer = style.layer;
+    // Both layers reserve the caption's space; each shows it only if it belongs to that layer.
+    let caption_shown = match layer {
+        ChartLayer::All => true,
+        ChartLayer::Base => !panel.caption_moves,
+        ChartLayer::Marks => panel.caption_moves,
+    };
+    let invisible = style.background.mix(0.0);
+    let caption_style = style.text(caption_scale(&panel.caption, area.dim_in_pixel().0, style));
+    let caption_style = if caption_shown { caption_style } else { caption_style.color(&invisible) };
     let mut chart = ChartBuilder::on(area)
-        .caption(&panel.caption, style.text(caption_scale(&panel.caption, area.dim_in_pixel().0, style)))
+        .caption(&panel.caption, caption_style)
         .margin(8)
         .x_label_area_size(style.font_size * 3.0)
         .y_label_area_size(style.font_size * 4.5)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
+    if layer != ChartLayer::Marks {
+        draw_base(&mut chart, panel, (x0, x1), style)?;
+    }
+    for v in panel.vmarks.iter().filter(|v| match layer {
+        ChartLayer::All => true,
+        ChartLayer::Base => !v.moves,
+        ChartLayer::Marks => v.moves,
+    }) {
+        draw_vmark(&mut chart, v, (x0, x1), (y0, y1), style)?;
+    }
+    let has_legend =
+        panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
+    if let (true, false, Some(position)) = (has_legend, layer == ChartLayer::Marks, panel.legend.as_ref()) {
+        chart
+            .configure_series_labels()
+            .position(position.clone())
+            .label_font(style.text(0.9))
+            .background_style(style.background.mix(0.85))
+            .border_style(style.foreground.mix(0.3))
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Mesh, bands, lines and horizontal marks: the part of a panel that does not follow T.
+fn draw_base<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    panel: &Panel,
+    (x0, x1): (f64, f64),
+    style: &ChartStyle,
+) -> DrawResult {
     let int_x = x1 - x0 < 80.0;
     chart
         .configure_mesh()
@@ -143,28 +192,13 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     for band in &panel.bands {
-        draw_band(&mut chart, band)?;
+        draw_band(chart, band)?;
     }
     for line in &panel.lines {
-        draw_line(&mut chart, line, style)?;
+        draw_line(chart, line, style)?;
     }
     for h in &panel.hmarks {
-        draw_hmark(&mut chart, h, (x0, x1), style)?;
-    }
-    for v in &panel.vmarks {
-        draw_vmark(&mut chart, v, (x0, x1), (y0, y1), style)?;
-    }
-    let has_legend =
-        panel.lines.iter().any(|l| !l.label.is_empty()) || panel.bands.iter().any(|b| !b.label.is_empty());
-    if has_legend {
-        chart
-            .configure_series_labels()
-            .position(panel.legend.clone())
-            .label_font(style.text(0.9))
-            .background_style(style.background.mix(0.85))
-            .border_style(style.foreground.mix(0.3))
-            .draw()
-            .map_err(err)?;
+        draw_hmark(chart, h, (x0, x1), style)?;
     }
     Ok(())
 }
@@ -246,6 +280,9 @@ fn draw_vmark<'a, DB: DrawingBackend + 'a>(
     }
     let shape = v.color.stroke_width(style.stroke);
     chart.draw_series(std::iter::once(PathElement::new(vec![(v.x, y0), (v.x, y1)], shape))).map_err(err)?;
+    if v.in_legend {
+        return Ok(());
+    }
     let h = if v.label_left { HPos::Right } else { HPos::Left };
     let text = style.text(0.95).color(&v.color).pos(Pos::new(h, VPos::Top));
     let top = y1 - (y1 - y0) * (0.02 + 0.07 * v.row as f64);
@@ -269,4 +306,83 @@ fn draw_hmark<'a, DB: DrawingBackend + 'a>(
     let x = x0 + (x1 - x0) * 0.01;
     chart.draw_series(std::iter::once(Text::new(h.label.clone(), (x, h.y), text))).map_err(err)?;
     Ok(())
+}
+
+/// One entry of a legend strip.
+pub(crate) struct LegendItem {
+    pub label: String,
+    pub color: RGBColor,
+    /// A dot on the swatch (for lines drawn with dots).
+    pub dots: bool,
+    /// A vertical swatch (for vertical marks).
+    pub vertical: bool,
+}
+
+impl LegendItem {
+    /// The entry of a line.
+    pub fn line(l: &Line) -> Self {
+        LegendItem { label: l.label.clone(), color: l.color, dots: l.dots, vertical: false }
+    }
+
+    /// Width in pixels: swatch, gap, text at about 0.62 em per character (generous: capitals and
+    /// arrows are wide), spacing.
+    fn width(&self, style: &ChartStyle) -> i32 {
+        (40.0 + self.label.chars().count() as f64 * 0.62 * style.font_size * 0.9).ceil() as i32
+    }
+}
+
+/// Rows of item indices that fit `width` pixels, in order.
+fn legend_rows(items: &[LegendItem], width: i32, style: &ChartStyle) -> Vec<Vec<usize>> {
+    let mut rows: Vec<Vec<usize>> = vec![];
+    let mut used = width;
+    for (i, item) in items.iter().enumerate() {
+        let w = item.width(style);
+        match rows.last_mut() {
+            Some(row) if used + w <= width => row.push(i),
+            _ => {
+                rows.push(vec![i]);
+                used = 8;
+            }
+        }
+        used += w;
+    }
+    rows
+}
+
+/// Splits a strip off the bottom of `area` for a legend of `items` below the plots (so that it
+/// never covers a curve), draws the legend there (not in [`ChartLayer::Marks`]: both layers
+/// split alike) and returns the area above it.
+pub(crate) fn draw_legend_strip<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    items: &[LegendItem],
+    style: &ChartStyle,
+) -> std::result::Result<DrawingArea<DB, Shift>, String> {
+    let (w, h) = area.dim_in_pixel();
+    let rows = legend_rows(items, w as i32, style);
+    let line_h = (style.font_size * 1.5).ceil() as i32;
+    let strip = (rows.len() as i32 * line_h + 6).min(h as i32 / 2);
+    let (top, bottom) = area.split_vertically(h as i32 - strip);
+    if style.layer == ChartLayer::Marks {
+        return Ok(top);
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let total: i32 = row.iter().filter_map(|&i| items.get(i)).map(|it| it.width(style)).sum();
+        let mut x = ((w as i32 - total) / 2).max(4);
+        let y = r as i32 * line_h + line_h / 2;
+        for item in row.iter().filter_map(|&i| items.get(i)) {
+            let c = item.color.filled();
+            if item.vertical {
+                bottom.draw(&Rectangle::new([(x + 8, y - 7), (x + 10, y + 7)], c)).map_err(err)?;
+            } else {
+                bottom.draw(&Rectangle::new([(x, y - 1), (x + 20, y + 2)], c)).map_err(err)?;
+                if item.dots {
+                    bottom.draw(&Circle::new((x + 10, y), 4, c)).map_err(err)?;
+                }
+            }
+            let text = style.text(0.9).pos(Pos::new(HPos::Left, VPos::Center));
+            bottom.draw(&Text::new(item.label.clone(), (x + 26, y), text)).map_err(err)?;
+            x += item.width(style);
+        }
+    }
+    Ok(top)
 }

@@ -67,6 +67,25 @@ pub struct ChartStyle {
     pub reference: RGBColor,
     /// Line width in pixels.
     pub stroke: u32,
+    /// Which layer of the chart to draw (everything, by default).
+    pub layer: ChartLayer,
+}
+
+/// The part of a chart to draw. A page that redraws on every change of T draws the
+/// [`ChartLayer::Base`] (axes, curves, legend: nothing that depends on T) once per layer,
+/// ordering and size, and only the [`ChartLayer::Marks`] (the current-T marker and any text that
+/// names T) on a transparent canvas stacked on it. Both layers lay out the chart identically, so
+/// together they show exactly what [`ChartLayer::All`] shows. Charts without a T marker (filters,
+/// feature maps) draw everything for `All` and `Base`, and nothing for `Marks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChartLayer {
+    /// The whole chart (export, tests).
+    #[default]
+    All,
+    /// Everything that does not depend on the current T, on the background.
+    Base,
+    /// Only what depends on the current T, on a transparent area.
+    Marks,
 }
 
 impl Default for ChartStyle {
@@ -83,6 +102,7 @@ impl Default for ChartStyle {
             marker: RGBColor(200, 30, 60),
             reference: RGBColor(110, 110, 110),
             stroke: 2,
+            layer: ChartLayer::All,
         }
     }
 }
@@ -140,7 +160,10 @@ pub(crate) fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("drawing failed: {e:?}")
 }
 
-/// Fills the area with the style's background.
+/// Fills the area with the style's background (not for the transparent [`ChartLayer::Marks`]).
 pub(crate) fn clear<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, style: &ChartStyle) -> DrawResult {
+    if style.layer == ChartLayer::Marks {
+        return Ok(());
+    }
     area.fill(&style.background).map_err(err)
 }

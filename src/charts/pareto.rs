@@ -58,6 +58,8 @@ pub fn draw_pareto<DB: DrawingBackend>(
         color: style.reference,
         row: 0,
         label_left: true,
+        moves: false,
+        in_legend: false,
     }];
     if data.budget.is_finite() && data.budget > 0.0 {
         vmarks.push(VMark {
@@ -66,10 +68,13 @@ pub fn draw_pareto<DB: DrawingBackend>(
             color: style.marker,
             row: 1,
             label_left: false,
+            moves: false,
+            in_legend: false,
         });
     }
     let panel = Panel {
         caption: "Error against MACs per output pixel, every method over its ranks".into(),
+        caption_moves: false,
         x_label: "MACs per output pixel (stride 1)".into(),
         y_label: data.y_label.clone(),
         x_range: (0.0, x_max),
@@ -78,7 +83,7 @@ pub fn draw_pareto<DB: DrawingBackend>(
         lines,
         vmarks,
         hmarks: vec![],
-        legend: SeriesLabelPosition::UpperRight,
+        legend: Some(SeriesLabelPosition::UpperRight),
     };
     draw_panel(area, &panel, style)
 }

@@ -127,6 +127,7 @@ pub fn draw_spectrum<DB: DrawingBackend>(
     );
     let panel = Panel {
         caption,
+        caption_moves: false,
         x_label: "k (term)".into(),
         y_label: "σ_k / ‖slice‖_F".into(),
         x_range: t_range(data.full_rank),
@@ -139,9 +140,11 @@ pub fn draw_spectrum<DB: DrawingBackend>(
             color: style.marker,
             row: 0,
             label_left: false,
+            moves: true,
+            in_legend: false,
         }],
         hmarks: vec![],
-        legend: SeriesLabelPosition::UpperRight,
+        legend: Some(SeriesLabelPosition::UpperRight),
     };
     draw_panel(area, &panel, style)
 }

@@ -102,8 +102,7 @@ fn energy_error_has_four_lines_and_a_legend() {
     };
     let svg = to_svg(700, 420, |a| draw_energy_error(a, &data, &style)).unwrap();
     assert_clean(&svg);
-    for label in ["energy kept, DW→PW", "energy kept, PW→DW", "weight error, DW→PW", "weight error, PW→DW"]
-    {
+    for label in ["energy DW→PW", "energy PW→DW", "error DW→PW", "error PW→DW"] {
         assert!(svg.contains(label), "legend misses {label}");
     }
     assert_eq!(lines_of(&svg, style.dw_pw)[0].len(), 9);
@@ -560,5 +559,171 @@ fn pareto_draws_every_method_at_its_costs_with_the_budget() {
     assert!(marker_x(&svg, style.reference) > ch[2].0);
     for name in ["nd-dw-pw", "channel", "tucker2", "budget 500", "regular"] {
         assert!(svg.contains(name), "{name} missing");
+    }
+}
+
+/// A visible-or-not `<text>` element with its estimated box (0.6 em per character).
+#[derive(Debug, Clone)]
+struct TextBox {
+    content: String,
+    visible: bool,
+    /// (left, top, right, bottom) in pixels.
+    rect: (f64, f64, f64, f64),
+}
+
+/// Every `<text>` element of an SVG document.
+fn texts(svg: &str) -> Vec<TextBox> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|tag| {
+            let (attrs, rest) = tag.split_once('>')?;
+            let content = rest.split("</text>").next()?.trim().to_string();
+            let attr = |name: &str| -> Option<String> {
+                let key = format!(" {name}=\"");
+                let i = attrs.find(&key)?;
+                let v = &attrs[i + key.len()..];
+                Some(v[..v.find('"')?].to_string())
+            };
+            let num = |name: &str| attr(name).and_then(|v| v.trim_end_matches("px").parse::<f64>().ok());
+            let (x, y, f) = (num("x")?, num("y")?, num("font-size").unwrap_or(13.0));
+            let visible = attr("opacity").map(|o| o.parse::<f64>().unwrap_or(1.0) > 0.0).unwrap_or(true);
+            let w = 0.6 * f * content.chars().count() as f64;
+            let left = match attr("text-anchor").as_deref() {
+                Some("middle") => x - w / 2.0,
+                Some("end") => x - w,
+                _ => x,
+            };
+            let top = match attr("dy").as_deref() {
+                Some("0.76em") => y,
+                Some("-0.5ex") => y - f,
+                Some("0.5ex") => y - f / 2.0,
+                _ => y - 0.8 * f,
+            };
+            Some(TextBox { content, visible, rect: (left, top, left + w, top + f) })
+        })
+        .collect()
+}
+
+/// The layered charts: Base + Marks show what All shows; the marker and T-naming text are only
+/// in Marks, the series only in Base, and both place the marker at the same x.
+#[test]
+fn base_and_marks_layers_split_the_chart() {
+    let sig: Vec<Vec<f64>> =
+        (0..20).map(|s| (0..9).map(|k| (9 - k) as f64 + s as f64 * 0.1).collect()).collect();
+    let spec = SpectrumData::from_sigmas(Order::DwPw, &sig, 3);
+    let cost = CostData::for_layer(&layer(256, 256, 3), 32, 32, 2, Order::DwPw).unwrap();
+    let out = OutputErrorData {
+        series: vec![(Order::DwPw, vec![0.5, 0.3, 0.2]), (Order::PwDw, vec![0.4, 0.35, 0.1])],
+        t: 2,
+        order: Order::DwPw,
+        input_label: "40×40 input".into(),
+    };
+    let energy = EnergyErrorData {
+        curves: vec![curves(Order::DwPw, 9), curves(Order::PwDw, 9)],
+        t: 3,
+        order: Order::DwPw,
+    };
+    type Draw<'a> = Box<dyn Fn(ChartLayer) -> String + 'a>;
+    let with = |layer| ChartStyle { layer, ..ChartStyle::default() };
+    let charts: Vec<(&str, Draw, &str)> = vec![
+        ("spectrum", Box::new(|l| to_svg(640, 400, |a| draw_spectrum(a, &spec, &with(l))).unwrap()), "T = 3"),
+        (
+            "energy",
+            Box::new(|l| to_svg(640, 400, |a| draw_energy_error(a, &energy, &with(l))).unwrap()),
+            "T = 3",
+        ),
+        ("cost", Box::new(|l| to_svg(900, 400, |a| draw_costs(a, &cost, &with(l))).unwrap()), "4.35× fewer"),
+        (
+            "output",
+            Box::new(|l| to_svg(640, 400, |a| draw_output_error(a, &out, &with(l))).unwrap()),
+            "T = 2",
+        ),
+    ];
+    let style = ChartStyle::default();
+    for (name, draw, t_text) in &charts {
+        let (all, base, marks) = (draw(ChartLayer::All), draw(ChartLayer::Base), draw(ChartLayer::Marks));
+        for svg in [&all, &base, &marks] {
+            assert_clean(svg);
+        }
+        let shows = |svg: &str, s: &str| texts(svg).iter().any(|t| t.visible && t.content.contains(s));
+        assert!(shows(&all, t_text) && shows(&marks, t_text), "{name}: '{t_text}' missing from All or Marks");
+        assert!(!shows(&base, t_text), "{name}: base shows '{t_text}'");
+        assert_eq!(marker_x(&all, style.marker), marker_x(&marks, style.marker), "{name}: marker moved");
+        assert!(lines_of(&base, style.marker).is_empty(), "{name}: base has a marker line");
+        assert!(lines_of(&marks, style.dw_pw).is_empty(), "{name}: marks repeat the series");
+        assert_eq!(lines_of(&base, style.dw_pw), lines_of(&all, style.dw_pw), "{name}: series differ");
+        // Every visible text of All is visible in exactly one of the layers, at the same place.
+        let visible = |svg: &str| {
+            texts(svg)
+                .into_iter()
+                .filter(|t| t.visible)
+                .map(|t| (t.content, t.rect.0 as i64, t.rect.1 as i64))
+                .collect::<Vec<_>>()
+        };
+        let mut split = visible(&base);
+        split.extend(visible(&marks));
+        split.sort();
+        let mut whole = visible(&all);
+        whole.sort();
+        assert_eq!(split, whole, "{name}: texts of Base + Marks differ from All");
+    }
+}
+
+/// The cost chart's labels never overlap: "original layer", the T label and the break-even
+/// labels, for every T of a 256→256 and a 3→64 layer (text boxes estimated at 0.6 em per char).
+#[test]
+fn cost_chart_labels_do_not_overlap() {
+    let style = ChartStyle::default();
+    for (n, c) in [(256, 256), (64, 3), (64, 64)] {
+        for t in 1..=9 {
+            let d = CostData::for_layer(&layer(n, c, 3), 56, 56, t, Order::DwPw).unwrap();
+            let svg = to_svg(900, 400, |a| draw_costs(a, &d, &style)).unwrap();
+            let boxes: Vec<TextBox> = texts(&svg)
+                .into_iter()
+                .filter(|t| t.visible)
+                .filter(|t| {
+                    let s = t.content.as_str();
+                    s == "original layer" || s.starts_with("T = ") || s.starts_with("break-even")
+                })
+                .collect();
+            assert!(boxes.iter().any(|b| b.content == "original layer"), "{n}←{c} T={t}: no original label");
+            for (i, a) in boxes.iter().enumerate() {
+                for b in &boxes[i + 1..] {
+                    let (p, q) = (a.rect, b.rect);
+                    let apart = p.2 <= q.0 || q.2 <= p.0 || p.3 <= q.1 || q.3 <= p.1;
+                    assert!(apart, "{n}←{c} T={t}: '{}' {:?} overlaps '{}' {:?}", a.content, p, b.content, q);
+                }
+            }
+        }
+    }
+}
+
+/// No two visible texts of the line charts overlap (legend strips, markers, captions, ticks),
+/// at the sizes the page uses for narrow and wide cards.
+#[test]
+fn line_chart_texts_do_not_overlap() {
+    let style = ChartStyle { font_size: 14.0, ..ChartStyle::default() };
+    let energy = EnergyErrorData {
+        curves: vec![curves(Order::DwPw, 9), curves(Order::PwDw, 9)],
+        t: 4,
+        order: Order::PwDw,
+    };
+    let cost = CostData::for_layer(&layer(256, 256, 3), 56, 56, 4, Order::DwPw).unwrap();
+    let svgs = [
+        ("energy 340", to_svg(340, 300, |a| draw_energy_error(a, &energy, &style)).unwrap()),
+        ("energy 600", to_svg(600, 300, |a| draw_energy_error(a, &energy, &style)).unwrap()),
+        ("cost 640", to_svg(640, 300, |a| draw_costs(a, &cost, &style)).unwrap()),
+        ("cost 900", to_svg(900, 360, |a| draw_costs(a, &cost, &style)).unwrap()),
+    ];
+    for (name, svg) in &svgs {
+        let boxes: Vec<TextBox> =
+            texts(svg).into_iter().filter(|t| t.visible && !t.content.is_empty()).collect();
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                let (p, q) = (a.rect, b.rect);
+                let apart = p.2 <= q.0 + 1.0 || q.2 <= p.0 + 1.0 || p.3 <= q.1 + 1.0 || q.3 <= p.1 + 1.0;
+                assert!(apart, "{name}: '{}' {:?} overlaps '{}' {:?}", a.content, p, b.content, q);
+            }
+        }
     }
 }
