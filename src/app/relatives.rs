@@ -417,14 +417,15 @@ fn ParetoCard(rel: Rel) -> impl IntoView {
             drawn.set(false);
             return;
         };
-        match draw_on(&el, |area| draw_pareto(area, &data, &plots::style())) {
+        match draw_on(&el, |area| draw_pareto(area, &data, &plots::style(crate::charts::ChartLayer::All))) {
             Ok(()) => drawn.set(true),
             Err(e) => ctx.error.set(Some(format!("Pareto plot: {e}"))),
         }
     });
     let export = move |_| {
         let Some(data) = rel.report.with_untracked(|r| r.as_ref().map(pareto_data)) else { return };
-        let svg = to_svg(900, 560, |area| draw_pareto(area, &data, &plots::style()));
+        let svg =
+            to_svg(900, 560, |area| draw_pareto(area, &data, &plots::style(crate::charts::ChartLayer::All)));
         if let Err(e) = svg.and_then(|text| download_svg("ndlab-pareto.svg", &text)) {
             ctx.error.set(Some(e));
         }
