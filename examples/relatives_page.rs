@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The largest two-decimal speed-up whose budget still holds ND DW→PW at T.
     let speedup = (d.regular_macs() as f64 / budget as f64 * 100.0).floor() / 100.0;
     let mut e = Engine::new(clock);
-    ask(&mut e, 1, RequestBody::LoadExample { example: example.into() })?;
+    ask(&mut e, 1, RequestBody::LoadExample { example: example.into(), slice: None })?;
     let (px, w, h) = rgba(&Path::new(env!("CARGO_MANIFEST_DIR")).join(info.path).to_string_lossy())?;
     ask(&mut e, 2, RequestBody::LoadImage { rgba: px, width: w, height: h })?;
     let req = CompareRequest { speedup, sweep_speedups: vec![], ..CompareRequest::default() };
