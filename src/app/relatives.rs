@@ -504,10 +504,16 @@ pub fn family_mathml(
 #[component]
 fn Family() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
+    // Memos: the formulas are rebuilt only when T, the budget or the layer's shape change.
+    let t_memo = Memo::new(move |_| ctx.state.with(|s| s.t));
+    let x_memo = Memo::new(move |_| ctx.state.with(|s| s.speedup));
+    let dims = Memo::new(move |_| {
+        ctx.layer.with(|l| l.as_ref().map(|l| Dims { n: l.n, c: l.c, kh: l.kh, kw: l.kw }))
+    });
     let items = move || {
-        let t = ctx.state.with(|s| s.t);
-        let x = ctx.state.with(|s| s.speedup);
-        let d = ctx.layer.with(|l| l.as_ref().map(|l| Dims { n: l.n, c: l.c, kh: l.kh, kw: l.kw }))?;
+        let t = t_memo.get();
+        let x = x_memo.get();
+        let d = dims.get()?;
         let b = (d.regular_macs() as f64 / x).floor() as u64;
         let r = crate::relatives::largest_rank(d, Method::CpMobilenet, b);
         Some(
@@ -529,11 +535,11 @@ fn Family() -> impl IntoView {
         <article class="card wide family" data-testid="family-view">
             <h2>"The family: ND, MobileNet and CP"</h2>
             <p class="blurb">{move || {
-                let t = ctx.state.with(|s| s.t);
-                ctx.layer.with(|l| l.as_ref().map(|l| format!(
+                let t = t_memo.get();
+                dims.get().map(|d| format!(
                     "For this layer (N = {}, C = {}, K = {}×{}) and T = {t}: W is N × C × K², each W_{{n,c}} a K×K filter.",
-                    l.n, l.c, l.kh, l.kw
-                )).unwrap_or_default())
+                    d.n, d.c, d.kh, d.kw
+                )).unwrap_or_default()
             }}</p>
             {items}
         </article>
