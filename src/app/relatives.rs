@@ -370,7 +370,7 @@ fn CompareTable(rel: Rel) -> impl IntoView {
         rel.report.with(|r| {
             r.as_ref().map(|r| {
                 format!(
-                    "regular layer: {} MACs/pixel, forward {} ms",
+                    "Regular layer: {} MACs/pixel, forward {} ms. ",
                     r.regular_macs,
                     fmt_ms(r.regular_forward_ms)
                 )
