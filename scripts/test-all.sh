@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test: formatting, clippy (native and wasm), the
-# native tests, the NumPy cross-check, the wasm tests in headless Chromium, the release build
+# native tests, the NumPy and TensorLy cross-checks, the wasm tests in headless Chromium, the release build
 # under a sub-path, and the end-to-end tests. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,10 +32,14 @@ step "native tests"
 cargo test
 
 step "release binaries"
-cargo build --release --bin ndlab --example expected_errors
+cargo build --release --bin ndlab --example expected_errors --example relatives
 if [ -f tests/numpy_check.py ]; then
   step "NumPy cross-check"
   python3 tests/numpy_check.py target/release/ndlab
+fi
+if [ -f tests/tensorly_check.py ]; then
+  step "TensorLy cross-check (CP-ALS, Tucker-2)"
+  python3 tests/tensorly_check.py target/release/examples/relatives
 fi
 
 step "wasm tests in headless Chromium"

@@ -36,7 +36,7 @@ USAGE:
   ndlab apply KERNEL.npy --input X.npy --t T --out Y.npy [--order dw-pw|pw-dw]
                           [--stride S] [--padding P] [--dilation D] [--groups G] [--bias B.npy]
   ndlab list MODEL [--layout oihw|hwio]
-  ndlab compare KERNEL.npy --speedup X [--json]
+  ndlab compare MODEL [--layer NAME] [--fold-bn] --speedup X [--json]
   ndlab --help
 
 MODEL/KERNEL files: .npy, .npz, .safetensors, .onnx, PyTorch .pt/.pth (zip format). With a model file,
@@ -336,8 +336,18 @@ fn in_file(path: &str, e: Error) -> Error {
 /// `ndlab compare`: reads the file named in the arguments and runs the equal-cost comparison.
 fn compare(args: &[String], host: &mut dyn Host) -> Result<String> {
     let parsed = crate::relatives::cli::parse_compare(args)?;
-    let bytes = host.read(&parsed.file)?;
-    crate::relatives::cli::run_compare(args, &bytes)
+    let layout = match &parsed.layout {
+        None => crate::formats::Layout::Oihw,
+        Some(v) => v.parse().map_err(|e: Error| usage_err(strip(&e)))?,
+    };
+    let src = model::Source {
+        layer: parsed.layer.clone(),
+        layout,
+        fold_bn: parsed.fold_bn,
+        explicit_geometry: false,
+    };
+    let loaded = model::load(host, &parsed.file, &src)?;
+    crate::relatives::cli::run_compare_kernel(&parsed, &loaded.kernel).map_err(|e| in_file(&parsed.file, e))
 }
 
 // ---------------------------------------------------------------------------------------------

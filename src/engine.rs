@@ -19,6 +19,8 @@ use crate::protocol::{
 use crate::vgg::{image_to_map, Normalisation, VggLayer, VggPrefix};
 use std::collections::HashMap;
 
+mod compare;
+
 /// Milliseconds from an arbitrary origin (`performance.now()` in the browser).
 pub type Clock = fn() -> f64;
 
@@ -200,6 +202,9 @@ impl Engine {
     /// Never panics on bad input: failures become [`ResponseBody::Error`].
     pub fn handle(&mut self, req: Request, progress: &mut dyn FnMut(Response)) -> Response {
         let id = req.id;
+        if let RequestBody::Compare(c) = &req.body {
+            return self.handle_compare(id, c, progress);
+        }
         let mut emit = |body: ResponseBody| progress(Response { id, body });
         let body = match self.dispatch(req.body, &mut emit) {
             Ok(body) => body,
@@ -247,6 +252,7 @@ impl Engine {
             RequestBody::LoadFileLayer { layer, fold_bn } => {
                 Ok(ResponseBody::Layer(Box::new(self.load_file_layer(&layer, fold_bn, report)?)))
             }
+            RequestBody::Compare(_) => Err(Error::Param("a comparison is answered by handle_compare".into())),
         }
     }
 

@@ -76,6 +76,9 @@ pub enum RequestBody {
         /// Fold the BatchNorm that follows, when there is one.
         fold_bn: bool,
     },
+    /// The related decompositions at an equal cost and their Pareto sweep (issue 5; run by the
+    /// page's second worker, which it terminates to cancel).
+    Compare(crate::relatives::session::CompareRequest),
 }
 
 /// Requests of the same kind supersede each other: only the newest one matters.
@@ -93,6 +96,8 @@ pub enum RequestKind {
     Curve,
     /// [`RequestBody::OpenFile`].
     File,
+    /// [`RequestBody::Compare`].
+    Compare,
 }
 
 impl RequestBody {
@@ -107,6 +112,7 @@ impl RequestBody {
             RequestBody::OpenFile { .. } => RequestKind::File,
             // A file layer replaces the loaded layer, as an example does.
             RequestBody::LoadFileLayer { .. } => RequestKind::Example,
+            RequestBody::Compare(_) => RequestKind::Compare,
         }
     }
 }
@@ -154,6 +160,10 @@ pub enum ResponseBody {
     },
     /// The conv layers of an opened file.
     FileListing(Box<crate::files::FileListing>),
+    /// One finished row of a comparison (sent while it runs).
+    CompareRow(Box<crate::relatives::session::MethodRow>),
+    /// The finished comparison.
+    Compare(Box<crate::relatives::session::CompareReport>),
     /// The request failed; the message is for a person.
     Error {
         /// What went wrong.

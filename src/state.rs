@@ -15,6 +15,10 @@ pub const MAX_T: usize = 1024;
 pub const MAX_CHANNEL: usize = 1 << 16;
 /// Longest query parsed; a longer one is ignored as a whole (defaults).
 pub const MAX_QUERY_LEN: usize = 8192;
+/// Speed-up bounds of the relatives comparison's budget (regular MACs / X).
+pub const SPEEDUP_RANGE: (f64, f64) = (1.0, 64.0);
+/// Default speed-up of the relatives comparison.
+pub const DEFAULT_SPEEDUP: f64 = 4.0;
 /// Longest id (example or image) accepted.
 pub const MAX_ID_LEN: usize = 64;
 
@@ -37,6 +41,9 @@ pub struct AppState {
     pub out_channel: usize,
     /// Id of the input image ([`examples::IMAGES`]).
     pub image: String,
+    /// Budget of the relatives comparison as a speed-up X over the regular layer, in
+    /// [`SPEEDUP_RANGE`].
+    pub speedup: f64,
 }
 
 impl Default for AppState {
@@ -51,6 +58,7 @@ impl Default for AppState {
             channel: 0,
             out_channel: 0,
             image: examples::DEFAULT_IMAGE.to_string(),
+            speedup: DEFAULT_SPEEDUP,
         }
     }
 }
@@ -84,6 +92,17 @@ fn parse_count(v: &str, lo: usize, hi: usize) -> Option<usize> {
     Some(f.round().clamp(lo as f64, hi as f64) as usize)
 }
 
+/// A speed-up from a query value: a finite number, clamped to [`SPEEDUP_RANGE`] and rounded to
+/// two decimals (so the URL stays short and round-trips).
+pub fn parse_speedup(v: &str) -> Option<f64> {
+    let v = v.trim();
+    if v.len() > 64 {
+        return None;
+    }
+    let x = v.parse::<f64>().ok().filter(|f| f.is_finite())?;
+    Some(((x.clamp(SPEEDUP_RANGE.0, SPEEDUP_RANGE.1)) * 100.0).round() / 100.0)
+}
+
 impl AppState {
     /// The state as a URL query (no leading `?`), keys in a fixed order.
     pub fn to_query(&self) -> String {
@@ -99,6 +118,7 @@ impl AppState {
         pairs.push(("channel", self.channel.to_string()));
         pairs.push(("out", self.out_channel.to_string()));
         pairs.push(("image", self.image.clone()));
+        pairs.push(("speedup", format!("{}", self.speedup)));
         serde_urlencoded::to_string(&pairs).unwrap_or_default()
     }
 
@@ -136,6 +156,11 @@ impl AppState {
                 },
                 "channel" => s.channel = parse_count(v, 0, MAX_CHANNEL).unwrap_or(0),
                 "out" => s.out_channel = parse_count(v, 0, MAX_CHANNEL).unwrap_or(0),
+                "speedup" => {
+                    if let Some(x) = parse_speedup(v) {
+                        s.speedup = x;
+                    }
+                }
                 "image" if valid_id(v) && examples::is_known_image(v) => s.image = v.clone(),
                 _ => {}
             }
@@ -174,6 +199,7 @@ impl AppState {
             && self.channel <= MAX_CHANNEL
             && self.out_channel <= MAX_CHANNEL
             && self.tau.is_none_or(|x| x > 0.0 && x <= 1.0)
+            && (SPEEDUP_RANGE.0..=SPEEDUP_RANGE.1).contains(&self.speedup)
     }
 }
 
@@ -193,6 +219,7 @@ mod tests {
             channel: 17,
             out_channel: 3,
             image: "chelsea".into(),
+            speedup: 8.5,
         };
         let q = s.to_query();
         assert_eq!(AppState::from_query(&q), s, "query {q}");
@@ -233,6 +260,11 @@ mod tests {
         assert_eq!(AppState::from_query("tau=0").tau, None);
         assert_eq!(AppState::from_query("tau=0.9&zzz=1&t=4").tau, Some(0.9));
         assert_eq!(AppState::from_query("%ZZ=%%&&&==&t=4").t, 4);
+        assert_eq!(AppState::from_query("speedup=0").speedup, 1.0);
+        assert_eq!(AppState::from_query("speedup=1e9").speedup, 64.0);
+        assert_eq!(AppState::from_query("speedup=NaN").speedup, DEFAULT_SPEEDUP);
+        assert_eq!(AppState::from_query("speedup=-inf").speedup, DEFAULT_SPEEDUP);
+        assert_eq!(AppState::from_query("speedup=4.354").speedup, 4.35);
         let html = "image=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E";
         assert!(AppState::from_query(html).to_query().find('<').is_none());
     }
@@ -264,7 +296,7 @@ mod tests {
 
         #[test]
         fn arbitrary_values_give_valid_states(
-            key in prop::sample::select(vec!["example", "t", "order", "tau", "rule", "channel", "out", "image"]),
+            key in prop::sample::select(vec!["example", "t", "order", "tau", "rule", "channel", "out", "image", "speedup"]),
             v in "\\PC{0,80}",
         ) {
             let q = serde_urlencoded::to_string([(key, v.as_str())]).unwrap_or_default();

@@ -410,3 +410,150 @@ fn ndlab_compare_end_to_end() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+fn ndlab_out(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ndlab")).args(args).output().unwrap()
+}
+
+#[test]
+fn ndlab_compare_takes_a_layer_of_a_model_file() {
+    // The same MTCNN kernel, read from the shared safetensors file by name and from its own .npy.
+    let model = "/work/shared/data/layers/conv_layers.safetensors";
+    if !std::path::Path::new(model).exists() {
+        eprintln!("skipped: {model} is not on this machine");
+        return;
+    }
+    let from_model =
+        ndlab_out(&["compare", model, "--layer", "onet.pt/conv1.weight", "--speedup", "2", "--json"]);
+    assert!(from_model.status.success(), "{}", String::from_utf8_lossy(&from_model.stderr));
+    let from_npy =
+        ndlab_out(&["compare", "assets/layers/mtcnn_onet_conv1_32x3x3x3.npy", "--speedup", "2", "--json"]);
+    assert!(from_npy.status.success());
+    assert_eq!(String::from_utf8_lossy(&from_model.stdout), String::from_utf8_lossy(&from_npy.stdout));
+    // The text table names the layer.
+    let text = ndlab_out(&["compare", model, "--layer", "onet.pt/conv1.weight", "--speedup", "2"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("[onet.pt/conv1.weight]: 32×3×3×3"));
+    // Several conv layers and no --layer; an unknown layer: one line on stderr, exit ≠ 0.
+    for args in [
+        vec!["compare", model, "--speedup", "2"],
+        vec!["compare", model, "--layer", "no/such/layer", "--speedup", "2"],
+    ] {
+        let out = ndlab_out(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let err = String::from_utf8_lossy(&ndlab_out(&["compare", model, "--speedup", "2"]).stderr).to_string();
+    assert!(err.contains("--layer"), "{err}");
+}
+
+mod session {
+    use super::*;
+    use ndlab::layer::ConvLayer;
+    use ndlab::relatives::session::{run, CompareEvent, CompareInput, CompareRequest};
+
+    fn clock() -> f64 {
+        0.0
+    }
+
+    /// ‖conv(x, Ŵ) + b − y‖ / ‖y‖ with the scalar reference conv: the oracle for output errors.
+    fn output_error_of(recon: &Kernel, x: &FeatureMap, layer: &ConvLayer, y: &FeatureMap) -> f64 {
+        let got = reference_conv2d(x, recon, layer.bias.as_deref(), &layer.geometry).unwrap();
+        got.rel_error(y).unwrap()
+    }
+
+    #[test]
+    fn rows_match_compare_and_output_errors_match_the_reference_conv() {
+        let w = real_layer("mtcnn_onet_conv1_32x3x3x3.npy");
+        let bias = values(5, w.n);
+        let layer = ConvLayer::new(w.clone(), Some(bias), ConvGeometry::new(1, 1, 1)).unwrap();
+        let x = FeatureMap::new(3, 12, 13, values(6, 3 * 12 * 13)).unwrap();
+        let y = reference_conv2d(&x, &w, layer.bias.as_deref(), &layer.geometry).unwrap();
+        let input = CompareInput { layer: &layer, nd: &[], activations: Some((&x, &y)), clock };
+        let req =
+            CompareRequest { speedup: 2.0, sweep_speedups: vec![8.0, 4.0], ..CompareRequest::default() };
+        let mut streamed = Vec::new();
+        let report = run(&input, &req, &mut |ev| {
+            if let CompareEvent::Row(r) = ev {
+                streamed.push(r);
+            }
+            true
+        })
+        .unwrap();
+        assert_eq!(streamed, report.rows, "rows are streamed as they are ready");
+        let d = Dims::of(&w);
+        assert_eq!(report.budget, d.regular_macs() / 2);
+        let core = compare(&w, report.budget, &CompareOptions::default()).unwrap();
+        for (row, c) in report.rows.iter().zip(&core) {
+            assert_eq!(row.method, c.method);
+            assert_eq!(row.rank, Some(c.rank));
+            assert_eq!((row.macs, row.params), (c.macs, c.params));
+            assert!((row.weight_error - c.rel_weight_error).abs() < 1e-9, "{}", row.method);
+        }
+        // Output errors against the reference conv of each method's reconstruction.
+        let opts = CompareOptions::default();
+        for row in &report.rows {
+            let m = Method::from_id(&row.method).unwrap();
+            let Some(Rank::One(r)) = row.rank.map(|k| match k {
+                Rank::Two(a, _) => Rank::One(a),
+                k => k,
+            }) else {
+                unreachable!()
+            };
+            let recon = match m {
+                Method::NdDwPw => Decomposition::new(&w, 1, Order::DwPw).unwrap().reconstruct(r).unwrap(),
+                Method::NdPwDw => Decomposition::new(&w, 1, Order::PwDw).unwrap().reconstruct(r).unwrap(),
+                Method::Channel => ChannelDecomposition::new(&w, r).unwrap().reconstruct().unwrap(),
+                Method::Spatial => SpatialDecomposition::new(&w, r).unwrap().reconstruct().unwrap(),
+                Method::Cp => {
+                    Cp4::best_of(&w, r, &opts.als, 1, &mut no_progress()).unwrap().reconstruct().unwrap()
+                }
+                Method::CpMobilenet => {
+                    CpMobile::best_of(&w, r, &opts.als, 1, &mut no_progress()).unwrap().reconstruct().unwrap()
+                }
+                Method::Tucker2 => {
+                    let (a, b) = match row.rank {
+                        Some(Rank::Two(a, b)) => (a, b),
+                        _ => unreachable!(),
+                    };
+                    Tucker2::new(&w, a, b, &opts.tucker, &mut no_progress()).unwrap().reconstruct().unwrap()
+                }
+            };
+            let want = output_error_of(&recon, &x, &layer, &y);
+            let got = row.output_error.unwrap();
+            assert!((got - want).abs() <= 1e-4 * want.max(1e-3), "{}: {got} vs {want}", row.method);
+        }
+        // Pareto: every rank of the closed forms; the iterative ones include the budget's row.
+        assert_eq!(report.pareto.len(), 7);
+        let ch = &report.pareto[2];
+        assert_eq!(ch.points.len(), d.max_rank(Method::Channel));
+        for (s, row) in report.pareto.iter().zip(&report.rows) {
+            assert!(s.points.windows(2).all(|p| p[0].macs <= p[1].macs), "{}", s.method);
+            assert!(s
+                .points
+                .iter()
+                .any(|p| Some(p.rank) == row.rank && (p.error - row.weight_error).abs() < 1e-12));
+        }
+        assert!(report.pareto[4].points.len() >= 2, "CP swept over more than one rank");
+    }
+
+    #[test]
+    fn a_refusing_callback_cancels_and_a_bad_speedup_is_an_error() {
+        let w = real_layer("mtcnn_onet_conv1_32x3x3x3.npy");
+        let layer = ConvLayer::new(w, None, ConvGeometry::new(1, 1, 1)).unwrap();
+        let input = CompareInput { layer: &layer, nd: &[], activations: None, clock };
+        let mut seen = 0;
+        let err = run(&input, &CompareRequest::default(), &mut |_| {
+            seen += 1;
+            seen < 3
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("cancelled"), "{err}");
+        assert_eq!(seen, 3, "nothing is emitted after the refusal");
+        for x in [0.5, f64::NAN, 1e9] {
+            let req = CompareRequest { speedup: x, ..CompareRequest::default() };
+            assert!(run(&input, &req, &mut |_| true).is_err(), "{x}");
+        }
+    }
+}

@@ -29,13 +29,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = pathlib.Path("/work/shared/data/layers")
 if not LAYERS.exists():
     LAYERS = ROOT / "assets" / "layers"
-RESTARTS = 3
-# (file, CP rank, R3, R4)
+RESTARTS = 2
+# (file, CP rank, R3, R4): two small real layers (MTCNN ONet conv1, VGG16-BN conv1_1), a few ranks, so
+# the whole check takes well under a minute on an idle machine (TensorLy's ALS dominates).
 CASES = [
     ("mtcnn_onet_conv1_32x3x3x3.npy", 8, 2, 8),
     ("mtcnn_onet_conv1_32x3x3x3.npy", 16, 3, 16),
-    ("dlib_resnet_conv64_1_conv1_64x64x3x3.npy", 24, 16, 16),
-    ("dlib_resnet_conv64_1_conv1_64x64x3x3.npy", 48, 32, 32),
+    ("craft_vgg16bn_conv1_1_64x3x3x3.npy", 12, 3, 12),
 ]
 
 
@@ -47,7 +47,7 @@ def tl_cp(x, rank):
     best = np.inf
     for s in range(RESTARTS):
         init = "svd" if s == 0 else "random"
-        cp = parafac(tl.tensor(x), rank, n_iter_max=500, init=init, tol=1e-10, random_state=s)
+        cp = parafac(tl.tensor(x), rank, n_iter_max=300, init=init, tol=1e-9, random_state=s)
         best = min(best, rel(x, tl.cp_to_tensor(cp)))
     return best
 

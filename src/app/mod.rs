@@ -7,6 +7,7 @@ mod files;
 mod image;
 mod model;
 mod plots;
+mod relatives;
 mod view;
 
 use crate::protocol::{
@@ -71,6 +72,7 @@ impl Ctx {
     /// Sends a request with the user's file next to it (no-op if the worker failed to start).
     pub fn send_file(&self, body: RequestBody, file: &web_sys::File) {
         let file: wasm_bindgen::JsValue = file.clone().into();
+        relatives::mirror(&body, Some(&file));
         self.client.with_value(|c| {
             if let Some(c) = c {
                 c.send_with(body, Some(file));
@@ -80,6 +82,7 @@ impl Ctx {
 
     /// Sends a request to the worker (no-op if the worker failed to start).
     pub fn send(&self, body: RequestBody) {
+        relatives::mirror(&body, None);
         self.client.with_value(|c| {
             if let Some(c) = c {
                 c.send(body);
@@ -128,6 +131,7 @@ impl Ctx {
                 self.error.set(None);
                 self.file.set(Some(*listing));
             }
+            ResponseBody::CompareRow(_) | ResponseBody::Compare(_) => {}
             ResponseBody::Error { message } => {
                 self.progress.set(None);
                 self.error.set(Some(message));

@@ -60,6 +60,7 @@ pub fn App() -> impl IntoView {
                 <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" span=3
                     blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
             </section>
+            <super::relatives::RelativesSection/>
         </main>
         <footer>
             <p>"Guo et al., “Network Decoupling: From Regular to Depthwise Separable Convolutions”, BMVC 2018. Everything runs in your browser; nothing is uploaded."</p>

@@ -14,6 +14,7 @@
 //! | original/reconstructed/difference filters and their factors | [`FilterGridData`] | [`draw_filters`] |
 //! | original/decoupled/difference feature maps | [`FeatureTripleData`] | [`draw_feature_maps`] |
 //! | output relative error vs T | [`OutputErrorData`] | [`draw_output_error`] |
+//! | error vs MACs of ND and its relatives | [`ParetoData`] | [`draw_pareto`] |
 
 mod costs;
 mod curves;
@@ -21,6 +22,7 @@ mod filters;
 mod heatmap;
 mod lines;
 mod maps;
+mod pareto;
 mod spectrum;
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,7 @@ pub use curves::{draw_energy_error, draw_output_error, EnergyErrorData, OrderCur
 pub use filters::{draw_filters, FilterGridData, MAX_FILTERS};
 pub use heatmap::{diverging_color, HeatMap};
 pub use maps::{draw_feature_maps, FeatureTripleData, MAX_MAP_SIDE};
+pub use pareto::{draw_pareto, method_color, ParetoData};
 pub use spectrum::{draw_spectrum, SpectrumData};
 
 use crate::layer::Order;

@@ -527,6 +527,41 @@ fn malformed_hand_made_inputs_are_errors_or_drawn_safely() {
     assert!(svg.contains("relative error n/a"));
 }
 
+#[test]
+fn pareto_draws_every_method_at_its_costs_with_the_budget() {
+    let style = ChartStyle::default();
+    // Hand-made series: channel's point at x = 500 sits exactly on the budget marker.
+    let data = ParetoData {
+        series: vec![
+            ("nd-dw-pw".into(), vec![(250.0, 0.8), (500.0, 0.6), (750.0, 0.4)]),
+            ("channel".into(), vec![(100.0, 0.9), (500.0, 0.5), (900.0, 0.1), (5000.0, 0.0)]),
+            ("tucker2".into(), vec![(300.0, 0.7)]),
+        ],
+        budget: 500.0,
+        regular: 1000.0,
+        y_label: "relative weight error".into(),
+    };
+    let svg = to_svg(700, 420, |a| draw_pareto(a, &data, &style)).unwrap();
+    assert_clean(&svg);
+    let nd = &lines_of(&svg, style.dw_pw)[0];
+    assert_eq!(nd.len(), 3);
+    // Lower error is drawn lower on the page: larger pixel y.
+    assert!(nd[0].1 < nd[1].1 && nd[1].1 < nd[2].1);
+    // Equal MAC steps are equal pixel steps (linear axis).
+    assert!(((nd[1].0 - nd[0].0) - (nd[2].0 - nd[1].0)).abs() <= 1.0);
+    // The point beyond the regular layer's cost is left out.
+    let ch = &lines_of(&svg, method_color("channel", &style))[0];
+    assert_eq!(ch.len(), 3);
+    let bx = marker_x(&svg, style.marker);
+    assert!((bx - ch[1].0).abs() <= 1.0, "budget marker at {bx}, point at {}", ch[1].0);
+    assert!((bx - nd[1].0).abs() <= 1.0);
+    // The regular marker is right of every kept point.
+    assert!(marker_x(&svg, style.reference) > ch[2].0);
+    for name in ["nd-dw-pw", "channel", "tucker2", "budget 500", "regular"] {
+        assert!(svg.contains(name), "{name} missing");
+    }
+}
+
 /// A visible-or-not `<text>` element with its estimated box (0.6 em per character).
 #[derive(Debug, Clone)]
 struct TextBox {

@@ -234,15 +234,86 @@ fn degeneracy(it: usize, lambda: &[f64], grams: &[DMatrix<f64>], norm_x: f64) ->
     None
 }
 
+/// The matricised-tensor-times-Khatri–Rao products (MTTKRP) `X_(k) · KR(others)` of one tensor,
+/// computed without forming any unfolding but the first or any large Khatri–Rao product.
+///
+/// Mode 0: `X_(0) · KR(F_1, …)` (a GEMM with a Khatri–Rao product of the *small* modes only).
+/// Modes k ≥ 1: after the first factor is updated, `P = F_0ᵀ X_(0)` (R × ∏_{j≥1} d_j, one GEMM)
+/// holds the tensor contracted with F_0; each `M_k[i, r] = Σ P[r, (i_1…)] Π_{j≥1, j≠k} F_j[i_j, r]`
+/// is then a pass over P. Per sweep: two GEMMs of the tensor's size times R, instead of one per mode
+/// against a Khatri–Rao product as tall as the tensor.
+struct Mttkrp<'a> {
+    /// X_(0): d_0 × ∏_{j≥1} d_j, columns in row-major order of modes 1….
+    x0: &'a DMatrix<f64>,
+    dims: &'a [usize],
+    /// `F_0ᵀ X_(0)` for the current F_0.
+    p: DMatrix<f64>,
+}
+
+impl<'a> Mttkrp<'a> {
+    fn new(x0: &'a DMatrix<f64>, dims: &'a [usize]) -> Self {
+        Mttkrp { x0, dims, p: DMatrix::zeros(0, 0) }
+    }
+
+    /// Recomputes the contraction with the first factor (call after it changes).
+    fn set_first(&mut self, f0: &DMatrix<f64>) {
+        // An explicit small transpose then a plain product: nalgebra sends `*` to its blocked GEMM.
+        self.p = f0.transpose() * self.x0;
+    }
+
+    /// `X_(k) · KR(factors other than k)` (d_k × R). Modes ≥ 1 use the last [`Mttkrp::set_first`].
+    fn product(&self, factors: &[DMatrix<f64>], k: usize, r: usize) -> DMatrix<f64> {
+        if k == 0 {
+            return self.x0 * khatri_rao(factors, 0, r);
+        }
+        let dims = self.dims;
+        // Factors transposed (R × d_j) so that one entry's R values are contiguous.
+        let ft: Vec<DMatrix<f64>> = factors.iter().map(|f| f.transpose()).collect();
+        let mut mt = DMatrix::<f64>::zeros(r, dims[k]);
+        let mut idx = vec![0usize; dims.len()];
+        let mut w = vec![0.0f64; r];
+        for col in 0..self.p.ncols() {
+            w.copy_from_slice(self.p.column(col).as_slice());
+            for j in 1..dims.len() {
+                if j != k {
+                    for (wv, fv) in w.iter_mut().zip(ft[j].column(idx[j]).iter()) {
+                        *wv *= fv;
+                    }
+                }
+            }
+            for (m, wv) in mt.column_mut(idx[k]).iter_mut().zip(&w) {
+                *m += wv;
+            }
+            // advance the multi-index of modes 1.. (row-major)
+            for j in (1..dims.len()).rev() {
+                idx[j] += 1;
+                if idx[j] < dims[j] {
+                    break;
+                }
+                idx[j] = 0;
+            }
+        }
+        mt.transpose()
+    }
+}
+
 /// CP-ALS of a dense row-major tensor at rank `r`.
 fn cp_als(x: &[f64], dims: &[usize], r: usize, opts: &AlsOptions, progress: Progress<'_>) -> Result<CpModel> {
     if x.iter().any(|v| !v.is_finite()) {
         return Err(Error::NonFinite("tensor holds NaN or infinity".into()));
     }
+    if dims.len() < 2 {
+        return Err(Error::Shape("CP needs a tensor of order 2 or more".into()));
+    }
     let norm_sq: f64 = x.iter().map(|v| v * v).sum();
     let norm_x = norm_sq.sqrt();
-    let unf = unfoldings(x, dims);
-    let mut factors = init_factors(&unf, r, opts)?;
+    let mut factors = {
+        let unf = unfoldings(x, dims);
+        init_factors(&unf, r, opts)?
+    };
+    let rest = x.len() / dims[0].max(1);
+    let x0 = DMatrix::from_row_slice(dims[0], rest, x);
+    let mut mt = Mttkrp::new(&x0, dims);
     let mut grams: Vec<DMatrix<f64>> = factors.iter().map(|a| a.transpose() * a).collect();
     let mut lambda = vec![1.0; r];
     let mut report = AlsReport { curve: vec![], iterations: 0, stop: StopReason::MaxIter, degeneracy: None };
@@ -252,7 +323,7 @@ fn cp_als(x: &[f64], dims: &[usize], r: usize, opts: &AlsOptions, progress: Prog
         let mut err = 0.0;
         for k in 0..dims.len() {
             let v = gram_hadamard(&grams, k, r);
-            let m = &unf[k] * khatri_rao(&factors, k, r);
+            let m = mt.product(&factors, k, r);
             let mut a = solve_normal(&v, &m);
             if k == last {
                 let inner = a.component_mul(&m).sum();
@@ -265,6 +336,9 @@ fn cp_als(x: &[f64], dims: &[usize], r: usize, opts: &AlsOptions, progress: Prog
             }
             lambda = normalise(&mut a);
             grams[k] = a.transpose() * &a;
+            if k == 0 {
+                mt.set_first(&a);
+            }
             factors[k] = a;
         }
         report.curve.push(err);
@@ -535,6 +609,25 @@ mod tests {
         for k in 0..3 {
             let m = &f[k] * khatri_rao(&f, k, r).transpose();
             assert!((&unf[k] - m).norm() < 1e-12, "mode {k}");
+        }
+    }
+
+    #[test]
+    fn mttkrp_equals_unfolding_times_khatri_rao() {
+        // The fast products against the textbook X_(k) · KR(others) on a random 4-way tensor.
+        let mut rng = SplitMix::new(5);
+        let dims = [4usize, 3, 2, 5];
+        let r = 3;
+        let x: Vec<f64> = (0..120).map(|_| rng.uniform()).collect();
+        let f: Vec<DMatrix<f64>> =
+            dims.iter().map(|&d| DMatrix::from_fn(d, r, |_, _| rng.uniform())).collect();
+        let unf = unfoldings(&x, &dims);
+        let x0 = DMatrix::from_row_slice(4, 30, &x);
+        let mut mt = Mttkrp::new(&x0, &dims);
+        mt.set_first(&f[0]);
+        for (k, u) in unf.iter().enumerate() {
+            let slow = u * khatri_rao(&f, k, r);
+            assert!((mt.product(&f, k, r) - slow).norm() < 1e-12, "mode {k}");
         }
     }
 }

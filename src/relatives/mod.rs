@@ -21,6 +21,7 @@ mod linalg;
 mod tucker;
 
 pub mod cli;
+pub mod session;
 
 pub use closed::{ChannelDecomposition, SpatialDecomposition};
 pub use compare::{compare, error_at, error_curve, largest_rank, CompareOptions, ComparisonRow, CurvePoint};
@@ -30,7 +31,7 @@ pub use tucker::{Tucker2, TuckerOptions};
 use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, FeatureMap, Kernel, Padding};
 use nalgebra::DMatrix;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Progress/cancel callback of the iterative methods: called after every sweep with the sweep
 /// number (1-based) and the relative error reached; returning `false` cancels.
@@ -101,7 +102,7 @@ impl Method {
 }
 
 /// A method's rank: one number, or (R3, R4) for Tucker-2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Rank {
     /// T, d′ or R.

@@ -1,0 +1,574 @@
+//! Network decoupling among its relatives (issue 5): the equal-cost comparison table, the Pareto
+//! plot and the family view, driven by a second Web Worker that runs only comparisons.
+//!
+//! A Web Worker cannot read messages while it computes, so cancelling (or a newer request, which
+//! wins) terminates the relatives worker and starts a fresh one. The fresh worker is given the
+//! latest layer and image requests the page sent to the main worker ([`mirror`]) before the new
+//! comparison; answers of any other request id are dropped.
+
+use super::canvas::{download_svg, draw_on, to_svg};
+use super::{plots, Ctx};
+use crate::charts::{draw_pareto, ParetoData};
+use crate::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
+use crate::relatives::session::{CompareReport, CompareRequest, MethodRow};
+use crate::relatives::{Dims, Method};
+use crate::state::{parse_speedup, SPEEDUP_RANGE};
+use leptos::html;
+use leptos::prelude::*;
+use std::cell::RefCell;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{MessageEvent, Worker};
+
+/// Where the worker's loader script is (the same binary as the main worker).
+const WORKER_URL: &str = "./ndlab-worker_loader.js";
+
+/// Where a comparison stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Status {
+    Idle,
+    Running(String, f64),
+    Done,
+    Cancelled,
+    Failed(String),
+}
+
+impl Status {
+    fn key(&self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Running(..) => "running",
+            Status::Done => "done",
+            Status::Cancelled => "cancelled",
+            Status::Failed(_) => "error",
+        }
+    }
+}
+
+/// The section's signals.
+#[derive(Clone, Copy)]
+struct Rel {
+    rows: RwSignal<Vec<MethodRow>>,
+    report: RwSignal<Option<CompareReport>>,
+    status: RwSignal<Status>,
+    /// Wall time of the whole comparison in the page (ms), when done.
+    elapsed: RwSignal<Option<f64>>,
+}
+
+/// The relatives worker and what it has been given.
+struct Pool {
+    worker: Option<Worker>,
+    ready: bool,
+    unsent: Vec<(Request, Option<JsValue>)>,
+    /// Id of the comparison whose answers are accepted.
+    job: u64,
+    next_id: u64,
+    started_ms: f64,
+    /// Latest layer and image requests sent to the main worker (the layer request is a
+    /// `LoadExample` or a `LoadFileLayer`; the latter needs `file` first).
+    example: Option<RequestBody>,
+    /// The user's model file: its `OpenFile` request and the `File` itself.
+    file: Option<(RequestBody, JsValue)>,
+    image: Option<RequestBody>,
+    /// Whether the current worker already holds them.
+    sent_example: bool,
+    sent_image: bool,
+    sink: Option<Rel>,
+    /// Bumped at every restart: messages of a terminated worker are ignored.
+    generation: u64,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool {
+        worker: None, ready: false, unsent: Vec::new(), job: 0, next_id: 1, started_ms: 0.0,
+        example: None, file: None, image: None, sent_example: false, sent_image: false, sink: None, generation: 0,
+    }) };
+}
+
+/// Remembers the layer and image requests the page sends to the main worker, so the relatives
+/// worker works on the same layer and input. Called by [`Ctx::send`].
+pub(crate) fn mirror(body: &RequestBody, attachment: Option<&JsValue>) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        match body {
+            RequestBody::LoadExample { .. } | RequestBody::LoadFileLayer { .. } => {
+                p.example = Some(body.clone());
+                p.sent_example = false;
+            }
+            RequestBody::OpenFile { .. } => {
+                if let Some(file) = attachment {
+                    p.file = Some((body.clone(), file.clone()));
+                }
+            }
+            RequestBody::LoadImage { .. } => {
+                p.image = Some(body.clone());
+                p.sent_image = false;
+            }
+            _ => {}
+        }
+    });
+}
+
+/// Posts a request as JSON text, or as `[json, File]` when a file goes with it.
+fn send(worker: &Worker, req: &Request, attachment: Option<&JsValue>) {
+    let text = JsValue::from_str(&to_json(req));
+    let msg = match attachment {
+        Some(a) => js_sys::Array::of2(&text, a).into(),
+        None => text,
+    };
+    if let Err(e) = worker.post_message(&msg) {
+        web_sys::console::warn_1(&e);
+    }
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+impl Pool {
+    fn post(&mut self, body: RequestBody) -> u64 {
+        self.post_with(body, None)
+    }
+
+    /// Posts (or holds until the worker is ready) a request, with a `File` next to it if given.
+    fn post_with(&mut self, body: RequestBody, attachment: Option<JsValue>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = Request { id, body };
+        match (&self.worker, self.ready) {
+            (Some(w), true) => send(w, &req, attachment.as_ref()),
+            _ => self.unsent.push((req, attachment)),
+        }
+        id
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.terminate();
+        }
+        self.ready = false;
+        self.unsent.clear();
+        self.sent_example = false;
+        self.sent_image = false;
+    }
+}
+
+/// Starts a fresh relatives worker (terminating the old one).
+fn restart_worker() -> Result<(), String> {
+    POOL.with(|p| p.borrow_mut().stop_worker());
+    let worker = Worker::new(WORKER_URL).map_err(|e| format!("cannot start the relatives worker: {e:?}"))?;
+    let generation = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.generation += 1;
+        p.generation
+    });
+    let current = move || POOL.with(|p| p.borrow().generation) == generation;
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        if !current() {
+            return;
+        }
+        let text = ev.data().as_string().unwrap_or_default();
+        match from_json::<Response>(&text) {
+            Ok(resp) => on_response(resp),
+            Err(e) => fail(e.to_string()),
+        }
+    });
+    let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+        ev.prevent_default();
+        if !current() {
+            return;
+        }
+        fail(format!("the relatives worker failed: {}", ev.message()));
+    });
+    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+    onmessage.forget();
+    onerror.forget();
+    POOL.with(|p| p.borrow_mut().worker = Some(worker));
+    Ok(())
+}
+
+fn sink() -> Option<Rel> {
+    POOL.with(|p| p.borrow().sink)
+}
+
+fn fail(message: String) {
+    if let Some(rel) = sink() {
+        rel.status.set(Status::Failed(message));
+    }
+}
+
+/// Applies one answer of the relatives worker.
+fn on_response(resp: Response) {
+    if resp.body == ResponseBody::Ready {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            p.ready = true;
+            for (req, attachment) in std::mem::take(&mut p.unsent) {
+                if let Some(w) = &p.worker {
+                    send(w, &req, attachment.as_ref());
+                }
+            }
+        });
+        return;
+    }
+    let (job, started) = POOL.with(|p| (p.borrow().job, p.borrow().started_ms));
+    let Some(rel) = sink() else { return };
+    match resp.body {
+        ResponseBody::Error { message } if resp.id == job || resp.id == 0 => {
+            rel.status.set(Status::Failed(message))
+        }
+        // Loading the layer or the image failed: the comparison will say so too.
+        ResponseBody::Error { .. } => {}
+        _ if resp.id != job => {}
+        ResponseBody::Progress { stage, fraction } => rel.status.set(Status::Running(stage, fraction)),
+        ResponseBody::CompareRow(row) => rel.rows.update(|r| r.push(*row)),
+        ResponseBody::Compare(report) => {
+            rel.rows.set(report.rows.clone());
+            rel.report.set(Some(*report));
+            rel.elapsed.set(Some(now_ms() - started));
+            rel.status.set(Status::Done);
+        }
+        _ => {}
+    }
+}
+
+/// Starts a comparison at `speedup` in a fresh worker (newest wins: the previous one is stopped).
+fn start(rel: Rel, speedup: f64) {
+    if let Err(e) = restart_worker() {
+        rel.status.set(Status::Failed(e));
+        return;
+    }
+    rel.rows.set(Vec::new());
+    rel.report.set(None);
+    rel.elapsed.set(None);
+    rel.status.set(Status::Running("starting the relatives worker".into(), 0.0));
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.sink = Some(rel);
+        p.started_ms = now_ms();
+        // A file layer needs its file opened first (the worker keeps the File, not a copy).
+        if let (Some(RequestBody::LoadFileLayer { .. }), Some((open, file)), false) =
+            (&p.example, p.file.clone(), p.sent_example)
+        {
+            p.post_with(open, Some(file));
+        }
+        for (body, sent) in [(p.example.clone(), p.sent_example), (p.image.clone(), p.sent_image)] {
+            if let (Some(b), false) = (body, sent) {
+                p.post(b);
+            }
+        }
+        p.sent_example = p.example.is_some();
+        p.sent_image = p.image.is_some();
+        let req = CompareRequest { speedup, ..CompareRequest::default() };
+        p.job = p.post(RequestBody::Compare(req));
+    });
+}
+
+/// Stops the running comparison.
+fn cancel(rel: Rel) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.stop_worker();
+        p.job = 0;
+        p.generation += 1;
+    });
+    rel.status.set(Status::Cancelled);
+}
+
+/// The section: budget control, table, Pareto plot, family view.
+#[component]
+pub fn RelativesSection() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let rel = Rel {
+        rows: RwSignal::new(Vec::new()),
+        report: RwSignal::new(None),
+        status: RwSignal::new(Status::Idle),
+        elapsed: RwSignal::new(None),
+    };
+    let layer_key = Memo::new(move |_| ctx.layer.with(|l| l.as_ref().map(|l| l.example.clone())));
+    let input_key =
+        Memo::new(move |_| ctx.input.with(|i| i.as_ref().map(|i| (i.c, i.h, i.w, i.description.clone()))));
+    let speedup = Memo::new(move |_| ctx.state.with(|s| s.speedup));
+    // Started once the main view has its first forward result, so it does not compete with the
+    // first plots for the CPU.
+    let main_ready = Memo::new(move |_| ctx.fwd.with(|f| f.is_some()));
+    Effect::new(move |_| {
+        // Newest wins: any change of layer, input or budget restarts the comparison.
+        let (l, i, x) = (layer_key.get(), input_key.get(), speedup.get());
+        if l.is_some() && i.is_some() && main_ready.get() {
+            start(rel, x);
+        }
+    });
+    let dims = move || ctx.layer.with(|l| l.as_ref().map(|l| Dims { n: l.n, c: l.c, kh: l.kh, kw: l.kw }));
+    let grouped = move || ctx.layer.with(|l| l.as_ref().is_some_and(|l| l.geometry.groups != 1));
+    let budget_text = move || {
+        let x = speedup.get();
+        let Some(d) = dims() else { return String::new() };
+        let b = (d.regular_macs() as f64 / x).floor() as u64;
+        let size = ctx.input.with(|i| i.as_ref().map(|i| (i.h, i.w)));
+        let total = rel.report.with(|r| r.as_ref().and_then(|r| r.output_hw)).or(size);
+        match total {
+            Some((h, w)) => format!(
+                "budget {b} MACs per output pixel (regular {} / {x}); on this {h}×{w} output: {:.1} M MACs against {:.1} M",
+                d.regular_macs(),
+                (b as f64 * (h * w) as f64) / 1e6,
+                (d.regular_macs() as f64 * (h * w) as f64) / 1e6
+            ),
+            None => format!("budget {b} MACs per output pixel (regular {} / {x})", d.regular_macs()),
+        }
+    };
+    let on_speedup = move |ev: leptos::ev::Event| {
+        if let Some(x) = parse_speedup(&event_target_value(&ev)) {
+            ctx.state.update(|s| s.speedup = x);
+        }
+    };
+    let restart = move |_| start(rel, ctx.state.with_untracked(|s| s.speedup));
+    let running = move || matches!(rel.status.get(), Status::Running(..));
+    view! {
+        <section class="relatives" data-testid="relatives" aria-label="decoupling among its relatives">
+            <h2>"Decoupling among its relatives, at equal cost"</h2>
+            <p class="blurb">"Channel (CD) and spatial (SD) decompositions, four-factor CP, MobileNet-style CP and Tucker-2 of the same layer, each at its largest rank whose MACs fit the budget; errors on the weights and on this image's real activations, through each method's own layers. CP and Tucker-2 are iterative (ALS, HOOI; at most 200 sweeps) and run in a second worker: cancel stops it."</p>
+            <div class="rel-controls">
+                <label>"Speed-up X "
+                    <input type="number" data-testid="speedup-input" min=SPEEDUP_RANGE.0 max=SPEEDUP_RANGE.1 step="0.05"
+                        prop:value=move || speedup.get().to_string() on:change=on_speedup/>
+                </label>
+                <span class="budget" data-testid="budget">{budget_text}</span>
+                <button data-testid="compare-cancel" disabled=move || !running() on:click=move |_| cancel(rel)>"cancel"</button>
+                <button data-testid="compare-run" disabled=running on:click=restart>"run again"</button>
+                <span class="status" data-testid="compare-status" data-state=move || rel.status.get().key()>
+                    {move || status_text(&rel.status.get(), rel.elapsed.get())}
+                </span>
+            </div>
+            <Show when=grouped>
+                <p class="warn">"This layer is grouped: the relatives decompose ungrouped layers only."</p>
+            </Show>
+            <CompareTable rel=rel/>
+            <ParetoCard rel=rel/>
+            <Family/>
+        </section>
+    }
+}
+
+fn status_text(s: &Status, elapsed: Option<f64>) -> String {
+    match s {
+        Status::Idle => "waiting for the layer and the image".into(),
+        Status::Running(stage, f) => format!("{stage} ({:.0} %)", f * 100.0),
+        Status::Done => format!("done in {:.1} s", elapsed.unwrap_or(0.0) / 1e3),
+        Status::Cancelled => "cancelled".into(),
+        Status::Failed(m) => format!("failed: {m}"),
+    }
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into())
+}
+
+#[component]
+fn CompareTable(rel: Rel) -> impl IntoView {
+    let rows = move || {
+        rel.rows
+            .get()
+            .into_iter()
+            .map(|r| {
+                let rank = r.rank.map(|k| k.to_string()).unwrap_or_else(|| "–".into());
+                let rank_attr = rank.clone();
+                view! {
+                    <tr data-method=r.method.clone() data-weight-error=format!("{:e}", r.weight_error)
+                        data-output-error=r.output_error.map(|e| format!("{e:e}")).unwrap_or_default()
+                        data-macs=r.macs.to_string() data-rank=rank_attr
+                        data-decompose-ms=format!("{:.1}", r.decompose_ms) data-sweeps=r.sweeps.to_string()>
+                        <td>{r.method.clone()}</td>
+                        <td>{rank}</td>
+                        <td class="num">{r.macs.to_string()}</td>
+                        <td class="num">{r.params.to_string()}</td>
+                        <td class="num">{format!("{:.4}", r.weight_error)}</td>
+                        <td class="num">{r.output_error.map(|e| format!("{e:.4}")).unwrap_or_else(|| "–".into())}</td>
+                        <td class="num">{format!("{:.1}", r.decompose_ms)}</td>
+                        <td class="num">{fmt_ms(r.forward_ms)}</td>
+                        <td class="note">{if r.sweeps > 0 { format!("{} sweeps, {}", r.sweeps, r.note) } else { r.note.clone() }}</td>
+                    </tr>
+                }
+            })
+            .collect_view()
+    };
+    let regular = move || {
+        rel.report.with(|r| {
+            r.as_ref().map(|r| {
+                format!(
+                    "Regular layer: {} MACs/pixel, forward {} ms. ",
+                    r.regular_macs,
+                    fmt_ms(r.regular_forward_ms)
+                )
+            })
+        })
+    };
+    view! {
+        <div class="table-wrap">
+            <table class="compare" data-testid="compare-table">
+                <thead><tr>
+                    <th>"method"</th><th>"rank"</th><th>"MACs/pixel"</th><th>"params"</th>
+                    <th>"weight error"</th><th>"output error"</th><th>"decompose (ms)"</th><th>"forward (ms)"</th><th>"notes"</th>
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <p class="blurb">{regular}"Times are measured in this browser (the relatives worker), one run each."</p>
+        </div>
+    }
+}
+
+fn pareto_data(r: &CompareReport) -> ParetoData {
+    ParetoData {
+        series: r
+            .pareto
+            .iter()
+            .map(|s| (s.method.clone(), s.points.iter().map(|p| (p.macs as f64, p.error)).collect()))
+            .collect(),
+        budget: r.budget as f64,
+        regular: r.regular_macs as f64,
+        y_label: "relative weight error".into(),
+    }
+}
+
+#[component]
+fn ParetoCard(rel: Rel) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let canvas = NodeRef::<html::Canvas>::new();
+    let drawn = RwSignal::new(false);
+    Effect::new(move |_| {
+        ctx.resize.track();
+        let Some(el) = canvas.get() else { return };
+        let data = rel.report.with(|r| r.as_ref().map(pareto_data));
+        let Some(data) = data else {
+            drawn.set(false);
+            return;
+        };
+        match draw_on(&el, |area| draw_pareto(area, &data, &plots::style(crate::charts::ChartLayer::All))) {
+            Ok(()) => drawn.set(true),
+            Err(e) => ctx.error.set(Some(format!("Pareto plot: {e}"))),
+        }
+    });
+    let export = move |_| {
+        let Some(data) = rel.report.with_untracked(|r| r.as_ref().map(pareto_data)) else { return };
+        let svg =
+            to_svg(900, 560, |area| draw_pareto(area, &data, &plots::style(crate::charts::ChartLayer::All)));
+        if let Err(e) = svg.and_then(|text| download_svg("ndlab-pareto.svg", &text)) {
+            ctx.error.set(Some(e));
+        }
+    };
+    view! {
+        <article class="card wide" data-testid="pareto-plot">
+            <div class="card-head">
+                <h2>"Error against cost"</h2>
+                <button class="svg" title="download as SVG" on:click=export>"SVG"</button>
+            </div>
+            <p class="blurb">"Relative weight error of every method over its ranks against MACs per output pixel: closed forms (ND, CD, SD) at every rank, CP and Tucker-2 at the budget's rank (up to 200 sweeps) and at the ranks of the 32×, 16×, 8× and 2× budgets (25 sweeps). Lower left is better; the red line is the budget."</p>
+            <canvas node_ref=canvas class="rel-plot" data-chart="pareto"
+                data-drawn=move || drawn.get().to_string() role="img" aria-label="error against cost"></canvas>
+        </article>
+    }
+}
+
+/// `<msup><mi>ℝ</mi><mrow>a×b</mrow></msup>` as MathML text.
+fn space(dims: &[String]) -> String {
+    format!("<msup><mi>ℝ</mi><mrow><mn>{}</mn></mrow></msup>", dims.join("</mn><mo>×</mo><mn>"))
+}
+
+fn factor(name: &str, dims: &[usize], extra: &str) -> String {
+    let d: Vec<String> = dims.iter().map(|v| v.to_string()).collect();
+    format!("<mrow><mi>{name}</mi><mo>∈</mo>{}{extra}</mrow>", space(&d))
+}
+
+/// The family as MathML, with the factor shapes of the loaded layer and the current T.
+pub fn family_mathml(
+    d: Dims,
+    t: usize,
+    r_budget: Option<usize>,
+    expansion: usize,
+) -> Vec<(String, String, String)> {
+    let (n, c, k2) = (d.n, d.c, d.k2());
+    let cp = "<math display=\"block\"><mrow><msub><mi>W</mi><mrow><mi>n</mi><mo>,</mo><mi>c</mi></mrow></msub><mo>=</mo><munderover><mo>∑</mo><mrow><mi>r</mi><mo>=</mo><mn>1</mn></mrow><mi>R</mi></munderover><msub><mi>A</mi><mrow><mi>n</mi><mi>r</mi></mrow></msub><mspace width=\"0.2em\"/><msub><mi>B</mi><mrow><mi>c</mi><mi>r</mi></mrow></msub><mspace width=\"0.2em\"/><msub><mi>D</mi><mi>r</mi></msub></mrow></math>";
+    let sep = "<mo>,</mo><mspace width=\"1em\"/>";
+    let ones = |m: usize| {
+        format!(
+            "<mrow><mo>=</mo><msub><mi>I</mi><mn>{m}</mn></msub><mo>⊗</mo><msubsup><mn>1</mn><mn>{t}</mn><mo>⊤</mo></msubsup></mrow>"
+        )
+    };
+    let shapes =
+        |parts: Vec<String>| format!("<math display=\"block\"><mrow>{}</mrow></math>", parts.join(sep));
+    let r = r_budget.unwrap_or(1);
+    vec![
+        (
+            "MobileNet-style CP (rank R)".to_string(),
+            format!("1×1 conv C→R (Bᵀ), K×K depthwise on R channels (D), 1×1 conv R→N (A). At this budget R = {r}."),
+            format!("{cp}{}", shapes(vec![factor("A", &[n, r], ""), factor("B", &[c, r], ""), factor("D", &[k2, r], "")])),
+        ),
+        (
+            format!("ND DW→PW, T = {t}: CP with the channel factor fixed (R = C·T = {})", c * t),
+            "B is a 0/1 replication matrix: each input channel feeds its own T depthwise filters, so the first 1×1 conv disappears (it is the depthwise conv's channel multiplier T).".into(),
+            format!("{cp}{}", shapes(vec![factor("A", &[n, c * t], ""), factor("B", &[c, c * t], &ones(c)), factor("D", &[k2, c * t], "")])),
+        ),
+        (
+            format!("ND PW→DW, T = {t}: CP with the output factor fixed (R = N·T = {})", n * t),
+            "A is a 0/1 matrix that sums each output channel's T depthwise results: 1×1 conv C→N·T, K×K depthwise, groups of T summed.".into(),
+            format!("{cp}{}", shapes(vec![factor("A", &[n, n * t], &ones(n)), factor("B", &[c, n * t], ""), factor("D", &[k2, n * t], "")])),
+        ),
+        (
+            "MobileNetV1 block (DW→PW)".into(),
+            "K×K depthwise on C channels then 1×1 C→N: ND DW→PW with T = 1 (B = I_C), trained rather than decomposed.".into(),
+            format!("<math display=\"block\"><mrow><msub><mi>W</mi><mrow><mi>n</mi><mo>,</mo><mi>c</mi></mrow></msub><mo>=</mo><msub><mi>A</mi><mrow><mi>n</mi><mi>c</mi></mrow></msub><mspace width=\"0.2em\"/><msub><mi>D</mi><mi>c</mi></msub></mrow></math>{}",
+                shapes(vec![factor("A", &[n, c], ""), factor("D", &[k2, c], "")])),
+        ),
+        (
+            format!("MobileNetV2 block (PW→DW→PW), expansion E = {expansion}"),
+            "1×1 C→E, K×K depthwise on E, 1×1 E→N: without the ReLU6 between them, a MobileNet-style CP of rank R = E.".into(),
+            format!("{cp}{}", shapes(vec![factor("A", &[n, expansion], ""), factor("B", &[c, expansion], ""), factor("D", &[k2, expansion], "")])),
+        ),
+    ]
+}
+
+#[component]
+fn Family() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    // Memos: the formulas are rebuilt only when T, the budget or the layer's shape change.
+    let t_memo = Memo::new(move |_| ctx.state.with(|s| s.t));
+    let x_memo = Memo::new(move |_| ctx.state.with(|s| s.speedup));
+    let dims = Memo::new(move |_| {
+        ctx.layer.with(|l| l.as_ref().map(|l| Dims { n: l.n, c: l.c, kh: l.kh, kw: l.kw }))
+    });
+    let items = move || {
+        let t = t_memo.get();
+        let x = x_memo.get();
+        let d = dims.get()?;
+        let b = (d.regular_macs() as f64 / x).floor() as u64;
+        let r = crate::relatives::largest_rank(d, Method::CpMobilenet, b);
+        Some(
+            family_mathml(d, t, r, 6 * d.c)
+                .into_iter()
+                .map(|(title, text, math)| {
+                    view! {
+                        <div class="family-item">
+                            <h3>{title}</h3>
+                            <p class="blurb">{text}</p>
+                            <div class="math" inner_html=math></div>
+                        </div>
+                    }
+                })
+                .collect_view(),
+        )
+    };
+    view! {
+        <article class="card wide family" data-testid="family-view">
+            <h2>"The family: ND, MobileNet and CP"</h2>
+            <p class="blurb">{move || {
+                let t = t_memo.get();
+                dims.get().map(|d| format!(
+                    "For this layer (N = {}, C = {}, K = {}×{}) and T = {t}: W is N × C × K², each W_{{n,c}} a K×K filter.",
+                    d.n, d.c, d.kh, d.kw
+                )).unwrap_or_default()
+            }}</p>
+            {items}
+        </article>
+    }
+}
