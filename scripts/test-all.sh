@@ -31,6 +31,9 @@ cargo clippy --target wasm32-unknown-unknown --lib --bins -- -D warnings
 step "native tests"
 cargo test
 
+step "fuzz every file reader for a few seconds (scripts/fuzz.sh; longer runs: scripts/fuzz.sh 600)"
+bash scripts/fuzz.sh 5
+
 step "release binaries"
 cargo build --release --bin ndlab --example expected_errors --example relatives
 if [ -f tests/numpy_check.py ]; then
