@@ -58,9 +58,87 @@ unsafe fn plane_acc_avx2(inp: &[f32], filter: &[f32], out: &mut [f32], g: &Plane
     plane_acc_impl(inp, filter, out, g, rows)
 }
 
-/// The body of [`plane_acc`].
+/// The body of [`plane_acc`]: the register-blocked row kernel at horizontal stride 1, the per-tap
+/// loops otherwise.
 #[inline(always)]
 fn plane_acc_impl(inp: &[f32], filter: &[f32], out: &mut [f32], g: &PlaneGeom, rows: Range<usize>) {
+    if g.stride.1 == 1 && g.kh * g.kw <= MAX_TAPS {
+        plane_acc_unit(inp, filter, out, g, rows)
+    } else {
+        plane_acc_taps(inp, filter, out, g, rows)
+    }
+}
+
+/// Largest filter (taps) the row kernel handles; larger ones take the per-tap loops.
+const MAX_TAPS: usize = 64;
+/// Output columns accumulated in registers at once by the row kernel.
+const LANES: usize = 8;
+
+/// Horizontal stride 1: for every output row, the columns where every tap is inside the image
+/// are computed `LANES` at a time with all taps accumulated in registers (one load and one store
+/// of the output per block instead of one per tap); the border columns take the per-tap loops.
+#[inline(always)]
+fn plane_acc_unit(inp: &[f32], filter: &[f32], out: &mut [f32], g: &PlaneGeom, rows: Range<usize>) {
+    let (sh, dh, dw) = (g.stride.0, g.dilation.0, g.dilation.1);
+    let mut ranges = [(0usize, 0usize); MAX_TAPS];
+    for (kx, r) in ranges.iter_mut().enumerate().take(g.kw) {
+        *r = valid_range(kx * dw, g.pad.1, 1, g.w, g.wo);
+    }
+    let ranges = &ranges[..g.kw];
+    // Columns where every tap is inside: [lo_all, hi_all).
+    let lo_all = ranges.iter().map(|r| r.0).max().unwrap_or(0);
+    let hi_all = ranges.iter().map(|r| r.1).min().unwrap_or(0).max(lo_all);
+    let blocks = (hi_all - lo_all) / LANES;
+    let vec_end = lo_all + blocks * LANES;
+    // (input row, filter row) of the taps that fall inside the image, per output row.
+    let mut taps: [(&[f32], &[f32]); MAX_TAPS] = [(&[], &[]); MAX_TAPS];
+    for (oy, orow) in rows.take_while(|&oy| oy < g.ho).zip(out.chunks_exact_mut(g.wo)) {
+        let mut nt = 0;
+        for ky in 0..g.kh {
+            let iy = oy * sh + ky * dh;
+            if iy < g.pad.0 || iy - g.pad.0 >= g.h {
+                continue;
+            }
+            taps[nt] = (&inp[(iy - g.pad.0) * g.w..][..g.w], &filter[ky * g.kw..][..g.kw]);
+            nt += 1;
+        }
+        let taps = &taps[..nt];
+        for b in 0..blocks {
+            let ox = lo_all + b * LANES;
+            let Ok(o) = <&mut [f32; LANES]>::try_from(&mut orow[ox..ox + LANES]) else { continue };
+            let mut acc = *o;
+            for &(irow, frow) in taps {
+                for (kx, &wt) in frow.iter().enumerate() {
+                    let s = ox + kx * dw - g.pad.1;
+                    if let Ok(src) = <&[f32; LANES]>::try_from(&irow[s..s + LANES]) {
+                        for l in 0..LANES {
+                            acc[l] += wt * src[l];
+                        }
+                    }
+                }
+            }
+            *o = acc;
+        }
+        // Border (and leftover) columns, tap by tap.
+        for &(irow, frow) in taps {
+            for (kx, (&wt, &(lo, hi))) in frow.iter().zip(ranges).enumerate() {
+                for (a, b) in [(lo, lo_all.min(hi)), (vec_end.max(lo), hi)] {
+                    if a >= b {
+                        continue;
+                    }
+                    let start = a + kx * dw - g.pad.1;
+                    for (o, &i) in orow[a..b].iter_mut().zip(&irow[start..start + (b - a)]) {
+                        *o += wt * i;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Any stride: for every output row and tap, `out += w · in` over the tap's valid columns.
+#[inline(always)]
+fn plane_acc_taps(inp: &[f32], filter: &[f32], out: &mut [f32], g: &PlaneGeom, rows: Range<usize>) {
     let (sh, sw) = g.stride;
     let (dh, dw) = g.dilation;
     let ranges: Vec<(usize, usize)> =

@@ -328,7 +328,7 @@ fn pack_a(mr: usize, m: usize, k: usize, a: &[f32]) -> Vec<f32> {
 /// # Safety
 /// The CPU must support the micro-kernel's instructions.
 #[inline(always)]
-unsafe fn gemm_impl<K: Micro, B: BSource>(
+unsafe fn gemm_impl<K: Micro, B: BSource, F: FnMut(&mut [f32], usize)>(
     m: usize,
     k: usize,
     n: usize,
@@ -336,6 +336,7 @@ unsafe fn gemm_impl<K: Micro, B: BSource>(
     b: &B,
     c: &mut [f32],
     ldc: usize,
+    after: &mut F,
 ) {
     let (mr, nr) = (K::MR, K::NR);
     let mp = m.div_ceil(mr) * mr;
@@ -362,6 +363,7 @@ unsafe fn gemm_impl<K: Micro, B: BSource>(
                 }
             }
         }
+        after(c, jc + nc);
     }
 }
 
@@ -371,28 +373,64 @@ unsafe fn gemm_impl<K: Micro, B: BSource>(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_avx2<B: BSource, F: FnMut(&mut [f32], usize)>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+    after: &mut F,
+) {
     // SAFETY: this function is only entered with AVX2 and FMA available.
-    unsafe { gemm_impl::<Avx2, B>(m, k, n, a, b, c, ldc) }
+    unsafe { gemm_impl::<Avx2, B, F>(m, k, n, a, b, c, ldc, after) }
 }
 
 /// The portable path: simd128 intrinsics on wasm when enabled, plain Rust elsewhere.
-fn gemm_fallback<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+#[allow(clippy::too_many_arguments)]
+fn gemm_fallback<B: BSource, F: FnMut(&mut [f32], usize)>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+    after: &mut F,
+) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: simd128 is enabled at compile time.
     unsafe {
-        gemm_impl::<Simd128, B>(m, k, n, a, b, c, ldc)
+        gemm_impl::<Simd128, B, F>(m, k, n, a, b, c, ldc, after)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     // SAFETY: the portable kernel uses no special instructions.
     unsafe {
-        gemm_impl::<Portable, B>(m, k, n, a, b, c, ldc)
+        gemm_impl::<Portable, B, F>(m, k, n, a, b, c, ldc, after)
     }
 }
 
 /// `C += A·B`: A is m × k row-major, B is k × n from `b`, C is m × n with leading dimension `ldc`.
 /// The caller guarantees the slice sizes (`a.len() ≥ m·k`, `c.len() ≥ (m−1)·ldc + n`).
 pub(crate) fn gemm<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+    gemm_then(m, k, n, a, b, c, ldc, |_, _| {})
+}
+
+/// [`gemm`] that calls `after(c, j)` each time columns `..j` of C are final (once per column
+/// block, in order), while they are still in cache: the fused PW→DW path runs its depthwise there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_then<B: BSource, F: FnMut(&mut [f32], usize)>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+    mut after: F,
+) {
     if m == 0 || k == 0 || n == 0 {
         return;
     }
@@ -400,11 +438,11 @@ pub(crate) fn gemm<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the features were just detected on this CPU.
-            unsafe { gemm_avx2(m, k, n, a, b, c, ldc) };
+            unsafe { gemm_avx2(m, k, n, a, b, c, ldc, &mut after) };
             return;
         }
     }
-    gemm_fallback(m, k, n, a, b, c, ldc)
+    gemm_fallback(m, k, n, a, b, c, ldc, &mut after)
 }
 
 /// The portable path regardless of the CPU (so tests cover it on AVX2 machines too).
@@ -421,5 +459,5 @@ pub(crate) fn gemm_portable<B: BSource>(
     if m == 0 || k == 0 || n == 0 {
         return;
     }
-    gemm_fallback(m, k, n, a, b, c, ldc)
+    gemm_fallback(m, k, n, a, b, c, ldc, &mut |_, _| {})
 }
