@@ -51,7 +51,8 @@ function theoretical(graph, t) {
   return graph === 'regular' ? 1 : macs('regular', 1) / macs(graph, t);
 }
 
-/** Times `a` and `b` interleaved, `REPEAT` times after two warm-ups each; medians in ms. */
+/** Times `a` and `b` interleaved, `REPEAT` times after two warm-ups each; [median a, median b,
+ * min a, min b] in ms (the minimum is the figure least disturbed by other load on the machine). */
 async function interleaved(a, b) {
   const ta = [], tb = [];
   for (let i = 0; i < REPEAT + 2; i++) {
@@ -62,9 +63,10 @@ async function interleaved(a, b) {
     await b();
     if (i >= 2) tb.push(performance.now() - t0);
   }
-  return [median(ta), median(tb)];
+  return [median(ta), median(tb), Math.min(...ta), Math.min(...tb)];
 }
 
+/** [median, min] of `repeat` timed runs, in ms. */
 function timeMs(f, repeat) {
   const ts = [];
   for (let i = 0; i < repeat; i++) {
@@ -72,7 +74,7 @@ function timeMs(f, repeat) {
     f();
     ts.push(performance.now() - t0);
   }
-  return median(ts);
+  return [median(ts), Math.min(...ts)];
 }
 
 async function main() {
@@ -104,15 +106,19 @@ async function main() {
   for (const [name, layer] of [['256', l256], ['512', l512]]) {
     const row = {};
     for (const order of ['dw-pw', 'pw-dw']) {
-      const ms = timeMs(() => layer.decouple(order), Math.max(3, Math.ceil(REPEAT / 2)));
+      const [ms, min] = timeMs(() => layer.decouple(order), REPEAT);
       const np = numpy.svd_ms[name][order];
-      row[order] = { ndlab_ms: ms, numpy_native_ms: np, ratio_vs_numpy: ms / np };
+      const npMin = numpy.svd_min_ms[name][order];
+      row[order] = {
+        ndlab_ms: ms, numpy_native_ms: np, ratio_vs_numpy: ms / np,
+        min: { ndlab_ms: min, numpy_native_ms: npMin, ratio_vs_numpy: min / npMin },
+      };
     }
     result.decouple[name] = row;
     log(`decouple ${name}: ${JSON.stringify(row)}`);
   }
   const graphs = [['regular', 0], ...TS.flatMap((t) => [['dw-pw', t], ['pw-dw', t]])];
-  let regularMs = null, ortRegularMs = null;
+  let regularMs = null, ortRegularMs = null, regularMin = null, ortRegularMin = null;
   for (const [graph, t] of graphs) {
     const file = graph === 'regular' ? 'regular' : `${graph}_T${t}`;
     const session = await ort.InferenceSession.create(await bytes(`data/${file}.onnx`), {
@@ -124,10 +130,10 @@ async function main() {
     const ours = graph === 'regular' ? () => bench.regular() : () => bench.decoupled();
     if (graph !== 'regular') bench.prepare(graph, t);
     let theirs = null;
-    const [ndlabMs, ortMs] = await interleaved(ours, async () => { theirs = (await session.run(feeds)).y; });
+    const [ndlabMs, ortMs, ndlabMin, ortMin] = await interleaved(ours, async () => { theirs = (await session.run(feeds)).y; });
     const diff = maxRelDiff(bench.output(), theirs.data);
     await session.release();
-    if (graph === 'regular') [regularMs, ortRegularMs] = [ndlabMs, ortMs];
+    if (graph === 'regular') [regularMs, ortRegularMs, regularMin, ortRegularMin] = [ndlabMs, ortMs, ndlabMin, ortMin];
     const m = macs(graph, t);
     const row = {
       graph: graph === 'regular' ? 'regular' : `${graph} T=${t}`,
@@ -141,6 +147,15 @@ async function main() {
       theoretical_speedup: theoretical(graph, t),
       ndlab_measured_speedup: regularMs / ndlabMs,
       ort_measured_speedup: ortRegularMs / ortMs,
+      min: {
+        ndlab_ms: ndlabMin,
+        ort_web_ms: ortMin,
+        throughput_vs_ort: ortMin / ndlabMin,
+        ndlab_gmacs: m / ndlabMin / 1e6,
+        ort_gmacs: m / ortMin / 1e6,
+        ndlab_measured_speedup: regularMin / ndlabMin,
+        ndlab_measured_over_theoretical: regularMin / ndlabMin / theoretical(graph, t),
+      },
     };
     row.ndlab_measured_over_theoretical = row.ndlab_measured_speedup / row.theoretical_speedup;
     result.forward.push(row);

@@ -229,7 +229,9 @@ impl Micro for Simd128 {
                 (v128_load(pb.add(p * 8) as *const v128), v128_load(pb.add(p * 8 + 4) as *const v128))
             };
             for i in 0..4 {
-                let av = f32x4_splat(unsafe { *pa.add(p * 4 + i) });
+                // One `v128.load32_splat` (a single broadcast load in the engine).
+                // SAFETY: p·4 + i < kc·4 ≤ a.len().
+                let av = unsafe { v128_load32_splat(pa.add(p * 4 + i) as *const u32) };
                 c[2 * i] = f32x4_add(c[2 * i], f32x4_mul(av, b0));
                 c[2 * i + 1] = f32x4_add(c[2 * i + 1], f32x4_mul(av, b1));
             }
