@@ -407,3 +407,29 @@ fn decoupled_multi_block_inputs_match_rebuilt_kernel() {
         }
     }
 }
+
+/// The depthwise row kernel's column split (wide 32-column blocks, 8-column blocks, the
+/// overlapping tail block, scalar borders) on every width from 1 to 75, against the reference.
+#[test]
+fn depthwise_every_width_matches_reference() {
+    for w in 1..=75usize {
+        for (kw, pad, dil) in [(1, 0, 1), (3, 1, 1), (3, 0, 2), (5, 2, 1), (2, 1, 2)] {
+            let (c, h, kh, mult) = (2, 5, 3, 2);
+            if (kw - 1) * dil + 1 > w + 2 * pad {
+                continue;
+            }
+            let geom = ConvGeometry {
+                stride: (1, 1),
+                padding: Padding { top: 1, bottom: 1, left: pad, right: pad },
+                dilation: (1, dil),
+                groups: 1,
+            };
+            let x = FeatureMap::new(c, h, w, noise(c * h * w, w as u64)).unwrap();
+            let f = noise(c * mult * kh * kw, 99 + w as u64);
+            let k = Kernel::new(c * mult, 1, kh, kw, f.clone()).unwrap();
+            let want = reference_conv2d(&x, &k, None, &ConvGeometry { groups: c, ..geom }).unwrap();
+            let got = depthwise(&x, &f, mult, kh, kw, &geom).unwrap();
+            assert_close(&got, &want, &format!("w={w} kw={kw} pad={pad} dil={dil}"));
+        }
+    }
+}

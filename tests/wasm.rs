@@ -4,8 +4,8 @@
 #![cfg(target_arch = "wasm32")]
 
 use ndlab::conv::{conv2d, decoupled_forward, depthwise, reference_conv2d};
-use ndlab::decouple::Merged;
 use ndlab::decouple::Decomposition;
+use ndlab::decouple::Merged;
 use ndlab::engine::Engine;
 use ndlab::protocol::{Request, RequestBody, ResponseBody};
 use ndlab::{ConvGeometry, FeatureMap, Kernel, Order, Padding};
@@ -114,7 +114,12 @@ impl Pick {
 /// A random geometry: stride 1–2, padding 0–2 per side, dilation 1–2.
 fn random_geometry(p: &mut Pick, groups: usize) -> ConvGeometry {
     let padding = Padding { top: p.below(3), bottom: p.below(3), left: p.below(3), right: p.below(3) };
-    ConvGeometry { stride: (1 + p.below(2), 1 + p.below(2)), padding, dilation: (1 + p.below(2), 1 + p.below(2)), groups }
+    ConvGeometry {
+        stride: (1 + p.below(2), 1 + p.below(2)),
+        padding,
+        dilation: (1 + p.below(2), 1 + p.below(2)),
+        groups,
+    }
 }
 
 fn max_rel(a: &FeatureMap, b: &FeatureMap) -> f32 {
@@ -134,12 +139,17 @@ fn simd_kernels_match_the_scalar_reference_in_the_browser() {
         let (c, n) = (groups * (1 + p.below(5)), groups * (1 + p.below(6)));
         let (kh, kw) = (1 + p.below(4), 1 + p.below(4));
         let big = case % 6 == 0;
-        let (h, w) = if big { (30 + p.below(20), 31 + p.below(20)) } else { (kh * 2 + p.below(9), kw * 2 + p.below(9)) };
+        let (h, w) = if big {
+            (30 + p.below(20), 31 + p.below(20))
+        } else {
+            (kh * 2 + p.below(9), kw * 2 + p.below(9))
+        };
         let geom = random_geometry(&mut p, groups);
         let x = FeatureMap::new(c, h, w, values(c * h * w, case)).expect("input");
         let bias = values(n, case ^ 5);
         // Regular (grouped) conv.
-        let k = Kernel::new(n, c / groups, kh, kw, values(n * c / groups * kh * kw, case ^ 1)).expect("kernel");
+        let k =
+            Kernel::new(n, c / groups, kh, kw, values(n * c / groups * kh * kw, case ^ 1)).expect("kernel");
         let want = reference_conv2d(&x, &k, Some(&bias), &geom).expect("reference");
         let got = conv2d(&x, &k, Some(&bias), &geom).expect("conv2d");
         assert!(max_rel(&got, &want) < 1e-5, "conv2d case {case}");
@@ -159,8 +169,15 @@ fn simd_kernels_match_the_scalar_reference_in_the_browser() {
                 Order::PwDw => (n * t * kh * kw, n * t * cg),
             };
             let m = Merged {
-                order, t, n, c_total: c, kh, kw, groups,
-                dw: values(dw_len, case ^ 3), pw: values(pw_len, case ^ 4),
+                order,
+                t,
+                n,
+                c_total: c,
+                kh,
+                kw,
+                groups,
+                dw: values(dw_len, case ^ 3),
+                pw: values(pw_len, case ^ 4),
             };
             let k2 = kh * kw;
             let mut wt = vec![0.0f32; n * cg * k2];
@@ -168,7 +185,9 @@ fn simd_kernels_match_the_scalar_reference_in_the_browser() {
                 for ci in 0..cg {
                     for tt in 0..t {
                         let (f, d) = match order {
-                            Order::DwPw => (m.pw[o * cg * t + ci * t + tt], ((o / (n / groups)) * cg + ci) * t + tt),
+                            Order::DwPw => {
+                                (m.pw[o * cg * t + ci * t + tt], ((o / (n / groups)) * cg + ci) * t + tt)
+                            }
                             Order::PwDw => (m.pw[(o * t + tt) * cg + ci], o * t + tt),
                         };
                         for j in 0..k2 {
