@@ -4,7 +4,7 @@
 //! by a [`BSource`] straight into NR-column panels, so im2col never materialises the whole matrix.
 //! The micro-kernel keeps an MR × NR accumulator tile in registers: on x86-64 with AVX2+FMA
 //! (detected at run time) a 6 × 16 tile of twelve ymm registers with fused multiply-adds; on wasm
-//! built with `simd128` a 4 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
+//! built with `simd128` a 5 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
 
 use super::dw::{plane_acc, valid_range, PlaneGeom};
 
@@ -12,8 +12,8 @@ use super::dw::{plane_acc, valid_range, PlaneGeom};
 const KC: usize = 384;
 /// Columns of B packed per block.
 const NC: usize = 768;
-/// Rows of A walked per B block (a multiple of both tile heights).
-const MC: usize = 96;
+/// Rows of A walked per B block (a multiple of every tile height: 4, 5, 6).
+const MC: usize = 120;
 
 /// Produces blocks of the k × n right-hand matrix in packed panel layout.
 pub(crate) trait BSource {
@@ -208,36 +208,39 @@ impl Micro for Portable {
     }
 }
 
-/// wasm simd128 4 × 8 tile (compiled only when the `simd128` target feature is on).
+/// wasm simd128 5 × 8 tile (compiled only when the `simd128` target feature is on): ten v128
+/// accumulators, two B vectors, one broadcast A value and one product fit the 15 SIMD registers
+/// V8 allocates on x86-64 without spilling.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 struct Simd128;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 impl Micro for Simd128 {
-    const MR: usize = 4;
+    const MR: usize = 5;
     const NR: usize = 8;
     #[inline(always)]
     unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
         use std::arch::wasm32::*;
-        if a.len() < kc * 4 || b.len() < kc * 8 {
+        const R: usize = 5;
+        if a.len() < kc * R || b.len() < kc * 8 {
             return;
         }
-        let mut c = [f32x4_splat(0.0); 8];
+        let mut c = [[f32x4_splat(0.0); 2]; R];
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         for p in 0..kc {
-            // SAFETY: p·8 + 8 ≤ b.len() and p·4 + 4 ≤ a.len() were checked above.
+            // SAFETY: p·8 + 8 ≤ b.len() and p·R + R ≤ a.len() were checked above.
             let (b0, b1) = unsafe {
                 (v128_load(pb.add(p * 8) as *const v128), v128_load(pb.add(p * 8 + 4) as *const v128))
             };
-            for i in 0..4 {
+            for (i, row) in c.iter_mut().enumerate() {
                 // One `v128.load32_splat` (a single broadcast load in the engine).
-                // SAFETY: p·4 + i < kc·4 ≤ a.len().
-                let av = unsafe { v128_load32_splat(pa.add(p * 4 + i) as *const u32) };
-                c[2 * i] = f32x4_add(c[2 * i], f32x4_mul(av, b0));
-                c[2 * i + 1] = f32x4_add(c[2 * i + 1], f32x4_mul(av, b1));
+                // SAFETY: p·R + i < kc·R ≤ a.len().
+                let av = unsafe { v128_load32_splat(pa.add(p * R + i) as *const u32) };
+                row[0] = f32x4_add(row[0], f32x4_mul(av, b0));
+                row[1] = f32x4_add(row[1], f32x4_mul(av, b1));
             }
         }
-        for (i, v) in c.iter().enumerate() {
-            // SAFETY: i·4 + 4 ≤ 32 ≤ TILE.
+        for (i, v) in c.iter().flatten().enumerate() {
+            // SAFETY: i·4 + 4 ≤ 40 ≤ TILE.
             unsafe { v128_store(out.as_mut_ptr().add(i * 4) as *mut v128, *v) };
         }
     }
