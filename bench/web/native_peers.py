@@ -29,7 +29,7 @@ def main():
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    out = {"onnxruntime": ort.__version__, "numpy": np.__version__, "ms": {}}
+    out = {"onnxruntime": ort.__version__, "numpy": np.__version__, "ms": {}, "min_ms": {}}
     for g in GRAPHS:
         s = ort.InferenceSession(os.path.join(data, f"{g}.onnx"), so, providers=["CPUExecutionProvider"])
         y = s.run(None, {"x": x})[0]
@@ -39,6 +39,7 @@ def main():
             s.run(None, {"x": x})
             times.append(time.perf_counter() - t0)
         out["ms"][g] = statistics.median(times) * 1e3
+        out["min_ms"][g] = min(times) * 1e3
         np.save(os.path.join(data, f"y_{g}.npy"), y[0])
     with open(os.path.join(data, "ort-native.json"), "w") as f:
         json.dump(out, f, indent=2)

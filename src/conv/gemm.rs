@@ -333,6 +333,7 @@ fn pack_a(mr: usize, m: usize, k: usize, a: &[f32]) -> Vec<f32> {
 /// # Safety
 /// The CPU must support the micro-kernel's instructions.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_impl<K: Micro, B: BSource, F: FnMut(&mut [f32], usize)>(
     m: usize,
     k: usize,
