@@ -4,7 +4,7 @@
 //! by a [`BSource`] straight into NR-column panels, so im2col never materialises the whole matrix.
 //! The micro-kernel keeps an MR × NR accumulator tile in registers: on x86-64 with AVX2+FMA
 //! (detected at run time) a 6 × 16 tile of twelve ymm registers with fused multiply-adds; on wasm
-//! built with `simd128` a 5 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
+//! built with `simd128` a 4 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
 
 use super::dw::{plane_acc, valid_range, PlaneGeom};
 
@@ -208,19 +208,19 @@ impl Micro for Portable {
     }
 }
 
-/// wasm simd128 5 × 8 tile (compiled only when the `simd128` target feature is on): ten v128
-/// accumulators, two B vectors, one broadcast A value and one product fit the 15 SIMD registers
-/// V8 allocates on x86-64 without spilling.
+/// wasm simd128 4 × 8 tile (compiled only when the `simd128` target feature is on): eight v128
+/// accumulators, two B vectors, one broadcast A value and one product (V8 allocates 15 SIMD
+/// registers on x86-64).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 struct Simd128;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 impl Micro for Simd128 {
-    const MR: usize = 5;
+    const MR: usize = 4;
     const NR: usize = 8;
     #[inline(always)]
     unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
         use std::arch::wasm32::*;
-        const R: usize = 5;
+        const R: usize = 4;
         if a.len() < kc * R || b.len() < kc * 8 {
             return;
         }
@@ -240,7 +240,7 @@ impl Micro for Simd128 {
             }
         }
         for (i, v) in c.iter().flatten().enumerate() {
-            // SAFETY: i·4 + 4 ≤ 40 ≤ TILE.
+            // SAFETY: i·4 + 4 ≤ 32 ≤ TILE.
             unsafe { v128_store(out.as_mut_ptr().add(i * 4) as *mut v128, *v) };
         }
     }
