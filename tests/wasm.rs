@@ -3,11 +3,12 @@
 //! must hold in the browser build too.
 #![cfg(target_arch = "wasm32")]
 
-use ndlab::conv::{conv2d, decoupled_forward};
+use ndlab::conv::{conv2d, decoupled_forward, depthwise, reference_conv2d};
 use ndlab::decouple::Decomposition;
+use ndlab::decouple::Merged;
 use ndlab::engine::Engine;
 use ndlab::protocol::{Request, RequestBody, ResponseBody};
-use ndlab::{ConvGeometry, FeatureMap, Kernel, Order};
+use ndlab::{ConvGeometry, FeatureMap, Kernel, Order, Padding};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -97,4 +98,108 @@ fn the_engine_answers_in_the_browser() {
     let ResponseBody::Forward(f) = resp.body else { panic!("{:?}", resp.body) };
     assert!(f.rel_error < 1e-4, "full rank is exact: {}", f.rel_error);
     assert_eq!((f.h, f.w), (10, 14), "O-Net conv1 has no padding");
+}
+
+/// A small deterministic generator for shapes (xorshift).
+struct Pick(u64);
+impl Pick {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A random geometry: stride 1–2, padding 0–2 per side, dilation 1–2.
+fn random_geometry(p: &mut Pick, groups: usize) -> ConvGeometry {
+    let padding = Padding { top: p.below(3), bottom: p.below(3), left: p.below(3), right: p.below(3) };
+    ConvGeometry {
+        stride: (1 + p.below(2), 1 + p.below(2)),
+        padding,
+        dilation: (1 + p.below(2), 1 + p.below(2)),
+        groups,
+    }
+}
+
+fn max_rel(a: &FeatureMap, b: &FeatureMap) -> f32 {
+    assert_eq!((a.c, a.h, a.w), (b.c, b.h, b.w));
+    let m = b.data.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+    a.data.iter().zip(&b.data).fold(0.0f32, |d, (x, y)| d.max((x - y).abs())) / m
+}
+
+/// The SIMD128 kernels (packed GEMM, row-blocked depthwise, fused DW→PW and PW→DW) against the
+/// scalar reference over random shapes: strides, padding, dilation, multipliers, groups, odd sizes,
+/// and inputs large enough to cross the GEMM's block edges.
+#[wasm_bindgen_test]
+fn simd_kernels_match_the_scalar_reference_in_the_browser() {
+    let mut p = Pick(0x9e3779b97f4a7c15);
+    for case in 0..24u64 {
+        let groups = [1, 2, 3][p.below(3)];
+        let (c, n) = (groups * (1 + p.below(5)), groups * (1 + p.below(6)));
+        let (kh, kw) = (1 + p.below(4), 1 + p.below(4));
+        let big = case % 6 == 0;
+        let (h, w) = if big {
+            (30 + p.below(20), 31 + p.below(20))
+        } else {
+            (kh * 2 + p.below(9), kw * 2 + p.below(9))
+        };
+        let geom = random_geometry(&mut p, groups);
+        let x = FeatureMap::new(c, h, w, values(c * h * w, case)).expect("input");
+        let bias = values(n, case ^ 5);
+        // Regular (grouped) conv.
+        let k =
+            Kernel::new(n, c / groups, kh, kw, values(n * c / groups * kh * kw, case ^ 1)).expect("kernel");
+        let want = reference_conv2d(&x, &k, Some(&bias), &geom).expect("reference");
+        let got = conv2d(&x, &k, Some(&bias), &geom).expect("conv2d");
+        assert!(max_rel(&got, &want) < 1e-5, "conv2d case {case}");
+        // Depthwise with multiplier = a grouped conv with one input channel per group.
+        let mult = 1 + p.below(3);
+        let filters = values(c * mult * kh * kw, case ^ 2);
+        let dk = Kernel::new(c * mult, 1, kh, kw, filters.clone()).expect("dw kernel");
+        let want = reference_conv2d(&x, &dk, None, &ConvGeometry { groups: c, ..geom }).expect("reference");
+        let got = depthwise(&x, &filters, mult, kh, kw, &geom).expect("depthwise");
+        assert!(max_rel(&got, &want) < 1e-5, "depthwise case {case}");
+        // Fused decoupled forwards against the reference conv of the kernel they represent.
+        let t = 1 + p.below(3);
+        for order in [Order::DwPw, Order::PwDw] {
+            let cg = c / groups;
+            let (dw_len, pw_len) = match order {
+                Order::DwPw => (c * t * kh * kw, n * cg * t),
+                Order::PwDw => (n * t * kh * kw, n * t * cg),
+            };
+            let m = Merged {
+                order,
+                t,
+                n,
+                c_total: c,
+                kh,
+                kw,
+                groups,
+                dw: values(dw_len, case ^ 3),
+                pw: values(pw_len, case ^ 4),
+            };
+            let k2 = kh * kw;
+            let mut wt = vec![0.0f32; n * cg * k2];
+            for o in 0..n {
+                for ci in 0..cg {
+                    for tt in 0..t {
+                        let (f, d) = match order {
+                            Order::DwPw => {
+                                (m.pw[o * cg * t + ci * t + tt], ((o / (n / groups)) * cg + ci) * t + tt)
+                            }
+                            Order::PwDw => (m.pw[(o * t + tt) * cg + ci], o * t + tt),
+                        };
+                        for j in 0..k2 {
+                            wt[(o * cg + ci) * k2 + j] += f * m.dw[d * k2 + j];
+                        }
+                    }
+                }
+            }
+            let wk = Kernel::new(n, cg, kh, kw, wt).expect("W_T");
+            let want = reference_conv2d(&x, &wk, Some(&bias), &geom).expect("reference");
+            let got = decoupled_forward(&x, &m, Some(&bias), &geom).expect("decoupled");
+            assert!(max_rel(&got, &want) < 1e-4, "{order:?} case {case}");
+        }
+    }
 }

@@ -55,3 +55,27 @@ pub fn format_speedup(x: f64) -> String {
 pub fn format_error(x: f64) -> String {
     format!("{x:.4}")
 }
+
+/// What the worker measured on the current input: the measured speed-up and the throughput
+/// (GMAC/s, from the cost model's MACs) of the original and the decoupled forward.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// Original time / decoupled time.
+    pub speedup: f64,
+    /// Original layer, G multiply-accumulates per second.
+    pub original_gmacs: f64,
+    /// Decoupled layer (at the forward's T and ordering), GMAC/s.
+    pub decoupled_gmacs: f64,
+}
+
+/// The measured figures of a forward result, or None while a time is missing (0 ms).
+pub fn measured(f: &crate::protocol::ForwardResult, m: &CostModel) -> Option<Measured> {
+    if !(f.original_ms > 0.0 && f.decoupled_ms > 0.0) {
+        return None;
+    }
+    Some(Measured {
+        speedup: f.original_ms / f.decoupled_ms,
+        original_gmacs: m.regular_macs() as f64 / f.original_ms / 1e6,
+        decoupled_gmacs: m.decoupled_macs(f.order, f.t) as f64 / f.decoupled_ms / 1e6,
+    })
+}

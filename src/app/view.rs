@@ -2,7 +2,7 @@
 
 use super::canvas::{download_svg, draw_on, draw_overlay_on, to_svg};
 use super::image::{decode_file, decode_url};
-use super::model::{cost_model, format_error, format_speedup, DEFAULT_HW};
+use super::model::{cost_model, format_error, format_speedup, measured as measured_figures, DEFAULT_HW};
 use super::{plots, start_worker, Ctx};
 use crate::charts::ChartLayer;
 use crate::decouple::ThresholdRule;
@@ -378,6 +378,18 @@ fn Numbers() -> impl IntoView {
             None => "…".into(),
         })
     };
+    // Measured speed-up and GMAC/s of the last forward (its own T and ordering, the current input).
+    let figures = move || {
+        let hw = ctx.input.with(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
+        let model = ctx.layer.with(|l| l.as_ref().and_then(|l| cost_model(l, hw).ok()));
+        ctx.fwd.with(|f| f.as_ref().zip(model.as_ref()).and_then(|(f, m)| measured_figures(f, m)))
+    };
+    let measured_speedup = move || figures().map(|m| format_speedup(m.speedup)).unwrap_or_else(|| "…".into());
+    let gmacs = move || {
+        figures()
+            .map(|m| format!("original {:.1}, decoupled {:.1} GMAC/s", m.original_gmacs, m.decoupled_gmacs))
+            .unwrap_or_else(|| "…".into())
+    };
     let out_error =
         move || ctx.fwd.with(|f| f.as_ref().map(|f| format_error(f.rel_error)).unwrap_or_else(|| "…".into()));
     let decouple = move || {
@@ -414,6 +426,8 @@ fn Numbers() -> impl IntoView {
             <div class="stats">
                 <div class="stat"><span class="k">"weight error"</span><span class="v" data-testid="weight-error">{weight_error}</span></div>
                 <div class="stat"><span class="k">"theoretical speed-up"</span><span class="v" data-testid="speedup">{speedup}</span></div>
+                <div class="stat"><span class="k">"measured speed-up"</span><span class="v" data-testid="measured-speedup">{measured_speedup}</span></div>
+                <div class="stat wide"><span class="k">"throughput in this browser"</span><span class="v small" data-testid="gmacs">{gmacs}</span></div>
                 <div class="stat"><span class="k">"output error"</span><span class="v" data-testid="output-error">{out_error}</span></div>
                 <div class="stat wide"><span class="k">"measured in this browser"</span><span class="v small" data-testid="measured">{measured}</span></div>
                 <div class="stat wide"><span class="k">"decoupling time"</span><span class="v small" data-testid="decouple-time" data-ms=move || format!("{:.1}", decouple_ms())>{decouple}</span></div>

@@ -12,8 +12,8 @@ use super::dw::{plane_acc, valid_range, PlaneGeom};
 const KC: usize = 384;
 /// Columns of B packed per block.
 const NC: usize = 768;
-/// Rows of A walked per B block (a multiple of both tile heights).
-const MC: usize = 96;
+/// Rows of A walked per B block (a multiple of every tile height: 4, 5, 6).
+const MC: usize = 120;
 
 /// Produces blocks of the k × n right-hand matrix in packed panel layout.
 pub(crate) trait BSource {
@@ -208,7 +208,9 @@ impl Micro for Portable {
     }
 }
 
-/// wasm simd128 4 × 8 tile (compiled only when the `simd128` target feature is on).
+/// wasm simd128 4 × 8 tile (compiled only when the `simd128` target feature is on): eight v128
+/// accumulators, two B vectors, one broadcast A value and one product (V8 allocates 15 SIMD
+/// registers on x86-64).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 struct Simd128;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -218,23 +220,26 @@ impl Micro for Simd128 {
     #[inline(always)]
     unsafe fn tile(kc: usize, a: &[f32], b: &[f32], out: &mut [f32; TILE]) {
         use std::arch::wasm32::*;
-        if a.len() < kc * 4 || b.len() < kc * 8 {
+        const R: usize = 4;
+        if a.len() < kc * R || b.len() < kc * 8 {
             return;
         }
-        let mut c = [f32x4_splat(0.0); 8];
+        let mut c = [[f32x4_splat(0.0); 2]; R];
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         for p in 0..kc {
-            // SAFETY: p·8 + 8 ≤ b.len() and p·4 + 4 ≤ a.len() were checked above.
+            // SAFETY: p·8 + 8 ≤ b.len() and p·R + R ≤ a.len() were checked above.
             let (b0, b1) = unsafe {
                 (v128_load(pb.add(p * 8) as *const v128), v128_load(pb.add(p * 8 + 4) as *const v128))
             };
-            for i in 0..4 {
-                let av = f32x4_splat(unsafe { *pa.add(p * 4 + i) });
-                c[2 * i] = f32x4_add(c[2 * i], f32x4_mul(av, b0));
-                c[2 * i + 1] = f32x4_add(c[2 * i + 1], f32x4_mul(av, b1));
+            for (i, row) in c.iter_mut().enumerate() {
+                // One `v128.load32_splat` (a single broadcast load in the engine).
+                // SAFETY: p·R + i < kc·R ≤ a.len().
+                let av = unsafe { v128_load32_splat(pa.add(p * R + i) as *const u32) };
+                row[0] = f32x4_add(row[0], f32x4_mul(av, b0));
+                row[1] = f32x4_add(row[1], f32x4_mul(av, b1));
             }
         }
-        for (i, v) in c.iter().enumerate() {
+        for (i, v) in c.iter().flatten().enumerate() {
             // SAFETY: i·4 + 4 ≤ 32 ≤ TILE.
             unsafe { v128_store(out.as_mut_ptr().add(i * 4) as *mut v128, *v) };
         }
@@ -328,7 +333,8 @@ fn pack_a(mr: usize, m: usize, k: usize, a: &[f32]) -> Vec<f32> {
 /// # Safety
 /// The CPU must support the micro-kernel's instructions.
 #[inline(always)]
-unsafe fn gemm_impl<K: Micro, B: BSource>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_impl<K: Micro, B: BSource, F: FnMut(&mut [f32], usize)>(
     m: usize,
     k: usize,
     n: usize,
@@ -336,6 +342,7 @@ unsafe fn gemm_impl<K: Micro, B: BSource>(
     b: &B,
     c: &mut [f32],
     ldc: usize,
+    after: &mut F,
 ) {
     let (mr, nr) = (K::MR, K::NR);
     let mp = m.div_ceil(mr) * mr;
@@ -362,6 +369,7 @@ unsafe fn gemm_impl<K: Micro, B: BSource>(
                 }
             }
         }
+        after(c, jc + nc);
     }
 }
 
@@ -371,28 +379,64 @@ unsafe fn gemm_impl<K: Micro, B: BSource>(
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_avx2<B: BSource, F: FnMut(&mut [f32], usize)>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+    after: &mut F,
+) {
     // SAFETY: this function is only entered with AVX2 and FMA available.
-    unsafe { gemm_impl::<Avx2, B>(m, k, n, a, b, c, ldc) }
+    unsafe { gemm_impl::<Avx2, B, F>(m, k, n, a, b, c, ldc, after) }
 }
 
 /// The portable path: simd128 intrinsics on wasm when enabled, plain Rust elsewhere.
-fn gemm_fallback<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+#[allow(clippy::too_many_arguments)]
+fn gemm_fallback<B: BSource, F: FnMut(&mut [f32], usize)>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+    after: &mut F,
+) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: simd128 is enabled at compile time.
     unsafe {
-        gemm_impl::<Simd128, B>(m, k, n, a, b, c, ldc)
+        gemm_impl::<Simd128, B, F>(m, k, n, a, b, c, ldc, after)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     // SAFETY: the portable kernel uses no special instructions.
     unsafe {
-        gemm_impl::<Portable, B>(m, k, n, a, b, c, ldc)
+        gemm_impl::<Portable, B, F>(m, k, n, a, b, c, ldc, after)
     }
 }
 
 /// `C += A·B`: A is m × k row-major, B is k × n from `b`, C is m × n with leading dimension `ldc`.
 /// The caller guarantees the slice sizes (`a.len() ≥ m·k`, `c.len() ≥ (m−1)·ldc + n`).
 pub(crate) fn gemm<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
+    gemm_then(m, k, n, a, b, c, ldc, |_, _| {})
+}
+
+/// [`gemm`] that calls `after(c, j)` each time columns `..j` of C are final (once per column
+/// block, in order), while they are still in cache: the fused PW→DW path runs its depthwise there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_then<B: BSource, F: FnMut(&mut [f32], usize)>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &B,
+    c: &mut [f32],
+    ldc: usize,
+    mut after: F,
+) {
     if m == 0 || k == 0 || n == 0 {
         return;
     }
@@ -400,11 +444,11 @@ pub(crate) fn gemm<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the features were just detected on this CPU.
-            unsafe { gemm_avx2(m, k, n, a, b, c, ldc) };
+            unsafe { gemm_avx2(m, k, n, a, b, c, ldc, &mut after) };
             return;
         }
     }
-    gemm_fallback(m, k, n, a, b, c, ldc)
+    gemm_fallback(m, k, n, a, b, c, ldc, &mut after)
 }
 
 /// The portable path regardless of the CPU (so tests cover it on AVX2 machines too).
@@ -421,5 +465,5 @@ pub(crate) fn gemm_portable<B: BSource>(
     if m == 0 || k == 0 || n == 0 {
         return;
     }
-    gemm_fallback(m, k, n, a, b, c, ldc)
+    gemm_fallback(m, k, n, a, b, c, ldc, &mut |_, _| {})
 }

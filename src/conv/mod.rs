@@ -14,7 +14,8 @@ use crate::decouple::{Branch, Merged};
 use crate::error::{Error, Result};
 use crate::layer::{checked_len, ConvGeometry, ConvLayer, FeatureMap, Kernel, Order};
 use dw::PlaneGeom;
-use gemm::{gemm, DepthwiseB, Im2colB, MatB};
+use gemm::{gemm, gemm_then, DepthwiseB, Im2colB, MatB};
+use std::ops::Range;
 
 /// Checks that a feature map's data length matches its shape.
 fn check_map(x: &FeatureMap) -> Result<()> {
@@ -246,17 +247,6 @@ fn depthwise_acc(x: &FeatureMap, filters: &[f32], mult: usize, g: &PlaneGeom, y:
     }
 }
 
-/// `y[n] += Σ_t filter(n·T + t) ⋆ x[n·T + t]`: a depthwise op over N·T channels summed in groups of T
-/// (shapes already validated).
-fn depthwise_sum_acc(x: &FeatureMap, filters: &[f32], t: usize, g: &PlaneGeom, y: &mut FeatureMap) {
-    let (hw, k2, pout) = (x.h * x.w, g.kh * g.kw, g.ho * g.wo);
-    for (n, out) in y.data.chunks_exact_mut(pout).enumerate() {
-        for i in n * t..(n + 1) * t {
-            dw::plane_acc(&x.data[i * hw..][..hw], &filters[i * k2..][..k2], out, g, 0..g.ho);
-        }
-    }
-}
-
 /// Validates a pointwise op.
 fn check_pointwise(x: &FeatureMap, w: &[f32], out: usize, groups: usize, bias: Option<&[f32]>) -> Result<()> {
     check_map(x)?;
@@ -355,13 +345,66 @@ pub fn decoupled_forward(
     let m = merged;
     match m.order {
         Order::DwPw => dwpw_fused(x, m, bias, geom),
-        Order::PwDw => {
-            let mid = pointwise(x, &m.pw, m.n * m.t, m.groups, None)?;
-            let g = dw_geom(&mid, &m.dw, 1, m.kh, m.kw, geom)?;
-            let mut y = biased_output(m.n, g.ho, g.wo, None)?;
-            depthwise_sum_acc(&mid, &m.dw, m.t, &g, &mut y);
-            add_bias(&mut y, bias);
-            Ok(y)
+        Order::PwDw => pwdw_fused(x, m, bias, geom),
+    }
+}
+
+/// PW→DW with the depthwise run on each block of pointwise output columns (whole input rows)
+/// right after the GEMM finishes it, while it is still in cache. Equals
+/// `depthwise_sum(pointwise(x, pw, N·T, groups), dw, T) + bias` (shapes already validated).
+fn pwdw_fused(x: &FeatureMap, m: &Merged, bias: Option<&[f32]>, geom: &ConvGeometry) -> Result<FeatureMap> {
+    let nt = checked_len(&[m.n, m.t])?;
+    let mut mid = biased_output(nt, x.h, x.w, None)?;
+    let g = dw_geom(&mid, &m.dw, 1, m.kh, m.kw, geom)?;
+    let mut y = biased_output(m.n, g.ho, g.wo, bias)?;
+    let (hw, pout, k2) = (x.h * x.w, g.ho * g.wo, m.kh * m.kw);
+    let (cg, mg) = (m.c_total / m.groups, nt / m.groups);
+    for grp in 0..m.groups {
+        let b = MatB { data: &x.data[grp * cg * hw..][..cg * hw], ld: hw };
+        let out = &mut y.data[grp * (m.n / m.groups) * pout..][..(m.n / m.groups) * pout];
+        let filters = &m.dw[grp * mg * k2..][..mg * k2];
+        let a = &m.pw[grp * mg * cg..][..mg * cg];
+        let mut done = 0;
+        gemm_then(mg, cg, hw, a, &b, &mut mid.data[grp * mg * hw..][..mg * hw], hw, |c, j| {
+            let ready = rows_ready(&g, j, hw);
+            if ready > done {
+                depthwise_sum_rows(c, filters, m.t, &g, out, done..ready);
+                done = ready;
+            }
+        });
+    }
+    Ok(y)
+}
+
+/// Output rows whose every input row lies in the first `j` pixels (of `hw`) of the input planes.
+fn rows_ready(g: &PlaneGeom, j: usize, hw: usize) -> usize {
+    if j >= hw {
+        return g.ho;
+    }
+    // Complete input rows; output row oy needs input rows up to oy·sh + (kh−1)·dh − pad_top.
+    let complete = j / g.w;
+    let reach = (g.kh - 1) * g.dilation.0;
+    if complete + g.pad.0 < reach + 1 {
+        return 0;
+    }
+    ((complete + g.pad.0 - reach - 1) / g.stride.0 + 1).min(g.ho)
+}
+
+/// `out[n] rows` += Σ_t filter(n·T + t) ⋆ mid[n·T + t] for output rows `rows` (`mid` holds the
+/// group's N·T planes, `out` the group's N output planes).
+fn depthwise_sum_rows(
+    mid: &[f32],
+    filters: &[f32],
+    t: usize,
+    g: &PlaneGeom,
+    out: &mut [f32],
+    rows: Range<usize>,
+) {
+    let (hw, k2, pout) = (g.h * g.w, g.kh * g.kw, g.ho * g.wo);
+    for (n, plane) in out.chunks_exact_mut(pout).enumerate() {
+        let dst = &mut plane[rows.start * g.wo..rows.end * g.wo];
+        for i in n * t..(n + 1) * t {
+            dw::plane_acc(&mid[i * hw..][..hw], &filters[i * k2..][..k2], dst, g, rows.clone());
         }
     }
 }

@@ -158,6 +158,35 @@ test('default view: every control and plot, non-blank canvases, numbers of the c
   await p.context.close();
 });
 
+test('measured speed-up and GMAC/s of the worker\'s forwards are shown and consistent', async () => {
+  const p = await openPage('?example=vgg16bn_conv3_2&t=2&order=dw-pw');
+  const { page } = p;
+  await page.waitForFunction(() => /GMAC/.test(document.querySelector('[data-testid="gmacs"]')?.textContent ?? ''), null, {
+    timeout: TIMEOUT,
+  });
+  const speedup = await text(page, 'measured-speedup');
+  assert.match(speedup, /^\d+\.\d\d×$/);
+  const [, origMs, decMs] = (await text(page, 'measured')).match(/original ([\d.]+) ms, decoupled ([\d.]+) ms/);
+  // Same ratio as the two times shown (rounded to 0.1 ms there).
+  const ratio = Number(origMs) / Number(decMs);
+  assert.ok(Math.abs(Number(speedup.slice(0, -1)) - ratio) <= 0.05 * ratio + 0.01, `${speedup} vs ${origMs}/${decMs}`);
+  assert.ok(ratio > 0.3 && ratio < 20, `measured speed-up ${ratio} is sane`);
+  const [, og, dg] = (await text(page, 'gmacs')).match(/original ([\d.]+), decoupled ([\d.]+) GMAC\/s/);
+  // Hand-computed MACs of conv3_2 (256→256 3×3, stride 1) on the input shown: 256·256·9·H·W;
+  // DW→PW at T = 2: 256·2·(9 + 256)·H·W.
+  const [, h, w] = (await page.locator('p.source', { hasText: 'Input' }).innerText()).match(/Input \d+×(\d+)×(\d+)/);
+  const hw = Number(h) * Number(w);
+  const wantOrig = (256 * 256 * 9 * hw) / Number(origMs) / 1e6;
+  const wantDec = (256 * 2 * (9 + 256) * hw) / Number(decMs) / 1e6;
+  assert.ok(Math.abs(Number(og) - wantOrig) <= 0.1 * wantOrig + 0.1, `original ${og} GMAC/s vs ${wantOrig}`);
+  assert.ok(Math.abs(Number(dg) - wantDec) <= 0.1 * wantDec + 0.1, `decoupled ${dg} GMAC/s vs ${wantDec}`);
+  assert.ok(Number(og) > 0.05 && Number(og) < 500 && Number(dg) > 0.05 && Number(dg) < 500, 'sane GMAC/s');
+  figures.measured_speedup_t2 = ratio;
+  figures.gmacs = { original: Number(og), decoupled: Number(dg) };
+  await noProblems(p);
+  await p.context.close();
+});
+
 test('slider, keyboard and ordering change T and the weight error as the core says', async () => {
   const p = await openPage('?example=vgg16bn_conv3_2&t=3&order=dw-pw');
   const { page } = p;

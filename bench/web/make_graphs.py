@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Inputs for the browser benchmark (scripts/bench-browser.sh): ONNX graphs, the input and numpy's
+native decoupling times, written to OUT_DIR (default target/bench-web/data).
+
+- x.npy: the 1x256x56x56 input (float32, fixed seed).
+- regular.onnx: the VGG16-BN conv3_2 layer (assets/, 256->256 3x3, padding 1) as one Conv node.
+- dw-pw_T{1,2,4}.onnx: Conv(C -> C*T, group C) then 1x1 Conv(C*T -> N); pw-dw_T{1,2,4}.onnx:
+  1x1 Conv(C -> N*T) then Conv(N*T -> N, group N). The factors come from numpy's SVD of the
+  slices (METHOD.md), independently of ndlab: both compute conv(x, W_T), so their outputs must agree.
+- w512.npy: a 512x512x3x3 He-scaled Gaussian kernel for the decoupling timings.
+- numpy.json: numpy's median time of np.linalg.svd on the stacked slices (float64, factors
+  requested, one thread) for the 256 and 512 layers in both orders.
+
+Weights are graph initializers (so onnxruntime can pre-pack them, as in real use).
+Usage: python3 bench/web/make_graphs.py [OUT_DIR]
+"""
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+    os.environ[var] = "1"
+
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAYER = os.path.join(ROOT, "assets/layers/craft_vgg16bn_conv3_2_256x256x3x3.npy")
+H = W = 56
+TS = (1, 2, 4)
+
+
+def conv(name, x, w, out, group=1, pad=0):
+    return helper.make_node("Conv", [x, w], [out], name=name, group=group, pads=[pad] * 4,
+                            strides=[1, 1], dilations=[1, 1])
+
+
+def save(path, nodes, inits, c, n):
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, H, W])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n, H, W])],
+        [numpy_helper.from_array(a.astype(np.float32), k) for k, a in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def dwpw_factors(k, t):
+    """DW->PW: slice c is W[:, c] as N x K^2; dw row c*T+i = v_i, pw[n, c*T+i] = s_i u_i[n]."""
+    n, c, kh, kw = k.shape
+    m = np.transpose(k.astype(np.float64), (1, 0, 2, 3)).reshape(c, n, kh * kw)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    dw = vt[:, :t, :].reshape(c * t, 1, kh, kw)
+    pw = (u[:, :, :t] * s[:, None, :t]).transpose(1, 0, 2).reshape(n, c * t, 1, 1)
+    return dw, pw
+
+
+def pwdw_factors(k, t):
+    """PW->DW: slice n is W[n] as C x K^2; pw row n*T+i = s_i u_i, dw filter (n, i) = v_i."""
+    n, c, kh, kw = k.shape
+    m = k.astype(np.float64).reshape(n, c, kh * kw)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    pw = (u[:, :, :t] * s[:, None, :t]).transpose(0, 2, 1).reshape(n * t, c, 1, 1)
+    dw = vt[:, :t, :].reshape(n, t, kh, kw)
+    return dw, pw
+
+
+def times_ms(fn, repeat=9):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, min(times) * 1e3
+
+
+def svd_times(k):
+    """(median, min) ms of np.linalg.svd on the stacked slices, per order."""
+    k64 = k.astype(np.float64)
+    n, c = k.shape[:2]
+    dwpw = lambda: np.linalg.svd(np.transpose(k64, (1, 0, 2, 3)).reshape(c, n, 9), full_matrices=False)
+    pwdw = lambda: np.linalg.svd(k64.reshape(n, c, 9), full_matrices=False)
+    return {"dw-pw": times_ms(dwpw), "pw-dw": times_ms(pwdw)}
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/bench-web/data")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(0)
+    k = np.load(LAYER).astype(np.float32)
+    n, c = k.shape[:2]
+    x = rng.standard_normal((1, c, H, W)).astype(np.float32)
+    np.save(os.path.join(out, "x.npy"), x[0])
+    save(os.path.join(out, "regular.onnx"), [conv("conv", "x", "k", "y", pad=1)], {"k": k}, c, n)
+    for t in TS:
+        dw, pw = dwpw_factors(k, t)
+        save(os.path.join(out, f"dw-pw_T{t}.onnx"),
+             [conv("dw", "x", "dw_w", "mid", group=c, pad=1), conv("pw", "mid", "pw_w", "y")],
+             {"dw_w": dw, "pw_w": pw}, c, n)
+        dw, pw = pwdw_factors(k, t)
+        save(os.path.join(out, f"pw-dw_T{t}.onnx"),
+             [conv("pw", "x", "pw_w", "mid"), conv("dw", "mid", "dw_w", "y", group=n, pad=1)],
+             {"dw_w": dw, "pw_w": pw}, c, n)
+    w512 = (rng.standard_normal((512, 512, 3, 3)) * np.sqrt(2 / (512 * 9))).astype(np.float32)
+    np.save(os.path.join(out, "w512.npy"), w512)
+    t256, t512 = svd_times(k), svd_times(w512)
+    pick = lambda t, i: {o: v[i] for o, v in t.items()}
+    info = {"numpy": np.__version__, "onnx": onnx.__version__,
+            "svd_ms": {"256": pick(t256, 0), "512": pick(t512, 0)},
+            "svd_min_ms": {"256": pick(t256, 1), "512": pick(t512, 1)}}
+    with open(os.path.join(out, "numpy.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main()

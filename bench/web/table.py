@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Markdown tables from the benchmark JSON (scripts/bench-browser.sh, scripts/bench-native.sh).
+Usage: python3 bench/web/table.py target/bench-web/result.json   (or native.json)"""
+import json
+import sys
+
+
+def main():
+    r = json.load(open(sys.argv[1]))
+    peer = "onnxruntime-web" if "user_agent" in r else "onnxruntime"
+    key = "ort_web_ms" if "user_agent" in r else "ort_ms"
+    print(f"| graph | MACs | ndlab ms (min) | {peer} ms (min) | ours/peer throughput, median (min) "
+          f"| ndlab GMAC/s | peer GMAC/s | measured / theoretical speed-up | max rel diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for f in r["forward"]:
+        m = f.get("min", {})
+        peer_min = m.get(key, float("nan"))
+        thr_min = peer_min / m["ndlab_ms"] if "ndlab_ms" in m else float("nan")
+        mt = f["ndlab_measured_speedup"] / f["theoretical_speedup"]
+        print(f"| {f['graph']} | {f['macs'] / 1e9:.2f} G | {f['ndlab_ms']:.1f} ({m.get('ndlab_ms', float('nan')):.1f}) "
+              f"| {f[key]:.1f} ({peer_min:.1f}) | {f['throughput_vs_ort']:.2f} ({thr_min:.2f}) "
+              f"| {f['ndlab_gmacs']:.2f} | {f['ort_gmacs']:.2f} "
+              f"| {f['ndlab_measured_speedup']:.2f} / {f['theoretical_speedup']:.2f} = {mt:.2f} | {f['max_rel_diff']:.1e} |")
+    print()
+    print("| decoupling | ndlab ms, median (min) | numpy native ms, median (min) | ratio, median (min) |")
+    print("|---|---|---|---|")
+    np_key = "numpy_native_ms" if "user_agent" in r else "numpy_ms"
+    for size, row in r["decouple"].items():
+        for order, x in row.items():
+            m = x["min"]
+            print(f"| {size}→{size} 3×3 {order} | {x['ndlab_ms']:.1f} ({m['ndlab_ms']:.1f}) "
+                  f"| {x[np_key]:.1f} ({m[np_key]:.1f}) | {x['ratio_vs_numpy']:.2f} ({m['ratio_vs_numpy']:.2f}) |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The browser benchmark in one command: ndlab (wasm32 + SIMD128, one thread) against
+# onnxruntime-web (npm, wasm backend, SIMD, numThreads = 1) in headless Chromium, on the same
+# layer, input and graphs; prints JSON (also written to target/bench-web/result.json).
+#   bash scripts/bench-browser.sh [--repeat N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+[ -d node_modules/onnxruntime-web ] || npm ci --no-audit --no-fund >&2
+OUT=target/bench-web
+echo "==> ONNX graphs, input and numpy timings (bench/web/make_graphs.py)" >&2
+python3 bench/web/make_graphs.py "$OUT/data" >&2
+echo "==> ndlab benchmark module (examples/bench_web.rs, wasm32 release)" >&2
+cargo build --release --target wasm32-unknown-unknown --example bench_web >&2
+wasm-bindgen --target web --no-typescript --out-dir "$OUT/pkg" \
+  target/wasm32-unknown-unknown/release/examples/bench_web.wasm >&2
+echo "==> running in headless Chromium" >&2
+node bench/web/run.mjs --out "$OUT/result.json" "$@"
