@@ -531,8 +531,25 @@ pub fn family_mathml(
 #[component]
 fn Family() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    // Memos: the formulas are rebuilt only when T, the budget or the layer's shape change.
-    let t_memo = Memo::new(move |_| ctx.state.with(|s| s.t));
+    // Memos: the formulas are rebuilt only when T, the budget or the layer's shape change. They
+    // follow T once it settles (no change for 250 ms): laying out MathML again on every step of
+    // a slider drag would take longer than a frame, and the plots must move with the slider.
+    let t_live = Memo::new(move |_| ctx.state.with(|s| s.t));
+    let t_memo = RwSignal::new(ctx.state.with_untracked(|s| s.t));
+    let generation = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        let t = t_live.get();
+        let mine = generation.get_value().wrapping_add(1);
+        generation.set_value(mine);
+        set_timeout(
+            move || {
+                if generation.get_value() == mine && t_memo.get_untracked() != t {
+                    t_memo.set(t);
+                }
+            },
+            std::time::Duration::from_millis(250),
+        );
+    });
     let x_memo = Memo::new(move |_| ctx.state.with(|s| s.speedup));
     let dims = Memo::new(move |_| {
         ctx.layer.with(|l| l.as_ref().map(|l| Dims { n: l.n, c: l.c, kh: l.kh, kw: l.kw }))

@@ -581,7 +581,12 @@ fn PlotCard(
             Ok(()) => {
                 drawn.set(ok);
                 if ok {
-                    let _ = el.set_attribute("data-drawn-ms", &format!("{:.2}", now_ms() - start));
+                    let ms = format!("{:.2}", now_ms() - start);
+                    let _ = el.set_attribute("data-drawn-ms", &ms);
+                    let _ = el.set_attribute("data-base-ms", &ms);
+                    let n =
+                        el.get_attribute("data-base-draws").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+                    let _ = el.set_attribute("data-base-draws", &(n + 1).to_string());
                     if which == Which::Maps {
                         let t = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| f.t).unwrap_or(0));
                         let _ = el.set_attribute("data-t", &t.to_string());
@@ -608,7 +613,9 @@ fn PlotCard(
             ctx.error.set(Some(format!("{title}: {e}")));
             return;
         }
-        let _ = base.set_attribute("data-drawn-ms", &format!("{:.2}", now_ms() - start));
+        let ms = format!("{:.2}", now_ms() - start);
+        let _ = base.set_attribute("data-drawn-ms", &ms);
+        let _ = base.set_attribute("data-marks-ms", &ms);
     });
     let export = move |_| {
         let svg = to_svg(900, 560, |area| draw_chart(ctx, which, area, ChartLayer::All).map(|_| ()));

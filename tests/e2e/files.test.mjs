@@ -59,7 +59,18 @@ async function openPage() {
     d.dismiss();
   });
   page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker: ${m.text()}`)));
-  context.on('request', (r) => loaded && requests.push(r.url()));
+  // After the page has loaded, the only requests allowed are GETs of the app's own code files
+  // (a re-created Web Worker loads its script and wasm again: the relatives worker is re-created
+  // to cancel a comparison). Anything else (a POST, a query string, a data file, another path
+  // or host) would be data leaving the machine and is recorded.
+  const ownCode = new Set(['ndlab-worker_loader.js', 'ndlab-worker.js', 'ndlab-worker_bg.wasm']);
+  context.on('request', (r) => {
+    if (!loaded) return;
+    const u = new URL(r.url());
+    const file = u.pathname.replace(/^\/ndlab\//, '');
+    const code = r.method() === 'GET' && u.origin === new URL(server.url).origin && !u.search && ownCode.has(file);
+    if (!code) requests.push(`${r.method()} ${r.url()}`);
+  });
   await page.goto(server.url);
   await page.waitForSelector('body[data-ready="1"]', { timeout: TIMEOUT });
   loaded = true;
