@@ -1,7 +1,7 @@
 // End-to-end tests of "bring your own model" (issue 4): a file dropped on the page or picked with
 // the file button is listed, a layer picked from it is loaded into the lab with every plot, its
 // weight error agrees with numpy, no network request happens while it is used, hostile files give
-// one message each and leave the loaded layer working, and a 340 MB file does not freeze the page.
+// one message each and leave the loaded layer working, and a 508 MB file does not freeze the page.
 // Run: `trunk build --release --public-url /ndlab/ && node --test tests/e2e/files.test.mjs`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,17 +59,23 @@ async function openPage() {
     d.dismiss();
   });
   page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker: ${m.text()}`)));
-  // After the page has loaded, the only requests allowed are GETs of the app's own code files
-  // (a re-created Web Worker loads its script and wasm again: the relatives worker is re-created
-  // to cancel a comparison). Anything else (a POST, a query string, a data file, another path
-  // or host) would be data leaving the machine and is recorded.
-  const ownCode = new Set(['ndlab-worker_loader.js', 'ndlab-worker.js', 'ndlab-worker_bg.wasm']);
+  // After the page has loaded, the only requests allowed are GETs of the app's own static files
+  // (no query string, an existing file of dist/): a re-created Web Worker loads its script and
+  // wasm again (the relatives worker is re-created to cancel a comparison) and may fetch the
+  // built-in layer and network it works on. Anything else (a POST, a query, a path that is not
+  // one of the app's files, another host) could carry data off the machine and is recorded.
   context.on('request', (r) => {
     if (!loaded) return;
     const u = new URL(r.url());
-    const file = u.pathname.replace(/^\/ndlab\//, '');
-    const code = r.method() === 'GET' && u.origin === new URL(server.url).origin && !u.search && ownCode.has(file);
-    if (!code) requests.push(`${r.method()} ${r.url()}`);
+    const file = decodeURIComponent(u.pathname.replace(/^\/ndlab\//, ''));
+    const own =
+      r.method() === 'GET' &&
+      u.origin === new URL(server.url).origin &&
+      !u.search &&
+      !file.includes('..') &&
+      file !== '' &&
+      existsSync(join(ROOT, 'dist', file));
+    if (!own) requests.push(`${r.method()} ${r.url()}`);
   });
   await page.goto(server.url);
   await page.waitForSelector('body[data-ready="1"]', { timeout: TIMEOUT });
@@ -198,6 +204,29 @@ test('dropped safetensors: every layer listed, a picked layer fills the lab, num
   assert.deepEqual(p.requests, [], 'no network request after the page loaded');
   assert.deepEqual(p.problems, []);
   assert.equal(await page.locator('[data-testid="load-error"]').count(), 0);
+  await p.context.close();
+});
+
+test('.npz and .npy files: listed, loaded, weight error as the command line in the page\'s ordering', async () => {
+  const p = await openPage();
+  const { page } = p;
+  const cases = [
+    [join(CORPUS, 'good.npz'), 'good.npz', 'conv1.weight'],
+    [join(ROOT, 'assets/layers/mtcnn_onet_conv1_32x3x3x3.npy'), 'mtcnn_onet_conv1_32x3x3x3.npy', 'mtcnn_onet_conv1_32x3x3x3'],
+  ];
+  for (const [path, name, layer] of cases) {
+    await drop(page, path, name);
+    const opts = await layerOptions(page, 1);
+    assert.equal(opts[0][0], layer, `${name} lists its one conv layer`);
+    await pickLayer(page, layer);
+    const q = new URLSearchParams(await page.evaluate(() => location.search));
+    const order = q.get('order') ?? 'dw-pw';
+    const want = cliErrors(path, layer, ['--order', order]);
+    const t = Math.min(Number(q.get('t') ?? 1), want.full_rank);
+    await waitText(page, 'weight-error', want.rel_weight_error[t - 1].toFixed(4));
+  }
+  assert.deepEqual(p.requests, []);
+  assert.deepEqual(p.problems, []);
   await p.context.close();
 });
 
@@ -357,10 +386,10 @@ test('hostile files: one message each, names shown as text, the loaded layer kee
   await p.context.close();
 });
 
-test('a 340 MB safetensors file: listed, its small layer loaded, the big one refused, the page never freezes', async () => {
+test('a 508 MB safetensors file: listed, its small layer loaded, the big one refused, the page never freezes', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ndlab-e2e-'));
   const path = join(dir, 'big.safetensors');
-  const big = [1024, 1024, 9, 9];
+  const big = [1024, 1024, 11, 11]; // 507.5 MB of f32
   const bigBytes = big.reduce((a, b) => a * b) * 4;
   const small = Float32Array.from({ length: 16 * 3 * 3 * 3 }, (_, i) => Math.sin(i * 0.7));
   const header = JSON.stringify({
@@ -391,7 +420,7 @@ test('a 340 MB safetensors file: listed, its small layer loaded, the big one ref
     await page.setInputFiles('[data-testid="file-input"]', path);
     const opts = await layerOptions(page, 2);
     figures.bigListMs = Date.now() - t0;
-    assert.match(opts[0][1], /^big — 1024×1024×9×9 float32 .* over the size limit$/);
+    assert.match(opts[0][1], /^big — 1024×1024×11×11 float32 .* over the size limit$/);
     await pickLayer(page, 'small');
     figures.bigSmallLayerMs = Date.now() - t0;
     const want = numpyErrors(path, 'small', 'dw-pw');
@@ -399,7 +428,7 @@ test('a 340 MB safetensors file: listed, its small layer loaded, the big one ref
     await waitText(page, 'weight-error', want[Math.min(t, want.length) - 1].toFixed(4));
     await page.selectOption('[data-testid="layer-select"]', 'big');
     await page.waitForFunction(
-      () => /tensor 'big' holds 339\.7 MB, over the 256 MB limit/.test(document.querySelector('[data-testid="load-error"]')?.textContent ?? ''),
+      () => /tensor 'big' holds 507\.5 MB, over the 256 MB limit/.test(document.querySelector('[data-testid="load-error"]')?.textContent ?? ''),
       null,
       { timeout: TIMEOUT },
     );
@@ -407,7 +436,7 @@ test('a 340 MB safetensors file: listed, its small layer loaded, the big one ref
     const { longTasks, frames } = await page.evaluate(() => ({ longTasks: window.__longTasks, frames: window.__frames }));
     figures.bigLongestTaskMs = Math.max(0, ...longTasks);
     figures.bigFrames = frames;
-    // Not a speed figure: a tab frozen by reading 340 MB on the main thread would block for seconds.
+    // Not a speed figure: a tab frozen by reading 508 MB on the main thread would block for seconds.
     assert.ok(figures.bigLongestTaskMs < 1000, `longest main-thread task ${figures.bigLongestTaskMs} ms`);
     assert.ok(frames > 5, `${frames} animation frames while loading`);
     assert.deepEqual(p.requests, []);
