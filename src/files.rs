@@ -7,10 +7,10 @@
 //! carry a file: the link keeps the built-in example and the settings).
 
 use crate::cost::CostModel;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::examples::Rng;
 use crate::formats::{
-    inspect_source, load_layer_source, ByteSource, LayerEntry, Layout, Skipped, WithProgress,
+    inspect_conv_source, load_layer_source, ByteSource, LayerEntry, Layout, Skipped, WithProgress,
     MAX_TENSOR_BYTES,
 };
 use crate::layer::{ConvGeometry, ConvLayer, FeatureMap, Kernel};
@@ -112,13 +112,7 @@ pub fn file_layer(e: &LayerEntry, hw: (usize, usize)) -> FileLayer {
 /// Lists a file's conv layers (reads headers, graphs and directories only). A file without any
 /// conv layer is an error that says what it holds instead.
 pub fn list_file(src: &dyn ByteSource, file_name: &str, layout: Layout) -> Result<FileListing> {
-    let listing = inspect_source(src, file_name, layout)?;
-    if listing.layers.is_empty() {
-        let why: Vec<String> =
-            listing.skipped.iter().take(5).map(|s| format!("'{}': {}", s.name, s.reason)).collect();
-        let detail = if why.is_empty() { "the file holds no tensors".to_string() } else { why.join("; ") };
-        return Err(Error::Format(format!("no conv layer (4-D weight) in '{file_name}': {detail}")));
-    }
+    let listing = inspect_conv_source(src, file_name, layout)?;
     let hw = STATED_INPUT_HW;
     let raw = !matches!(listing.format, crate::formats::Format::Onnx | crate::formats::Format::TorchZip);
     Ok(FileListing {

@@ -225,6 +225,12 @@ pub fn list_layers(bytes: &[u8], file_name: &str, layout: Layout) -> Result<Vec<
 
 /// [`list_layers`] on a random-access source.
 pub fn list_layers_source(src: &dyn ByteSource, file_name: &str, layout: Layout) -> Result<Vec<LayerEntry>> {
+    Ok(inspect_conv_source(src, file_name, layout)?.layers)
+}
+
+/// [`inspect_source`] of a file that must hold a conv layer: a file without any is an error that
+/// says what it holds instead.
+pub fn inspect_conv_source(src: &dyn ByteSource, file_name: &str, layout: Layout) -> Result<Listing> {
     let listing = inspect_source(src, file_name, layout)?;
     if listing.layers.is_empty() {
         let why: Vec<String> =
@@ -232,7 +238,7 @@ pub fn list_layers_source(src: &dyn ByteSource, file_name: &str, layout: Layout)
         let detail = if why.is_empty() { "the file holds no tensors".to_string() } else { why.join("; ") };
         return Err(Error::Format(format!("no conv layer (4-D weight) in '{file_name}': {detail}")));
     }
-    Ok(listing.layers)
+    Ok(listing)
 }
 
 /// Decodes one conv layer: its weight (converted to f32, OIHW), its bias, and its geometry (the file's,
