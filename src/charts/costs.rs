@@ -92,12 +92,14 @@ fn cost_legend(data: &CostData, style: &ChartStyle) -> Vec<LegendItem> {
         color: style.order_color(s.order),
         dots: true,
         vertical: false,
+        band: 0.0,
     });
     let breaks = data.series.iter().filter(|s| s.break_even_t.is_finite()).map(|s| LegendItem {
         label: format!("break-even {} T = {:.2}", s.order.label(), s.break_even_t),
         color: style.order_color_light(s.order),
         dots: false,
         vertical: true,
+        band: 0.0,
     });
     lines.chain(breaks).collect()
 }

@@ -316,12 +316,19 @@ pub(crate) struct LegendItem {
     pub dots: bool,
     /// A vertical swatch (for vertical marks).
     pub vertical: bool,
+    /// A shaded block drawn at this opacity (for bands); 0 for none.
+    pub band: f64,
 }
 
 impl LegendItem {
     /// The entry of a line.
     pub fn line(l: &Line) -> Self {
-        LegendItem { label: l.label.clone(), color: l.color, dots: l.dots, vertical: false }
+        LegendItem { label: l.label.clone(), color: l.color, dots: l.dots, vertical: false, band: 0.0 }
+    }
+
+    /// The entry of a band.
+    pub fn band(b: &Band) -> Self {
+        LegendItem { label: b.label.clone(), color: b.color, dots: false, vertical: false, band: b.opacity }
     }
 
     /// Width in pixels: swatch, gap, text at about 0.62 em per character (generous: capitals and
@@ -371,7 +378,10 @@ pub(crate) fn draw_legend_strip<DB: DrawingBackend>(
         let y = r as i32 * line_h + line_h / 2;
         for item in row.iter().filter_map(|&i| items.get(i)) {
             let c = item.color.filled();
-            if item.vertical {
+            if item.band > 0.0 {
+                let fill = item.color.mix(item.band).filled();
+                bottom.draw(&Rectangle::new([(x, y - 5), (x + 20, y + 5)], fill)).map_err(err)?;
+            } else if item.vertical {
                 bottom.draw(&Rectangle::new([(x + 8, y - 7), (x + 10, y + 7)], c)).map_err(err)?;
             } else {
                 bottom.draw(&Rectangle::new([(x, y - 1), (x + 20, y + 2)], c)).map_err(err)?;

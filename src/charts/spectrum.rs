@@ -1,6 +1,6 @@
 //! Singular-value spectra of all slices: median and 10–90 % band of σ_k / ‖M_s‖_F vs k.
 
-use super::lines::{draw_panel, t_range, Band, Line, Panel, VMark};
+use super::lines::{draw_legend_strip, draw_panel, t_range, Band, LegendItem, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
 use crate::decouple::Decomposition;
 use crate::layer::Order;
@@ -144,7 +144,11 @@ pub fn draw_spectrum<DB: DrawingBackend>(
             in_legend: false,
         }],
         hmarks: vec![],
-        legend: Some(SeriesLabelPosition::UpperRight),
+        legend: None,
     };
-    draw_panel(area, &panel, style)
+    // The legend goes below the plot: the T marker moves across the whole plot.
+    let mut items: Vec<LegendItem> = panel.bands.iter().map(LegendItem::band).collect();
+    items.extend(panel.lines.iter().map(LegendItem::line));
+    let plot = draw_legend_strip(area, &items, style)?;
+    draw_panel(&plot, &panel, style)
 }
