@@ -557,6 +557,7 @@ fn PlotCard(
     let canvas = NodeRef::<html::Canvas>::new();
     let overlay = NodeRef::<html::Canvas>::new();
     let drawn = RwSignal::new(false);
+    let base_draws = StoredValue::new(0u32);
     // Memos: an effect that read `state` directly would rerun on every change of any setting.
     let t = Memo::new(move |_| ctx.state.with(|s| s.t));
     let order = Memo::new(move |_| ctx.state.with(|s| s.order));
@@ -584,9 +585,9 @@ fn PlotCard(
                     let ms = format!("{:.2}", now_ms() - start);
                     let _ = el.set_attribute("data-drawn-ms", &ms);
                     let _ = el.set_attribute("data-base-ms", &ms);
-                    let n =
-                        el.get_attribute("data-base-draws").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-                    let _ = el.set_attribute("data-base-draws", &(n + 1).to_string());
+                    // Counted for the e2e check that a T change leaves layered bases alone.
+                    base_draws.update_value(|n| *n += 1);
+                    let _ = el.set_attribute("data-base-draws", &base_draws.get_value().to_string());
                     if which == Which::Maps {
                         let t = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| f.t).unwrap_or(0));
                         let _ = el.set_attribute("data-t", &t.to_string());

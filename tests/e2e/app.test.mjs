@@ -206,12 +206,19 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
       ),
     );
   const shotsBefore = await pixels();
+  // Layered charts keep their base on a T change: only their marks overlay is redrawn.
+  const baseDraws = () =>
+    page.evaluate(() =>
+      ['spectrum', 'error', 'cost', 'outerr'].map((c) => document.querySelector(`canvas.plot-${c}`).dataset.baseDraws),
+    );
+  const drawsBefore = await baseDraws();
   await page.getByTestId('t-slider').fill('5');
   assert.equal(await page.getByTestId('t-slider').getAttribute('aria-valuetext'), 'T = 5 of 9');
   await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 5);
   assert.notEqual(await text(page, 'weight-error'), before);
   assert.equal(await text(page, 'speedup'), '1.74×');
   const shotsAfter = await pixels();
+  assert.deepEqual(await baseDraws(), drawsBefore, 'a T change redrew the base of a layered chart');
   for (const chart of ['spectrum', 'error', 'cost', 'filters', 'outerr']) {
     assert.notEqual(shotsAfter[chart], shotsBefore[chart], `${chart} did not redraw for T = 5`);
   }
