@@ -116,10 +116,14 @@ impl Loaded {
 /// Input activations and the original layer's output on them (both cached until the layer or
 /// image changes).
 struct Prepared {
+    summary: InputSummary,
     input: FeatureMap,
     reference: FeatureMap,
     original_ms: f64,
     curves: HashMap<Order, Vec<f64>>,
+    /// The last forward result (asked again when the page repeats a request the worker already
+    /// answered on its own at start-up).
+    forward: Option<ForwardResult>,
 }
 
 /// The engine behind the worker.
@@ -128,6 +132,8 @@ pub struct Engine {
     assets: HashMap<String, Vec<u8>>,
     loaded: Option<Loaded>,
     image: Option<RgbaImage>,
+    /// The built-in image id `image` was decoded from (None for the page's RGBA).
+    image_key: Option<String>,
     prepared: Option<Prepared>,
     vgg: Option<VggPrefix>,
     /// The file handed over for the next [`RequestBody::OpenFile`].
@@ -146,6 +152,7 @@ impl Engine {
             assets: HashMap::new(),
             loaded: None,
             image: None,
+            image_key: None,
             prepared: None,
             vgg: None,
             pending_file: None,
@@ -160,6 +167,12 @@ impl Engine {
         let (example, image_set) = match body {
             RequestBody::LoadExample { example, .. } => (examples::find(example), self.image.is_some()),
             RequestBody::LoadImage { .. } => (self.loaded.as_ref().and_then(|l| l.example()), true),
+            RequestBody::LoadBuiltinImage { image } => {
+                if let Some(info) = self.image_to_decode(image) {
+                    paths.push(info.path.to_string());
+                }
+                (self.loaded.as_ref().and_then(|l| l.example()), true)
+            }
             _ => (None, false),
         };
         if let Some(ex) = example {
@@ -184,13 +197,30 @@ impl Engine {
     /// before any image is set): a host may start downloading them while the engine works.
     pub fn assets_to_prefetch(&self, body: &RequestBody) -> Vec<String> {
         let mut paths = Vec::new();
-        if let RequestBody::LoadExample { example, .. } = body {
-            if examples::find(example).is_some_and(needs_model) && self.vgg.is_none() {
+        match body {
+            RequestBody::LoadExample { example, .. }
+                if examples::find(example).is_some_and(needs_model) && self.vgg.is_none() =>
+            {
                 paths.push(MODEL_ASSET.to_string());
             }
+            RequestBody::LoadBuiltinImage { image } => {
+                if let Some(info) = self.image_to_decode(image) {
+                    paths.push(info.path.to_string());
+                }
+            }
+            _ => {}
         }
         paths.retain(|p| !self.assets.contains_key(p));
         paths
+    }
+
+    /// The built-in image `id` when it is not the current image already (None when it is, or
+    /// when no such image exists: the request then fails with a message).
+    fn image_to_decode(&self, id: &str) -> Option<&'static examples::ImageInfo> {
+        if self.image.is_some() && self.image_key.as_deref() == Some(id) {
+            return None;
+        }
+        examples::IMAGES.iter().find(|i| i.id == id)
     }
 
     /// Hands over the bytes of a file listed by [`Engine::assets_needed`].
@@ -230,12 +260,17 @@ impl Engine {
                 let mut report = |stage: &str, fraction: f64| {
                     emit(ResponseBody::Progress { stage: stage.to_string(), fraction });
                 };
-                Ok(ResponseBody::Input(self.prepare(&mut report)?))
+                Ok(ResponseBody::Input(self.ensure_prepared(&mut report)?))
             }
             RequestBody::LoadImage { rgba, width, height } => {
                 self.image = Some(RgbaImage::new(rgba, width, height)?);
+                self.image_key = None;
                 self.prepared = None;
                 Ok(ResponseBody::Input(self.prepare(report)?))
+            }
+            RequestBody::LoadBuiltinImage { image } => {
+                self.load_builtin_image(&image)?;
+                Ok(ResponseBody::Input(self.ensure_prepared(report)?))
             }
             RequestBody::Slice { order, slice } => {
                 Ok(ResponseBody::Slice(Box::new(self.slice(order, slice)?)))
@@ -265,9 +300,13 @@ impl Engine {
         report: &mut dyn FnMut(&str, f64),
     ) -> Result<LayerSummary> {
         let info = examples::find(id).ok_or_else(|| Error::Param(format!("unknown example '{id}'")))?;
-        report("reading the layer", 0.0);
-        let layer = self.build_layer(info)?;
-        self.install(Origin::Example(info), layer, report)?;
+        // Already loaded (the worker loads the address's example on its own at start-up): its
+        // decompositions and prepared input stay.
+        if self.loaded.as_ref().and_then(|l| l.example()).is_none_or(|e| e.id != info.id) {
+            report("reading the layer", 0.0);
+            let layer = self.build_layer(info)?;
+            self.install(Origin::Example(info), layer, report)?;
+        }
         let mut summary = self.summary()?;
         if let Some((order, index)) = slice {
             let count =
@@ -401,6 +440,34 @@ impl Engine {
         ConvLayer::new(kernel, None, info.geometry())
     }
 
+    /// Decodes the built-in image `id` (provided with [`Engine::provide`]) and makes it the
+    /// current image, unless it already is.
+    fn load_builtin_image(&mut self, id: &str) -> Result<()> {
+        if self.image.is_some() && self.image_key.as_deref() == Some(id) {
+            return Ok(());
+        }
+        let info = examples::IMAGES
+            .iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| Error::Param(format!("unknown image '{id}'")))?;
+        let bytes = self
+            .assets
+            .remove(info.path)
+            .ok_or_else(|| Error::Param(format!("file {} was not provided", info.path)))?;
+        self.image = Some(crate::picture::rgba_from_png(&bytes, crate::picture::PAGE_SIDE)?);
+        self.image_key = Some(id.to_string());
+        self.prepared = None;
+        Ok(())
+    }
+
+    /// The prepared input's summary, preparing it first if the layer or image changed.
+    fn ensure_prepared(&mut self, report: &mut dyn FnMut(&str, f64)) -> Result<InputSummary> {
+        match &self.prepared {
+            Some(p) => Ok(p.summary.clone()),
+            None => self.prepare(report),
+        }
+    }
+
     /// Computes the input activations for the current layer and image, and the original output.
     fn prepare(&mut self, report: &mut dyn FnMut(&str, f64)) -> Result<InputSummary> {
         let info = self.loaded.as_ref().ok_or_else(no_layer)?.example();
@@ -439,7 +506,14 @@ impl Engine {
         let reference = crate::conv::layer_forward(&input, &l.layer)?;
         let original_ms = (self.clock)() - start;
         let summary = InputSummary { c: input.c, h: input.h, w: input.w, description, prefix_ms };
-        self.prepared = Some(Prepared { input, reference, original_ms, curves: HashMap::new() });
+        self.prepared = Some(Prepared {
+            summary: summary.clone(),
+            input,
+            reference,
+            original_ms,
+            curves: HashMap::new(),
+            forward: None,
+        });
         Ok(summary)
     }
 
@@ -486,6 +560,11 @@ impl Engine {
                 p.reference.c
             )));
         }
+        if let Some(f) =
+            p.forward.as_ref().filter(|f| (f.t, f.order, f.out_channel) == (t, order, out_channel))
+        {
+            return Ok(f.clone());
+        }
         let merged = dec.merged(t)?;
         let start = (self.clock)();
         let y =
@@ -493,7 +572,7 @@ impl Engine {
         let decoupled_ms = (self.clock)() - start;
         let rel_error = y.rel_error(&p.reference)?;
         let weight_error = dec.rel_weight_error().get(t - 1).copied().unwrap_or(f64::NAN);
-        Ok(ForwardResult {
+        let result = ForwardResult {
             t,
             order,
             out_channel,
@@ -505,7 +584,11 @@ impl Engine {
             weight_error,
             original_ms: p.original_ms,
             decoupled_ms,
-        })
+        };
+        if let Some(p) = self.prepared.as_mut() {
+            p.forward = Some(result.clone());
+        }
+        Ok(result)
     }
 
     /// Output relative error for T = 1..=full rank (cached per ordering and input).

@@ -15,6 +15,7 @@ pub mod files;
 pub mod formats;
 pub mod layer;
 pub mod npy;
+pub mod picture;
 pub mod protocol;
 pub mod relatives;
 pub mod state;

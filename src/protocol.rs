@@ -39,6 +39,12 @@ pub enum RequestBody {
         /// Height in pixels.
         height: usize,
     },
+    /// Use a built-in image (by id, [`crate::examples::IMAGES`]): the worker fetches and decodes
+    /// it itself, so it can start before the page has loaded (and the page's thread decodes nothing).
+    LoadBuiltinImage {
+        /// Image id.
+        image: String,
+    },
     /// The factors and original filters of one slice (the channel picker).
     Slice {
         /// Ordering whose slice is wanted.
@@ -86,7 +92,7 @@ pub enum RequestBody {
 pub enum RequestKind {
     /// [`RequestBody::LoadExample`].
     Example,
-    /// [`RequestBody::LoadImage`].
+    /// [`RequestBody::LoadImage`] and [`RequestBody::LoadBuiltinImage`].
     Image,
     /// [`RequestBody::Slice`].
     Slice,
@@ -105,7 +111,7 @@ impl RequestBody {
     pub fn kind(&self) -> RequestKind {
         match self {
             RequestBody::LoadExample { .. } => RequestKind::Example,
-            RequestBody::LoadImage { .. } => RequestKind::Image,
+            RequestBody::LoadImage { .. } | RequestBody::LoadBuiltinImage { .. } => RequestKind::Image,
             RequestBody::Slice { .. } => RequestKind::Slice,
             RequestBody::Forward { .. } => RequestKind::Forward,
             RequestBody::OutputErrorCurve { .. } => RequestKind::Curve,

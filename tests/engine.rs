@@ -214,3 +214,75 @@ fn warm_up_runs_the_heavy_paths() {
     let sum = ndlab::engine::warm_up().expect("warm-up");
     assert!(sum.is_finite());
 }
+
+/// True when any progress message says the network input is being computed.
+fn computed_input(progress: &[Response]) -> bool {
+    progress
+        .iter()
+        .any(|p| matches!(&p.body, ResponseBody::Progress { stage, .. } if stage.contains("input")))
+}
+
+/// The worker loads the address's example and image on its own at start-up; when the page then
+/// asks for the same layer, image, forward pass and curve, the engine answers from what it holds
+/// (no second decoupling or network run), and a built-in image decoded in the worker gives the
+/// same input as the same pixels sent by the page.
+#[test]
+fn repeated_requests_are_answered_from_what_the_engine_holds() {
+    let mut e = Engine::new(clock);
+    let load =
+        || RequestBody::LoadExample { example: "vgg16bn_conv1_2".into(), slice: Some((Order::DwPw, 3)) };
+    let (first, _) = ask(&mut e, 0, load());
+    let ResponseBody::Layer(layer) = first.body else { panic!("{:?}", first.body) };
+    let astronaut = RequestBody::LoadBuiltinImage { image: "astronaut".into() };
+    let needed = e.assets_needed(&astronaut);
+    assert!(needed.contains(&"assets/images/astronaut_256.png".to_string()), "{needed:?}");
+    let (resp, progress) = ask(&mut e, 0, astronaut.clone());
+    assert!(computed_input(&progress));
+    let ResponseBody::Input(input) = resp.body else { panic!("{:?}", resp.body) };
+    assert_eq!((input.c, input.h, input.w), (64, 160, 160));
+    let forward = RequestBody::Forward { t: 2, order: Order::DwPw, out_channel: 5 };
+    let (f0, _) = ask(&mut e, 0, forward.clone());
+
+    // The page's requests: the layer comes again (same decoupling times: not redone), then the
+    // input without recomputing it, then the forward pass as it was.
+    let (again, progress) = ask(&mut e, 1, load());
+    assert!(!computed_input(&progress) && !progress.iter().any(|p| format!("{p:?}").contains("decoupling")));
+    let ResponseBody::Input(same) = again.body else { panic!("{:?}", again.body) };
+    assert_eq!(same, input);
+    let partial = progress.iter().find_map(|p| match &p.body {
+        ResponseBody::Partial(inner) => Some(inner.as_ref().clone()),
+        _ => None,
+    });
+    let Some(ResponseBody::Layer(l2)) = partial else { panic!("no partial layer") };
+    assert_eq!(l2.orders, layer.orders);
+    assert!(e.assets_needed(&astronaut).is_empty(), "already decoded");
+    let (resp, progress) = ask(&mut e, 2, astronaut);
+    assert!(!computed_input(&progress));
+    assert_eq!(resp.body, ResponseBody::Input(input.clone()));
+    let (f1, _) = ask(&mut e, 3, forward);
+    assert_eq!(f1.body, f0.body);
+
+    // The same pixels sent by the page (RGBA) give the same input and maps.
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images/astronaut_256.png"))
+        .expect("png");
+    let img = ndlab::picture::rgba_from_png(&bytes, ndlab::picture::PAGE_SIDE).expect("decode");
+    let (resp, progress) =
+        ask(&mut e, 4, RequestBody::LoadImage { rgba: img.rgba, width: img.width, height: img.height });
+    assert!(computed_input(&progress));
+    let ResponseBody::Input(by_page) = resp.body else { panic!("{:?}", resp.body) };
+    assert_eq!((by_page.c, by_page.h, by_page.w), (input.c, input.h, input.w));
+    let (f2, _) = ask(&mut e, 5, RequestBody::Forward { t: 2, order: Order::DwPw, out_channel: 5 });
+    let (ResponseBody::Forward(a), ResponseBody::Forward(b)) = (&f0.body, &f2.body) else { panic!() };
+    assert_eq!((&a.original, &a.decoupled, a.rel_error), (&b.original, &b.decoupled, b.rel_error));
+
+    // Another image is decoded and run; an unknown one is an error and changes nothing.
+    let (resp, progress) = ask(&mut e, 6, RequestBody::LoadBuiltinImage { image: "chelsea".into() });
+    assert!(computed_input(&progress));
+    let ResponseBody::Input(cat) = resp.body else { panic!("{:?}", resp.body) };
+    assert_eq!((cat.h, cat.w), (106, 160), "451×300 → 256×170 in the worker → 160×106 working size");
+    let (resp, _) = ask(&mut e, 7, RequestBody::LoadBuiltinImage { image: "../../etc/passwd".into() });
+    let ResponseBody::Error { message } = resp.body else { panic!("{:?}", resp.body) };
+    assert!(message.contains("unknown image"), "{message}");
+    let (resp, _) = ask(&mut e, 8, RequestBody::LoadBuiltinImage { image: "chelsea".into() });
+    assert_eq!(resp.body, ResponseBody::Input(cat));
+}

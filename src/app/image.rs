@@ -19,7 +19,7 @@ pub struct Pixels {
 }
 
 /// Loads `url` in an `<img>` and returns its pixels, downscaled.
-pub async fn decode_url(url: &str) -> Result<Pixels, String> {
+async fn decode_url(url: &str) -> Result<Pixels, String> {
     let img = HtmlImageElement::new().map_err(|e| format!("{e:?}"))?;
     let loaded = js_sys::Promise::new(&mut |resolve, reject| {
         img.set_onload(Some(&resolve));

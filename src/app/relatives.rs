@@ -100,7 +100,7 @@ pub(crate) fn mirror(body: &RequestBody, attachment: Option<&JsValue>) {
                     p.file = Some((body.clone(), file.clone()));
                 }
             }
-            RequestBody::LoadImage { .. } => {
+            RequestBody::LoadImage { .. } | RequestBody::LoadBuiltinImage { .. } => {
                 p.image = Some(body.clone());
                 p.sent_image = false;
             }
@@ -290,9 +290,10 @@ pub fn RelativesSection() -> impl IntoView {
     let input_key =
         Memo::new(move |_| ctx.input.with(|i| i.as_ref().map(|i| (i.c, i.h, i.w, i.description.clone()))));
     let speedup = Memo::new(move |_| ctx.state.with(|s| s.speedup));
-    // Started once the main view has its first forward result, so it does not compete with the
-    // first plots for the CPU.
-    let main_ready = Memo::new(move |_| ctx.fwd.with(|f| f.is_some()));
+    // Started once the main view has its forward result and its output-error curve, so it does
+    // not compete with the first plots for the CPU.
+    // (The curves are cleared when the layer or input changes, which restarts it anyway.)
+    let main_ready = Memo::new(move |_| ctx.fwd.with(|f| f.is_some()) && ctx.curves.with(|c| !c.is_empty()));
     Effect::new(move |_| {
         // Newest wins: any change of layer, input or budget restarts the comparison.
         let (l, i, x) = (layer_key.get(), input_key.get(), speedup.get());

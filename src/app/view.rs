@@ -1,7 +1,7 @@
 //! The page: controls, numbers and plot cards, and the effects that keep them in step.
 
 use super::canvas::{download_svg, draw_on, draw_overlay_on, to_svg};
-use super::image::{decode_file, decode_url};
+use super::image::decode_file;
 use super::model::{cost_model, format_error, format_speedup, measured as measured_figures, DEFAULT_HW};
 use super::{plots, start_worker, Ctx};
 use crate::charts::ChartLayer;
@@ -89,16 +89,9 @@ fn wire_requests(ctx: Ctx) {
     });
     Effect::new(move |_| {
         let id = image.get();
-        if let Some(info) = IMAGES.iter().find(|i| i.id == id) {
-            let path = info.path.to_string();
-            leptos::task::spawn_local(async move {
-                match decode_url(&path).await {
-                    Ok(px) => {
-                        ctx.send(RequestBody::LoadImage { rgba: px.rgba, width: px.width, height: px.height })
-                    }
-                    Err(e) => ctx.error.set(Some(e)),
-                }
-            });
+        // Built-in images are fetched and decoded by the worker (which may hold this one already).
+        if IMAGES.iter().any(|i| i.id == id) {
+            ctx.send(RequestBody::LoadBuiltinImage { image: id });
         }
     });
     Effect::new(move |_| {

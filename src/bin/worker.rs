@@ -1,9 +1,15 @@
 //! The Web Worker entry point (wasm only): `onmessage` → [`ndlab::engine::Engine`] → `postMessage`.
 //!
 //! Messages are JSON strings ([`ndlab::protocol`]). Requests that arrive while the engine is busy
-//! are queued; before working, the queue is coalesced so that only the newest request of each
+//! are queued; before each request the queue is coalesced so that only the newest request of each
 //! kind runs (rapid slider moves never pile up work). The worker fetches the files a request
 //! needs itself, with URLs relative to its own script, so the app works under a sub-path.
+//!
+//! **Boot.** `index.html` starts this worker before the app's wasm has loaded, with the page's
+//! query after `?boot&` in the script URL. The worker then loads that view's example and image,
+//! its forward pass and its output-error curve on its own ("boot requests", id 0, answered to
+//! nobody), while the app loads; the page's own requests for the same things are then answered
+//! from what the engine holds. The page's requests always run before boot requests still queued.
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
@@ -28,6 +34,9 @@ mod glue {
 
     /// Rounds of [`ndlab::engine::warm_up`] at start (0 disables it; see its doc).
     const WARM_UP_ROUNDS: usize = 4;
+
+    /// Id of the boot requests (the page's ids start at 1): their answers are not posted.
+    const BOOT_ID: u64 = 0;
 
     fn scope() -> DedicatedWorkerGlobalScope {
         js_sys::global().unchecked_into()
@@ -79,6 +88,7 @@ mod glue {
         post(&Response { id: 0, body: ResponseBody::Ready });
         // Requests that arrive meanwhile queue up behind this (a few milliseconds).
         RUNNING.with(|r| r.set(true));
+        boot();
         wasm_bindgen_futures::spawn_local(async {
             for _ in 0..WARM_UP_ROUNDS {
                 let _ = ndlab::engine::warm_up();
@@ -86,6 +96,30 @@ mod glue {
             }
             drain().await;
         });
+    }
+
+    /// Queues the boot requests for the view in the script URL's query (`?boot&<page query>`),
+    /// and starts their downloads at once.
+    fn boot() {
+        let search = js_sys::Reflect::get(&js_sys::global(), &"location".into())
+            .and_then(|l| js_sys::Reflect::get(&l, &"search".into()))
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default();
+        let Some(query) = search.strip_prefix("?boot") else { return };
+        let state = ndlab::state::AppState::from_query(query.trim_start_matches('&'));
+        use ndlab::protocol::RequestBody as B;
+        let bodies = [
+            B::LoadExample { example: state.example.clone(), slice: Some((state.order, state.channel)) },
+            B::LoadBuiltinImage { image: state.image.clone() },
+            B::Forward { t: state.t, order: state.order, out_channel: state.out_channel },
+            B::OutputErrorCurve { order: state.order },
+        ];
+        for body in bodies {
+            let req = Request { id: BOOT_ID, body };
+            prefetch(&req);
+            QUEUE.with(|q| q.borrow_mut().push(req));
+        }
     }
 
     /// A message is a JSON string, or `[json, Blob]` when it carries the user's file.
@@ -118,59 +152,79 @@ mod glue {
         }
     }
 
-    /// Keeps only the newest request of each kind, in id order.
+    /// Keeps only the newest request of each kind: the page's requests in id order, then the
+    /// boot requests (in the order they were queued).
     fn coalesce(reqs: Vec<Request>) -> Vec<Request> {
-        let mut newest: HashMap<RequestKind, Request> = HashMap::new();
-        for r in reqs {
+        let mut newest: HashMap<RequestKind, (usize, Request)> = HashMap::new();
+        for (seq, r) in reqs.into_iter().enumerate() {
             let kind = r.body.kind();
-            if newest.get(&kind).is_none_or(|old| old.id < r.id) {
-                newest.insert(kind, r);
+            if newest.get(&kind).is_none_or(|(_, old)| old.id <= r.id) {
+                newest.insert(kind, (seq, r));
             }
         }
-        let mut out: Vec<Request> = newest.into_values().collect();
-        out.sort_by_key(|r| r.id);
-        out
+        let mut out: Vec<(usize, Request)> = newest.into_values().collect();
+        out.sort_by_key(|(seq, r)| (r.id == BOOT_ID, r.id, *seq));
+        out.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// Runs queued requests until the queue is empty.
+    /// Runs queued requests one at a time until the queue is empty; before each, what arrived
+    /// meanwhile is coalesced with what waits (so the page's requests overtake boot requests).
     async fn drain() {
         // Yield once so that messages posted together are coalesced together.
         sleep0().await;
         loop {
-            let batch = coalesce(QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut())));
-            if batch.is_empty() {
-                break;
-            }
-            for req in batch {
-                run(req).await;
-                // A newer request of the same kind may have arrived meanwhile: the next loop
-                // iteration coalesces it with whatever else is queued.
-                sleep0().await;
-            }
+            let next = QUEUE.with(|q| {
+                let mut q = q.borrow_mut();
+                let mut batch = coalesce(std::mem::take(&mut *q));
+                let first = (!batch.is_empty()).then(|| batch.remove(0));
+                *q = batch;
+                first
+            });
+            let Some(req) = next else { break };
+            run(req).await;
+            sleep0().await;
         }
         RUNNING.with(|r| r.set(false));
     }
 
     async fn run(req: Request) {
         hand_over_file(&req);
+        // Boot requests answer nobody: their results stay in the engine for the page to ask.
+        let silent = req.id == BOOT_ID;
+        let say = |resp: &Response| {
+            if !silent {
+                post(resp)
+            }
+        };
         let needed = ENGINE.with(|e| e.borrow().assets_needed(&req.body));
         for path in needed {
-            post(&Response {
+            say(&Response {
                 id: req.id,
                 body: ResponseBody::Progress { stage: format!("downloading {path}"), fraction: 0.0 },
             });
             match fetch_bytes(&path).await {
                 Ok(bytes) => ENGINE.with(|e| e.borrow_mut().provide(&path, bytes)),
-                Err(msg) => return post_error(req.id, format!("could not load {path}: {msg}")),
+                Err(msg) => {
+                    return say(&Response {
+                        id: req.id,
+                        body: ResponseBody::Error { message: format!("could not load {path}: {msg}") },
+                    })
+                }
             }
         }
-        let resp = ENGINE.with(|e| e.borrow_mut().handle(req, &mut |p| post(&p)));
-        post(&resp);
+        let resp = ENGINE.with(|e| e.borrow_mut().handle(req, &mut |p| say(&p)));
+        say(&resp);
     }
 
     /// Starts downloading what `req` will soon need, so the download overlaps the work before it.
     fn prefetch(req: &Request) {
-        for path in ENGINE.with(|e| e.borrow().assets_to_prefetch(&req.body)) {
+        let paths = ENGINE.with(|e| {
+            let e = e.borrow();
+            let mut paths = e.assets_needed(&req.body);
+            paths.extend(e.assets_to_prefetch(&req.body));
+            paths
+        });
+        for path in paths {
             if PREFETCH.with(|p| p.borrow().contains_key(&path)) {
                 continue;
             }
