@@ -8,6 +8,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
 use plotters_canvas::CanvasBackend;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use wasm_bindgen::prelude::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
@@ -84,8 +87,51 @@ impl DrawingBackend for HiDpi {
         self.inner.draw_text(text, s, pos)
     }
     fn estimate_text_size<T: BackendTextStyle>(&self, text: &str, s: &T) -> Result<(u32, u32), CanvasErr> {
-        self.inner.estimate_text_size(text, s)
+        let font = format!("{} {}px {}", s.style().as_str(), s.size(), s.family().as_str());
+        match measure_text(&font, text) {
+            Some(size) => Ok(size),
+            None => self.inner.estimate_text_size(text, s),
+        }
     }
+}
+
+thread_local! {
+    /// A 2-D context of a canvas outside the document, for measuring text.
+    static MEASURER: Option<CanvasRenderingContext2d> = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element("canvas").ok())
+        .and_then(|c| c.dyn_into::<HtmlCanvasElement>().ok())
+        .and_then(|c| c.get_context("2d").ok().flatten())
+        .and_then(|c| c.dyn_into().ok());
+    /// Sizes measured so far, by (CSS font, text): charts measure the same labels on every redraw.
+    static TEXT_SIZES: RefCell<HashMap<(String, String), (u32, u32)>> = RefCell::new(HashMap::new());
+}
+
+/// Width and height of `text` in the CSS `font`, measured with `measureText` on a canvas outside
+/// the document. (plotters' own estimate inserts a `<span>` into the page and reads its size,
+/// which lays out the whole page again for every label of every chart.) The height is the
+/// font's ascent + descent, as a line box of the text would be.
+fn measure_text(font: &str, text: &str) -> Option<(u32, u32)> {
+    let key = (font.to_string(), text.to_string());
+    if let Some(size) = TEXT_SIZES.with(|t| t.borrow().get(&key).copied()) {
+        return Some(size);
+    }
+    let size = MEASURER.with(|m| {
+        let ctx = m.as_ref()?;
+        ctx.set_font(font);
+        let m = ctx.measure_text(text).ok()?;
+        let h = m.font_bounding_box_ascent() + m.font_bounding_box_descent();
+        (h.is_finite() && h > 0.0).then(|| (m.width().ceil().max(0.0) as u32, h.ceil() as u32))
+    })?;
+    TEXT_SIZES.with(|t| {
+        let mut t = t.borrow_mut();
+        // Bounded: labels are few, but numbers change with the data.
+        if t.len() > 4096 {
+            t.clear();
+        }
+        t.insert(key, size);
+    });
+    Some(size)
 }
 
 /// The device pixel ratio (at least 1).
@@ -93,11 +139,74 @@ pub fn dpr() -> f64 {
     web_sys::window().map(|w| w.device_pixel_ratio()).unwrap_or(1.0).max(1.0)
 }
 
+thread_local! {
+    /// CSS sizes of the canvases drawn so far, kept by a `ResizeObserver` (see [`css_size`]).
+    static SIZES: RefCell<Vec<(HtmlCanvasElement, (u32, u32))>> = const { RefCell::new(Vec::new()) };
+    /// The observer that keeps [`SIZES`] (created on first use).
+    static OBSERVER: RefCell<Option<web_sys::ResizeObserver>> = const { RefCell::new(None) };
+    /// Called after a canvas changed size (the app redraws its charts).
+    static ON_RESIZE: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// Sets what to do when a canvas drawn before changes size (window resize, a scroll bar
+/// appearing, the layout reflowing).
+pub fn on_canvas_resize(f: impl Fn() + 'static) {
+    ON_RESIZE.with(|r| *r.borrow_mut() = Some(Box::new(f)));
+}
+
+/// The CSS size of `canvas` (at least 1 × 1). Measured once (which may lay the page out), then
+/// kept up to date by a `ResizeObserver`: reading `clientWidth` on every redraw would force the
+/// browser to lay out the whole page again each time a setting changes the text around it.
+pub fn css_size(canvas: &HtmlCanvasElement) -> (u32, u32) {
+    if let Some(size) = SIZES.with(|s| s.borrow().iter().find(|(c, _)| c == canvas).map(|e| e.1)) {
+        return size;
+    }
+    let size = (canvas.client_width().max(1) as u32, canvas.client_height().max(1) as u32);
+    SIZES.with(|s| s.borrow_mut().push((canvas.clone(), size)));
+    OBSERVER.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.is_none() {
+            let cb = Closure::<dyn FnMut(js_sys::Array)>::new(resized);
+            *o = web_sys::ResizeObserver::new(cb.as_ref().unchecked_ref()).ok();
+            cb.forget();
+        }
+        if let Some(obs) = o.as_ref() {
+            obs.observe(canvas);
+        }
+    });
+    size
+}
+
+/// The observer's callback: records the new sizes; if any changed, calls the app's hook.
+fn resized(entries: js_sys::Array) {
+    let mut changed = false;
+    for entry in entries.iter() {
+        let Ok(entry) = entry.dyn_into::<web_sys::ResizeObserverEntry>() else { continue };
+        let Ok(canvas) = entry.target().dyn_into::<HtmlCanvasElement>() else { continue };
+        let rect = entry.content_rect();
+        let size = ((rect.width().round() as u32).max(1), (rect.height().round() as u32).max(1));
+        SIZES.with(|s| {
+            for (c, old) in s.borrow_mut().iter_mut() {
+                if *c == canvas && *old != size {
+                    *old = size;
+                    changed = true;
+                }
+            }
+        });
+    }
+    if changed {
+        ON_RESIZE.with(|r| {
+            if let Some(f) = r.borrow().as_ref() {
+                f()
+            }
+        });
+    }
+}
+
 /// Prepares `canvas` for drawing at its CSS size: backing store × DPR, scaled context.
 /// Returns None if the canvas has no 2-D context or no size yet.
 pub fn hidpi(canvas: &HtmlCanvasElement) -> Option<HiDpi> {
-    let css_w = canvas.client_width().max(1) as u32;
-    let css_h = canvas.client_height().max(1) as u32;
+    let (css_w, css_h) = css_size(canvas);
     let ratio = dpr();
     let (pw, ph) = ((css_w as f64 * ratio).round() as u32, (css_h as f64 * ratio).round() as u32);
     if canvas.width() != pw {

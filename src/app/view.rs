@@ -33,6 +33,7 @@ pub fn App() -> impl IntoView {
     wire_url(ctx);
     wire_keyboard(ctx);
     let _ = window_event_listener(leptos::ev::resize, move |_| ctx.resize.update(|r| *r += 1));
+    super::canvas::on_canvas_resize(move || ctx.resize.update(|r| *r += 1));
 
     view! {
         <header>
@@ -117,17 +118,47 @@ fn wire_requests(ctx: Ctx) {
 }
 
 /// Keeps the address bar in step with the state.
+/// The address is rewritten once the state has been still for [`URL_SETTLE`] (`replaceState`
+/// costs the browser several milliseconds, too much to pay on every step of a slider drag).
 fn wire_url(ctx: Ctx) {
+    let generation = StoredValue::new(0u64);
     Effect::new(move |_| {
         let q = ctx.state.with(|s| s.to_query());
-        if let Some(w) = web_sys::window() {
-            let path = w.location().pathname().unwrap_or_default();
-            if let Ok(h) = w.history() {
-                let _ =
-                    h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("{path}?{q}")));
-            }
-        }
+        let mine = generation.get_value().wrapping_add(1);
+        generation.set_value(mine);
+        set_timeout(
+            move || {
+                if generation.get_value() == mine {
+                    replace_query(&q);
+                }
+            },
+            URL_SETTLE,
+        );
     });
+}
+
+/// How long the state must stay unchanged before the address bar follows it.
+const URL_SETTLE: std::time::Duration = std::time::Duration::from_millis(120);
+
+/// `history.replaceState` to `?query` (nothing when the address already says so).
+fn replace_query(q: &str) {
+    let Some(w) = web_sys::window() else { return };
+    let path = w.location().pathname().unwrap_or_default();
+    let current = w.location().search().unwrap_or_default();
+    if current.strip_prefix('?') == Some(q) {
+        return;
+    }
+    if let Ok(h) = w.history() {
+        let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("{path}?{q}")));
+    }
+}
+
+/// The address of the current view (for "copy link": the address bar may lag by [`URL_SETTLE`]).
+fn view_url(ctx: Ctx) -> Option<String> {
+    let w = web_sys::window()?;
+    let loc = w.location();
+    let q = ctx.state.with_untracked(|s| s.to_query());
+    Some(format!("{}{}?{q}", loc.origin().ok()?, loc.pathname().ok()?))
 }
 
 /// ←/→ change T, `o` toggles the ordering (not while typing in a field).
@@ -217,8 +248,7 @@ fn Controls() -> impl IntoView {
     };
     let copied = RwSignal::new(String::new());
     let copy_link = move |_| {
-        let Some(w) = web_sys::window() else { return };
-        let href = w.location().href().unwrap_or_default();
+        let (Some(w), Some(href)) = (web_sys::window(), view_url(ctx)) else { return };
         let promise = w.navigator().clipboard().write_text(&href);
         leptos::task::spawn_local(async move {
             let ok = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
