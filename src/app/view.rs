@@ -584,16 +584,16 @@ fn PlotCard(
     // Memos: an effect that read `state` directly would rerun on every change of any setting.
     let t = Memo::new(move |_| ctx.state.with(|s| s.t));
     let order = Memo::new(move |_| ctx.state.with(|s| s.order));
-    // The chart (its base, for layered charts): redrawn when its data, the ordering or the size
-    // change, and on T changes only for the charts that are not layered. The feature maps follow
-    // the worker's result (which names its own T), not the slider.
-    Effect::new(move |_| {
+    // Bumped whenever the chart's data, the ordering or the size change (not on T changes).
+    let data_version = Memo::new(move |prev: Option<&u64>| {
         which.track_data(ctx);
         let _ = order.get();
-        if which == Which::Filters {
-            let _ = t.get();
-        }
-        let Some(el) = canvas.get() else { return };
+        prev.map_or(0, |p| p + 1)
+    });
+    // The version the canvas shows (u64::MAX: nothing drawn yet).
+    let shown = StoredValue::new(u64::MAX);
+    let draw_base = move || {
+        let Some(el) = canvas.get_untracked() else { return };
         let layer = if which.layered() { ChartLayer::Base } else { ChartLayer::All };
         let start = now_ms();
         let mut ok = false;
@@ -620,16 +620,10 @@ fn PlotCard(
             }
             Err(e) => ctx.error.set(Some(format!("{title}: {e}"))),
         }
-    });
-    // The marks of a layered chart (current T): redrawn on every T change, alone.
-    Effect::new(move |_| {
-        if !which.layered() {
-            return;
-        }
-        which.track_data(ctx);
-        let _ = t.get();
-        let _ = order.get();
-        let (Some(el), Some(base)) = (overlay.get(), canvas.get()) else { return };
+    };
+    // The marks of a layered chart (current T) on its overlay.
+    let draw_marks = move || {
+        let (Some(el), Some(base)) = (overlay.get_untracked(), canvas.get_untracked()) else { return };
         let start = now_ms();
         if let Err(e) =
             draw_overlay_on(&el, |area| draw_chart(ctx, which, area, ChartLayer::Marks).map(|_| ()))
@@ -640,6 +634,35 @@ fn PlotCard(
         let ms = format!("{:.2}", now_ms() - start);
         let _ = base.set_attribute("data-drawn-ms", &ms);
         let _ = base.set_attribute("data-marks-ms", &ms);
+    };
+    // New data: the whole chart is drawn in a task of its own (queued, one chart per task), so a
+    // new layer does not become one long task of six charts. A T change alone redraws the marks
+    // of layered charts and the filters chart at once, in the same frame.
+    Effect::new(move |_| {
+        let version = data_version.get();
+        if which == Which::Filters {
+            let _ = t.get();
+        }
+        if shown.get_value() == version {
+            draw_base();
+            return;
+        }
+        queue_draw(
+            which,
+            Box::new(move || {
+                shown.set_value(data_version.get_untracked());
+                draw_base();
+                if which.layered() {
+                    draw_marks();
+                }
+            }),
+        );
+    });
+    Effect::new(move |_| {
+        let _ = t.get();
+        if which.layered() && shown.get_value() == data_version.get() {
+            draw_marks();
+        }
     });
     let export = move |_| {
         let svg = to_svg(900, 560, |area| draw_chart(ctx, which, area, ChartLayer::All).map(|_| ()));
@@ -662,6 +685,45 @@ fn PlotCard(
                 })}
             </div>
         </article>
+    }
+}
+
+/// A chart's drawing, to run later.
+type DrawJob = Box<dyn FnOnce()>;
+
+thread_local! {
+    /// Chart drawings waiting for their own task (at most one per chart), in order.
+    static DRAW_QUEUE: std::cell::RefCell<Vec<(Which, DrawJob)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Queues `job` (a chart's full drawing), replacing a job of the same chart still waiting, and
+/// makes sure a task will run the queue, one job per task (input events get in between).
+fn queue_draw(which: Which, job: DrawJob) {
+    let first = DRAW_QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        let first = q.is_empty();
+        match q.iter_mut().find(|(w, _)| *w == which) {
+            Some(entry) => entry.1 = job,
+            None => q.push((which, job)),
+        }
+        first
+    });
+    if first {
+        set_timeout(run_one_draw, std::time::Duration::ZERO);
+    }
+}
+
+/// Runs the oldest queued drawing; schedules the next one in a new task.
+fn run_one_draw() {
+    let job = DRAW_QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        (!q.is_empty()).then(|| q.remove(0).1)
+    });
+    if let Some(job) = job {
+        job();
+    }
+    if DRAW_QUEUE.with(|q| !q.borrow().is_empty()) {
+        set_timeout(run_one_draw, std::time::Duration::ZERO);
     }
 }
 
