@@ -18,6 +18,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 pub struct HiDpi {
     inner: CanvasBackend,
     size: (u32, u32),
+    ctx: CanvasRenderingContext2d,
 }
 
 /// Error type of the canvas backend.
@@ -86,6 +87,29 @@ impl DrawingBackend for HiDpi {
     ) -> Result<(), CanvasErr> {
         self.inner.draw_text(text, s, pos)
     }
+    /// One `drawImage` of the pixels (through a scratch canvas, so the DPR scaling applies;
+    /// nearest-neighbour, as the heat maps' cells are blocks), instead of a rectangle per pixel.
+    fn blit_bitmap(&mut self, pos: BackendCoord, (w, h): (u32, u32), src: &[u8]) -> Result<(), CanvasErr> {
+        // (plotters-canvas's error type cannot be built outside it: the error travels as text.)
+        let fail =
+            |e: wasm_bindgen::JsValue| DrawingErrorKind::FontError(format!("drawing a bitmap: {e:?}").into());
+        if src.len() != (w * h * 3) as usize || w == 0 || h == 0 {
+            return Ok(());
+        }
+        let rgba: Vec<u8> = src.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+        let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&rgba), w, h)
+            .map_err(fail)?;
+        SCRATCH.with(|scratch| {
+            let (canvas, sctx) = scratch.as_ref().ok_or_else(|| fail("no scratch canvas".into()))?;
+            canvas.set_width(w);
+            canvas.set_height(h);
+            sctx.put_image_data(&data, 0.0, 0.0).map_err(fail)?;
+            self.ctx.set_image_smoothing_enabled(false);
+            let drawn = self.ctx.draw_image_with_html_canvas_element(canvas, pos.0 as f64, pos.1 as f64);
+            self.ctx.set_image_smoothing_enabled(true);
+            drawn.map_err(fail)
+        })
+    }
     fn estimate_text_size<T: BackendTextStyle>(&self, text: &str, s: &T) -> Result<(u32, u32), CanvasErr> {
         let font = format!("{} {}px {}", s.style().as_str(), s.size(), s.family().as_str());
         match measure_text(&font, text) {
@@ -96,6 +120,15 @@ impl DrawingBackend for HiDpi {
 }
 
 thread_local! {
+    /// A canvas outside the document and its context, for [`HiDpi::blit_bitmap`].
+    static SCRATCH: Option<(HtmlCanvasElement, CanvasRenderingContext2d)> = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element("canvas").ok())
+        .and_then(|c| c.dyn_into::<HtmlCanvasElement>().ok())
+        .and_then(|c| {
+            let ctx = c.get_context("2d").ok().flatten()?.dyn_into().ok()?;
+            Some((c, ctx))
+        });
     /// A 2-D context of a canvas outside the document, for measuring text.
     static MEASURER: Option<CanvasRenderingContext2d> = web_sys::window()
         .and_then(|w| w.document())
@@ -218,7 +251,7 @@ pub fn hidpi(canvas: &HtmlCanvasElement) -> Option<HiDpi> {
     let ctx: CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
     ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0).ok()?;
     let inner = CanvasBackend::with_canvas_object(canvas.clone())?;
-    Some(HiDpi { inner, size: (css_w, css_h) })
+    Some(HiDpi { inner, size: (css_w, css_h), ctx })
 }
 
 /// Draws `chart` on `canvas`; errors are returned as text.

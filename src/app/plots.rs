@@ -20,7 +20,7 @@ pub type Drawn = Result<(), String>;
 /// The page's chart style (slightly larger text than the default, for projectors), drawing
 /// `layer` of the chart.
 pub fn style(layer: ChartLayer) -> ChartStyle {
-    ChartStyle { font_size: 14.0, layer, ..ChartStyle::default() }
+    ChartStyle { font_size: 14.0, layer, raster: true, ..ChartStyle::default() }
 }
 
 /// Singular-value spectra of all slices of the current ordering, cut at T.

@@ -2,7 +2,9 @@
 
 use super::{err, ChartStyle, DrawResult};
 use plotters::coord::Shift;
+use plotters::element::{Drawable, PointCollection};
 use plotters::prelude::*;
+use plotters_backend::{BackendCoord, DrawingErrorKind};
 
 /// A `w` × `h` grid of values, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,16 +76,76 @@ pub(crate) fn draw_heatmap<DB: DrawingBackend>(
     }
     let cell_x = |i: usize| x + (i as i64 * w as i64 / map.w as i64) as i32;
     let cell_y = |j: usize| y + (j as i64 * h as i64 / map.h as i64) as i32;
-    for j in 0..map.h {
-        for i in 0..map.w {
-            let v = map.values.get(j * map.w + i).copied().unwrap_or(0.0) as f64;
-            let c = diverging_color(v, range);
-            let r = Rectangle::new([(cell_x(i), cell_y(j)), (cell_x(i + 1), cell_y(j + 1))], c.filled());
-            area.draw(&r).map_err(err)?;
+    let color = |i: usize, j: usize| {
+        diverging_color(map.values.get(j * map.w + i).copied().unwrap_or(0.0) as f64, range)
+    };
+    if style.raster {
+        area.draw(&Raster::of(map, (x, y, w, h), color)).map_err(err)?;
+    } else {
+        for j in 0..map.h {
+            for i in 0..map.w {
+                let r = Rectangle::new(
+                    [(cell_x(i), cell_y(j)), (cell_x(i + 1), cell_y(j + 1))],
+                    color(i, j).filled(),
+                );
+                area.draw(&r).map_err(err)?;
+            }
         }
     }
     let frame = Rectangle::new([(x, y), (x + w, y + h)], style.foreground.mix(0.4).stroke_width(1));
     area.draw(&frame).map_err(err)
+}
+
+/// A heat map rendered to RGB pixels at its drawn size (each pixel takes the colour of the cell
+/// it falls in, the same cells as the rectangles), drawn with one `blit_bitmap`.
+struct Raster {
+    pos: (i32, i32),
+    size: (u32, u32),
+    rgb: Vec<u8>,
+}
+
+impl Raster {
+    fn of(
+        map: &HeatMap,
+        (x, y, w, h): (i32, i32, i32, i32),
+        color: impl Fn(usize, usize) -> RGBColor,
+    ) -> Self {
+        let (w, h) = (w.max(1) as usize, h.max(1) as usize);
+        // The cell of pixel column px is the largest i with i·w / map.w ≤ px.
+        let cell = |p: usize, n: usize, len: usize| ((((p + 1) * n).saturating_sub(1)) / len).min(n - 1);
+        let cols: Vec<usize> = (0..w).map(|px| cell(px, map.w, w)).collect();
+        let mut rgb = Vec::with_capacity(w * h * 3);
+        for py in 0..h {
+            let j = cell(py, map.h, h);
+            for &i in &cols {
+                let c = color(i, j);
+                rgb.extend_from_slice(&[c.0, c.1, c.2]);
+            }
+        }
+        Raster { pos: (x, y), size: (w as u32, h as u32), rgb }
+    }
+}
+
+impl<'a> PointCollection<'a, (i32, i32)> for &'a Raster {
+    type Point = &'a (i32, i32);
+    type IntoIter = std::iter::Once<&'a (i32, i32)>;
+    fn point_iter(self) -> Self::IntoIter {
+        std::iter::once(&self.pos)
+    }
+}
+
+impl<DB: DrawingBackend> Drawable<DB> for Raster {
+    fn draw<I: Iterator<Item = BackendCoord>>(
+        &self,
+        mut points: I,
+        backend: &mut DB,
+        _: (u32, u32),
+    ) -> Result<(), DrawingErrorKind<DB::ErrorType>> {
+        match points.next() {
+            Some(pos) => backend.blit_bitmap(pos, self.size, &self.rgb),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Draws a label with its top-left corner at `pos`.

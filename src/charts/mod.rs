@@ -69,6 +69,10 @@ pub struct ChartStyle {
     pub stroke: u32,
     /// Which layer of the chart to draw (everything, by default).
     pub layer: ChartLayer,
+    /// Heat maps as one bitmap (`DrawingBackend::blit_bitmap`) instead of a rectangle per
+    /// cell: for backends that blit fast (the page's canvases). Off by default: SVG keeps cells
+    /// as rectangles (plotters' SVG backend would write every pixel as one).
+    pub raster: bool,
 }
 
 /// The part of a chart to draw. A page that redraws on every change of T draws the
@@ -103,6 +107,7 @@ impl Default for ChartStyle {
             reference: RGBColor(110, 110, 110),
             stroke: 2,
             layer: ChartLayer::All,
+            raster: false,
         }
     }
 }

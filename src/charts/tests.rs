@@ -727,3 +727,116 @@ fn line_chart_texts_do_not_overlap() {
         }
     }
 }
+
+/// A backend that records filled rectangles and bitmaps (and measures text crudely), to compare
+/// a heat map drawn as cells with the same heat map drawn as one bitmap.
+#[derive(Default, Clone)]
+struct Recorder {
+    rects: std::rc::Rc<std::cell::RefCell<Vec<((i32, i32), (i32, i32), (u8, u8, u8))>>>,
+    blits: std::rc::Rc<std::cell::RefCell<Vec<((i32, i32), (u32, u32), Vec<u8>)>>>,
+}
+
+impl plotters_backend::DrawingBackend for Recorder {
+    type ErrorType = std::io::Error;
+    fn get_size(&self) -> (u32, u32) {
+        (900, 360)
+    }
+    fn ensure_prepared(&mut self) -> Result<(), plotters_backend::DrawingErrorKind<std::io::Error>> {
+        Ok(())
+    }
+    fn present(&mut self) -> Result<(), plotters_backend::DrawingErrorKind<std::io::Error>> {
+        Ok(())
+    }
+    fn draw_pixel(
+        &mut self,
+        _: plotters_backend::BackendCoord,
+        _: plotters_backend::BackendColor,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<std::io::Error>> {
+        Ok(())
+    }
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        a: plotters_backend::BackendCoord,
+        b: plotters_backend::BackendCoord,
+        s: &S,
+        fill: bool,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<std::io::Error>> {
+        if fill {
+            self.rects.borrow_mut().push((a, b, s.color().rgb));
+        }
+        Ok(())
+    }
+    fn blit_bitmap(
+        &mut self,
+        pos: plotters_backend::BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), plotters_backend::DrawingErrorKind<std::io::Error>> {
+        self.blits.borrow_mut().push((pos, size, src.to_vec()));
+        Ok(())
+    }
+    fn estimate_text_size<T: plotters_backend::BackendTextStyle>(
+        &self,
+        text: &str,
+        s: &T,
+    ) -> Result<(u32, u32), plotters_backend::DrawingErrorKind<std::io::Error>> {
+        Ok(((text.chars().count() as f64 * s.size() * 0.6) as u32, s.size() as u32))
+    }
+    fn draw_text<T: plotters_backend::BackendTextStyle>(
+        &mut self,
+        _: &str,
+        _: &T,
+        _: plotters_backend::BackendCoord,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<std::io::Error>> {
+        Ok(())
+    }
+}
+
+/// The raster path (the page's canvases) paints exactly the cells the rectangle path (SVG)
+/// paints: every pixel of every bitmap has the colour of the cell rectangle covering it, and the
+/// bitmaps cover the same pixels as the cells.
+#[test]
+fn heat_maps_as_bitmaps_match_the_cells() {
+    let (h, w) = (23, 37);
+    let a: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+    let b: Vec<f32> = a.iter().enumerate().map(|(i, v)| v * 0.8 + (i % 5) as f32).collect();
+    let fa = FeatureMap::new(1, h, w, a).unwrap();
+    let fb = FeatureMap::new(1, h, w, b).unwrap();
+    let d = FeatureTripleData::new(&fa, &fb, 0, MAX_MAP_SIDE, "T = 2, DW→PW").unwrap();
+    let draw = |raster: bool| {
+        let rec = Recorder::default();
+        let area = plotters::prelude::IntoDrawingArea::into_drawing_area(rec.clone());
+        let style = ChartStyle { raster, ..ChartStyle::default() };
+        draw_feature_maps(&area, &d, &style).unwrap();
+        let rects = rec.rects.borrow().clone();
+        let blits = rec.blits.borrow().clone();
+        (rects, blits)
+    };
+    let (cell_rects, _) = draw(false);
+    let (raster_rects, blits) = draw(true);
+    // Three maps plus the colour bars, one bitmap each; no cell rectangles left.
+    assert!(blits.len() >= 3, "{} bitmaps", blits.len());
+    assert!(raster_rects.len() + 3 * w * h / 2 < cell_rects.len());
+    let mut painted = std::collections::HashMap::new();
+    for ((x0, y0), (x1, y1), c) in &cell_rects {
+        for y in *y0..=*y1 {
+            for x in *x0..=*x1 {
+                painted.insert((x, y), *c);
+            }
+        }
+    }
+    let mut checked = 0;
+    for ((x, y), (bw, bh), rgb) in &blits {
+        assert_eq!(rgb.len(), (*bw * *bh * 3) as usize);
+        for py in 0..*bh as i32 {
+            for px in 0..*bw as i32 {
+                let i = ((py * *bw as i32 + px) * 3) as usize;
+                let got = (rgb[i], rgb[i + 1], rgb[i + 2]);
+                let want = painted.get(&(x + px, y + py)).copied();
+                assert_eq!(Some(got), want, "pixel ({}, {})", x + px, y + py);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 3 * w * h, "{checked} pixels compared");
+}
