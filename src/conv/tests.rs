@@ -154,10 +154,18 @@ fn naive_matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f64> 
 
 #[test]
 fn gemm_matches_naive_product_across_block_edges() {
-    // Sizes straddling the tile (4×8, 6×16) and block (KC = 384, NC = 768, MC = 96) edges.
-    for &(m, k, n) in
-        &[(1, 1, 1), (5, 3, 17), (7, 385, 9), (97, 300, 33), (13, 20, 1030), (6, 800, 16), (7, 770, 770)]
-    {
+    // Sizes straddling the tile (4×8, 6×16) and block (KC = 384 / 512, NC = 768 / 512, MC = 120)
+    // edges.
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (5, 3, 17),
+        (7, 385, 9),
+        (97, 300, 33),
+        (13, 20, 1030),
+        (6, 800, 16),
+        (7, 770, 770),
+        (125, 1030, 515),
+    ] {
         let a = noise(m * k, 1);
         let b = noise(k * n, 2);
         let want = naive_matmul(m, k, n, &a, &b);
