@@ -2,9 +2,11 @@
 //!
 //! `A` (m × k, row-major) is packed once into MR-row panels; `B` (k × n) is produced block by block
 //! by a [`BSource`] straight into NR-column panels, so im2col never materialises the whole matrix.
-//! The micro-kernel keeps an MR × NR accumulator tile in registers: on x86-64 with AVX2+FMA
-//! (detected at run time) a 6 × 16 tile of twelve ymm registers with fused multiply-adds; on wasm
-//! built with `simd128` a 4 × 8 tile of v128 registers; elsewhere a plain-Rust 4 × 8 tile.
+//! The micro-kernel keeps an MR × NR accumulator tile in registers and adds it to C itself:
+//! on x86-64 with AVX2+FMA (detected at run time) a 6 × 16 tile of twelve ymm registers with
+//! fused multiply-adds; on wasm built with `simd128` a 4 × 8 tile of v128 registers (a function of
+//! its own, so that V8 allocates registers for that loop alone); elsewhere a plain-Rust 4 × 8 tile.
+//! Packing copies fixed-size rows (8 or 16 values), never calling `memcpy` per panel row.
 
 use super::dw::{plane_acc, valid_range, PlaneGeom};
 
