@@ -203,3 +203,62 @@ fn simd_kernels_match_the_scalar_reference_in_the_browser() {
         }
     }
 }
+
+/// The SIMD128 GEMM across its k-block (512) and column-block (512) edges, with full and edge
+/// tiles: a regular conv with K = 64·9 = 576 and 26·22 = 572 output pixels, and a DW→PW and a
+/// PW→DW forward whose pointwise depth is 300·2 = 600, against the scalar reference.
+#[wasm_bindgen_test]
+fn simd_gemm_crosses_its_block_edges_in_the_browser() {
+    let geom = ConvGeometry::new(1, 1, 1);
+    let (c, n, h, w) = (64, 9, 26, 22);
+    let x = FeatureMap::new(c, h, w, values(c * h * w, 21)).expect("input");
+    let k = Kernel::new(n, c, 3, 3, values(n * c * 9, 22)).expect("kernel");
+    let bias = values(n, 23);
+    let want = reference_conv2d(&x, &k, Some(&bias), &geom).expect("reference");
+    let got = conv2d(&x, &k, Some(&bias), &geom).expect("conv2d");
+    assert!(max_rel(&got, &want) < 1e-5, "conv2d K = 576: {}", max_rel(&got, &want));
+    // Decoupled forwards with C·T = 600 (DW→PW) and N·T = 600 (PW→DW), rebuilt as a conv.
+    let (c, n, t, h, w) = (300, 7, 2, 9, 60);
+    let x = FeatureMap::new(c, h, w, values(c * h * w, 24)).expect("input");
+    for order in [Order::DwPw, Order::PwDw] {
+        let (c, n) = if order == Order::PwDw { (n, c) } else { (c, n) };
+        let x = if order == Order::PwDw {
+            FeatureMap::new(c, h, w, values(c * h * w, 25)).expect("input")
+        } else {
+            x.clone()
+        };
+        let (dw_len, pw_len) = match order {
+            Order::DwPw => (c * t * 9, n * c * t),
+            Order::PwDw => (n * t * 9, n * t * c),
+        };
+        let m = Merged {
+            order,
+            t,
+            n,
+            c_total: c,
+            kh: 3,
+            kw: 3,
+            groups: 1,
+            dw: values(dw_len, 26),
+            pw: values(pw_len, 27),
+        };
+        let mut wt = vec![0.0f32; n * c * 9];
+        for o in 0..n {
+            for ci in 0..c {
+                for tt in 0..t {
+                    let (f, d) = match order {
+                        Order::DwPw => (m.pw[(o * c + ci) * t + tt], ci * t + tt),
+                        Order::PwDw => (m.pw[(o * t + tt) * c + ci], o * t + tt),
+                    };
+                    for j in 0..9 {
+                        wt[(o * c + ci) * 9 + j] += f * m.dw[d * 9 + j];
+                    }
+                }
+            }
+        }
+        let wk = Kernel::new(n, c, 3, 3, wt).expect("W_T");
+        let want = reference_conv2d(&x, &wk, None, &geom).expect("reference");
+        let got = decoupled_forward(&x, &m, None, &geom).expect("decoupled");
+        assert!(max_rel(&got, &want) < 1e-4, "{order:?}: {}", max_rel(&got, &want));
+    }
+}

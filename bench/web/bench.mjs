@@ -7,7 +7,10 @@
 import init, { Bench, Layer } from './pkg/bench_web.js';
 import * as ort from './ort/ort.wasm.min.mjs';
 
-const REPEAT = Number(new URLSearchParams(location.search).get('repeat') ?? 7);
+const PARAMS = new URLSearchParams(location.search);
+const REPEAT = Number(PARAMS.get('repeat') ?? 7);
+// Optional subset of graphs, e.g. `only=regular,dw-pw:2` (decoupling is then not timed).
+const ONLY = PARAMS.get('only')?.split(',') ?? null;
 const TS = [1, 2, 4];
 const [N, C, H, W, K2] = [256, 256, 56, 56, 9];
 const log = (s) => { document.getElementById('log').textContent += s + '\n'; };
@@ -52,7 +55,8 @@ function theoretical(graph, t) {
 }
 
 /** Times `a` and `b` interleaved, `REPEAT` times after two warm-ups each; [median a, median b,
- * min a, min b] in ms (the minimum is the figure least disturbed by other load on the machine). */
+ * min a, min b, runs a, runs b] in ms (the minimum is the figure least disturbed by other load on the
+ * machine). */
 async function interleaved(a, b) {
   const ta = [], tb = [];
   for (let i = 0; i < REPEAT + 2; i++) {
@@ -63,7 +67,7 @@ async function interleaved(a, b) {
     await b();
     if (i >= 2) tb.push(performance.now() - t0);
   }
-  return [median(ta), median(tb), Math.min(...ta), Math.min(...tb)];
+  return [median(ta), median(tb), Math.min(...ta), Math.min(...tb), ta, tb];
 }
 
 /** [median, min] of `repeat` timed runs, in ms. */
@@ -103,7 +107,7 @@ async function main() {
   bench.decouple();
   const l256 = new Layer(layerNpy);
   const l512 = new Layer(await bytes('data/w512.npy'));
-  for (const [name, layer] of [['256', l256], ['512', l512]]) {
+  for (const [name, layer] of ONLY ? [] : [['256', l256], ['512', l512]]) {
     const row = {};
     for (const order of ['dw-pw', 'pw-dw']) {
       const [ms, min] = timeMs(() => layer.decouple(order), REPEAT);
@@ -117,7 +121,8 @@ async function main() {
     result.decouple[name] = row;
     log(`decouple ${name}: ${JSON.stringify(row)}`);
   }
-  const graphs = [['regular', 0], ...TS.flatMap((t) => [['dw-pw', t], ['pw-dw', t]])];
+  const graphs = [['regular', 0], ...TS.flatMap((t) => [['dw-pw', t], ['pw-dw', t]])]
+    .filter(([g, t]) => !ONLY || ONLY.includes(g === 'regular' ? g : `${g}:${t}`));
   let regularMs = null, ortRegularMs = null, regularMin = null, ortRegularMin = null;
   for (const [graph, t] of graphs) {
     const file = graph === 'regular' ? 'regular' : `${graph}_T${t}`;
@@ -130,7 +135,7 @@ async function main() {
     const ours = graph === 'regular' ? () => bench.regular() : () => bench.decoupled();
     if (graph !== 'regular') bench.prepare(graph, t);
     let theirs = null;
-    const [ndlabMs, ortMs, ndlabMin, ortMin] = await interleaved(ours, async () => { theirs = (await session.run(feeds)).y; });
+    const [ndlabMs, ortMs, ndlabMin, ortMin, ndlabRuns, ortRuns] = await interleaved(ours, async () => { theirs = (await session.run(feeds)).y; });
     const diff = maxRelDiff(bench.output(), theirs.data);
     await session.release();
     if (graph === 'regular') [regularMs, ortRegularMs, regularMin, ortRegularMin] = [ndlabMs, ortMs, ndlabMin, ortMin];
@@ -157,6 +162,7 @@ async function main() {
         ndlab_measured_over_theoretical: regularMin / ndlabMin / theoretical(graph, t),
       },
     };
+    row.runs_ms = { ndlab: ndlabRuns.map((v) => +v.toFixed(1)), ort_web: ortRuns.map((v) => +v.toFixed(1)) };
     row.ndlab_measured_over_theoretical = row.ndlab_measured_speedup / row.theoretical_speedup;
     result.forward.push(row);
     log(JSON.stringify(row));

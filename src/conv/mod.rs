@@ -7,6 +7,7 @@
 
 mod dw;
 mod gemm;
+mod im2col;
 #[cfg(test)]
 mod tests;
 
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::layer::{checked_len, ConvGeometry, ConvLayer, FeatureMap, Kernel, Order};
 use dw::PlaneGeom;
 use gemm::{gemm, gemm_then, DepthwiseB, Im2colB, MatB};
+use im2col::{Padded, PaddedIm2colB};
 use std::ops::Range;
 
 /// Checks that a feature map's data length matches its shape.
@@ -115,7 +117,8 @@ fn add_bias(y: &mut FeatureMap, bias: Option<&[f32]>) {
 /// Regular conv2d (any stride, padding, dilation, groups), bias added if given.
 ///
 /// Per group: implicit im2col (packed block by block, never materialised whole) times the group's
-/// kernel rows in a packed, cache-blocked GEMM.
+/// kernel rows in a packed, cache-blocked GEMM. At horizontal stride 1 the input is zero-padded
+/// once so that packing is plain copies ([`PaddedIm2colB`]).
 pub fn conv2d(
     x: &FeatureMap,
     kernel: &Kernel,
@@ -127,23 +130,63 @@ pub fn conv2d(
     let groups = geom.groups;
     let (mg, cg) = (kernel.n / groups, kernel.c);
     let k = cg * kernel.kh * kernel.kw;
-    let (hw, p) = (x.h * x.w, ho * wo);
+    let p = ho * wo;
+    let padded = (geom.stride.1 == 1).then(|| padded_input(x, geom)).transpose()?;
     for g in 0..groups {
-        let b = Im2colB {
-            x: &x.data[g * cg * hw..][..cg * hw],
-            h: x.h,
-            w: x.w,
-            kh: kernel.kh,
-            kw: kernel.kw,
-            wo,
-            stride: geom.stride,
-            dilation: geom.dilation,
-            pad: (geom.padding.top, geom.padding.left),
-        };
         let a = &kernel.data[g * mg * k..][..mg * k];
-        gemm(mg, k, p, a, &b, &mut y.data[g * mg * p..][..mg * p], p);
+        let c = &mut y.data[g * mg * p..][..mg * p];
+        match &padded {
+            Some((xp, hp, wp)) => {
+                let b = PaddedIm2colB {
+                    xp: &xp[g * cg * hp * wp..][..cg * hp * wp],
+                    hp: *hp,
+                    wp: *wp,
+                    kh: kernel.kh,
+                    kw: kernel.kw,
+                    wo,
+                    sh: geom.stride.0,
+                    dilation: geom.dilation,
+                };
+                gemm(mg, k, p, a, &b, c, p);
+            }
+            None => {
+                let hw = x.h * x.w;
+                let b = Im2colB {
+                    x: &x.data[g * cg * hw..][..cg * hw],
+                    h: x.h,
+                    w: x.w,
+                    kh: kernel.kh,
+                    kw: kernel.kw,
+                    wo,
+                    stride: geom.stride,
+                    dilation: geom.dilation,
+                    pad: (geom.padding.top, geom.padding.left),
+                };
+                gemm(mg, k, p, a, &b, c, p);
+            }
+        }
     }
     Ok(y)
+}
+
+/// The input with its padding materialised (borrowed as is when there is none), and the padded
+/// plane size.
+fn padded_input<'a>(
+    x: &'a FeatureMap,
+    geom: &ConvGeometry,
+) -> Result<(std::borrow::Cow<'a, [f32]>, usize, usize)> {
+    let pd = geom.padding;
+    if pd.top == 0 && pd.bottom == 0 && pd.left == 0 && pd.right == 0 {
+        return Ok((std::borrow::Cow::Borrowed(&x.data), x.h, x.w));
+    }
+    let hp = x.h.checked_add(pd.top).and_then(|v| v.checked_add(pd.bottom));
+    let wp = x.w.checked_add(pd.left).and_then(|v| v.checked_add(pd.right));
+    let (Some(hp), Some(wp)) = (hp, wp) else {
+        return Err(Error::Shape("padding too large".into()));
+    };
+    checked_len(&[x.c, hp, wp])?;
+    let p = Padded::new(&x.data, x.c, x.h, x.w, geom);
+    Ok((std::borrow::Cow::Owned(p.data), p.hp, p.wp))
 }
 
 /// Direct scalar conv2d in f64 accumulation: the oracle for every fast kernel.

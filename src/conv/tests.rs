@@ -154,10 +154,18 @@ fn naive_matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f64> 
 
 #[test]
 fn gemm_matches_naive_product_across_block_edges() {
-    // Sizes straddling the tile (4×8, 6×16) and block (KC = 384, NC = 768, MC = 96) edges.
-    for &(m, k, n) in
-        &[(1, 1, 1), (5, 3, 17), (7, 385, 9), (97, 300, 33), (13, 20, 1030), (6, 800, 16), (7, 770, 770)]
-    {
+    // Sizes straddling the tile (4×8, 6×16) and block (KC = 384 / 512, NC = 768 / 512, MC = 120)
+    // edges.
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (5, 3, 17),
+        (7, 385, 9),
+        (97, 300, 33),
+        (13, 20, 1030),
+        (6, 800, 16),
+        (7, 770, 770),
+        (125, 1030, 515),
+    ] {
         let a = noise(m * k, 1);
         let b = noise(k * n, 2);
         let want = naive_matmul(m, k, n, &a, &b);
@@ -261,4 +269,58 @@ fn decoupled_errors_not_panics() {
         Err(Error::Shape(_))
     ));
     assert!(matches!(branch_forward(&x, &[b], Order::DwPw, 6, 3, 3, Some(&[1.0]), &g), Err(Error::Shape(_))));
+}
+
+/// The padded im2col source packs exactly the im2col matrix of its definition (computed here
+/// value by value from the unpadded input, zero outside it) into panel layout, for panel widths
+/// 8, 16 (fixed-size copies) and 5 (generic), panels inside and across output rows, and blocks
+/// starting anywhere.
+#[test]
+fn padded_im2col_packs_the_im2col_matrix() {
+    use super::gemm::BSource;
+    use super::im2col::{Padded, PaddedIm2colB};
+    // (c, h, w, kh, kw, vertical stride, dilation, padding t/b/l/r)
+    let cases = [
+        (2, 7, 16, 3, 3, 1, (1, 1), (1, 1, 1, 1)),
+        (3, 9, 11, 3, 2, 2, (1, 2), (2, 0, 1, 3)),
+        (1, 5, 5, 1, 1, 1, (1, 1), (0, 0, 0, 0)),
+        (2, 12, 24, 5, 3, 1, (2, 1), (0, 2, 2, 0)),
+    ];
+    for (case, &(c, h, w, kh, kw, sh, dil, (pt, pb, pl, pr))) in cases.iter().enumerate() {
+        let geom = ConvGeometry {
+            stride: (sh, 1),
+            padding: Padding { top: pt, bottom: pb, left: pl, right: pr },
+            dilation: dil,
+            groups: 1,
+        };
+        let (ho, wo) = geom.output_size(h, w, kh, kw).unwrap();
+        let x = noise(c * h * w, case as u64 + 40);
+        // im2col value by value from the definition.
+        let (k, n) = (c * kh * kw, ho * wo);
+        let mut want = vec![0.0f32; k * n];
+        for (row, chunk) in want.chunks_exact_mut(n).enumerate() {
+            let (ci, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
+            for (j, v) in chunk.iter_mut().enumerate() {
+                let iy = ((j / wo) * sh + ky * dil.0) as isize - pt as isize;
+                let ix = ((j % wo) + kx * dil.1) as isize - pl as isize;
+                if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                    *v = x[(ci * h + iy as usize) * w + ix as usize];
+                }
+            }
+        }
+        let xp = Padded::new(&x, c, h, w, &geom);
+        let src = PaddedIm2colB { xp: &xp.data, hp: xp.hp, wp: xp.wp, kh, kw, wo, sh, dilation: dil };
+        for nr in [8usize, 16, 5] {
+            for (k0, kc, j0, nc) in [(0, k, 0, n), (1, k - 1, 3, n - 3), (k / 2, k - k / 2, n / 3, n / 2)] {
+                let mut dst = vec![f32::NAN; kc * nc.div_ceil(nr) * nr];
+                src.pack(nr, k0, kc, j0, nc, &mut dst);
+                for (i, &got) in dst.iter().enumerate() {
+                    let (q, p, jj) = (i / (kc * nr), (i / nr) % kc, i % nr);
+                    let j = q * nr + jj;
+                    let expect = if j < nc { want[(k0 + p) * n + j0 + j] } else { 0.0 };
+                    assert_eq!(got, expect, "case {case} nr {nr} block ({k0},{kc},{j0},{nc}) at {i}");
+                }
+            }
+        }
+    }
 }
