@@ -732,9 +732,15 @@ fn line_chart_texts_do_not_overlap() {
 /// a heat map drawn as cells with the same heat map drawn as one bitmap.
 #[derive(Default, Clone)]
 struct Recorder {
-    rects: std::rc::Rc<std::cell::RefCell<Vec<((i32, i32), (i32, i32), (u8, u8, u8))>>>,
-    blits: std::rc::Rc<std::cell::RefCell<Vec<((i32, i32), (u32, u32), Vec<u8>)>>>,
+    rects: Shared<Vec<FilledRect>>,
+    blits: Shared<Vec<Blit>>,
 }
+
+type Shared<T> = std::rc::Rc<std::cell::RefCell<T>>;
+/// Corners and colour of a filled rectangle.
+type FilledRect = ((i32, i32), (i32, i32), (u8, u8, u8));
+/// Position, size and RGB pixels of a bitmap.
+type Blit = ((i32, i32), (u32, u32), Vec<u8>);
 
 impl plotters_backend::DrawingBackend for Recorder {
     type ErrorType = std::io::Error;
