@@ -124,6 +124,8 @@ struct Prepared {
     /// The last forward result (asked again when the page repeats a request the worker already
     /// answered on its own at start-up).
     forward: Option<ForwardResult>,
+    /// Orderings whose decoupled forward has run once on this input (see [`Engine::forward`]).
+    forward_warm: std::collections::HashSet<Order>,
 }
 
 /// The engine behind the worker.
@@ -513,6 +515,7 @@ impl Engine {
             original_ms,
             curves: HashMap::new(),
             forward: None,
+            forward_warm: Default::default(),
         });
         Ok(summary)
     }
@@ -566,9 +569,16 @@ impl Engine {
             return Ok(f.clone());
         }
         let merged = dec.merged(t)?;
+        let run =
+            || crate::conv::decoupled_forward(&p.input, &merged, l.layer.bias.as_deref(), &l.layer.geometry);
+        // The first decoupled forward on an input runs once untimed: in a browser its code may
+        // still be in the baseline tier (the original layer is timed after the network prefix
+        // has run the same kernels), and a cold first call would understate the speed-up.
+        if !p.forward_warm.contains(&order) {
+            run()?;
+        }
         let start = (self.clock)();
-        let y =
-            crate::conv::decoupled_forward(&p.input, &merged, l.layer.bias.as_deref(), &l.layer.geometry)?;
+        let y = run()?;
         let decoupled_ms = (self.clock)() - start;
         let rel_error = y.rel_error(&p.reference)?;
         let weight_error = dec.rel_weight_error().get(t - 1).copied().unwrap_or(f64::NAN);
@@ -587,6 +597,7 @@ impl Engine {
         };
         if let Some(p) = self.prepared.as_mut() {
             p.forward = Some(result.clone());
+            p.forward_warm.insert(order);
         }
         Ok(result)
     }
@@ -608,6 +619,8 @@ impl Engine {
         let dec = l.dec(order)?;
         let errors = output_error_by_terms(dec, &p.input, &p.reference, &l.layer.geometry, report)?;
         p.curves.insert(order, errors.clone());
+        // The curve ran the decoupled kernels of this ordering many times on this input.
+        p.forward_warm.insert(order);
         Ok(errors)
     }
 }
