@@ -2,7 +2,7 @@
 # The browser benchmark in one command: ndlab (wasm32 + SIMD128, one thread) against
 # onnxruntime-web (npm, wasm backend, SIMD, numThreads = 1) in headless Chromium, on the same
 # layer, input and graphs; prints JSON (also written to target/bench-web/result.json).
-#   bash scripts/bench-browser.sh [--repeat N]
+#   bash scripts/bench-browser.sh [--repeat N] [--only decouple]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"

@@ -16,6 +16,9 @@ use crate::layer::{Kernel, Order};
 use crate::svd;
 use serde::{Deserialize, Serialize};
 
+mod fast;
+mod lanes;
+
 /// The SVD of one slice of the kernel.
 /// DW→PW: slice = input channel c (global index), matrix M_c is (N/groups) × K².
 /// PW→DW: slice = output channel n, matrix M'_n is c × K² (c = input channels per group).
@@ -101,23 +104,28 @@ impl Decomposition {
     /// a slice whose Σσ² still differs from ‖M‖²_F by more than 1e-9 relative is an
     /// [`Error::Numeric`]. 1×1 kernels (K² = 1) decouple trivially with `full_rank` = 1.
     pub fn new(kernel: &Kernel, groups: usize, order: Order) -> Result<Self> {
+        Self::new_counting(kernel, groups, order).map(|(d, _)| d)
+    }
+
+    /// [`Decomposition::new`], also saying which route each slice took.
+    ///
+    /// Tall slices (rows ≥ K², every real layer) take the fast route straight from the f32
+    /// kernel (Gram matrix in f64 with SIMD tiles, Jacobi, `M V`; see `decouple/fast.rs`) with the
+    /// same run-time checks as [`svd::svd`]; a slice that fails one, and every wide slice, is
+    /// recomputed by [`svd::svd_with`] (checked Gram route, then one-sided Jacobi).
+    pub fn new_counting(kernel: &Kernel, groups: usize, order: Order) -> Result<(Self, Routes)> {
         let (count, rows, cols) = slice_shape(kernel, groups, order)?;
         if let Some(i) = kernel.data.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite(format!("kernel value #{i} is {}", kernel.data[i])));
         }
-        let mut ws = svd::Workspace::default();
-        let mut buf = Vec::with_capacity(FILL_BLOCK * rows * cols);
-        let mut slices = Vec::with_capacity(count);
-        for s0 in (0..count).step_by(FILL_BLOCK) {
-            let nb = FILL_BLOCK.min(count - s0);
-            fill_slices(kernel, groups, order, s0, nb, &mut buf);
-            for (i, m) in buf.chunks_exact(rows * cols).enumerate() {
-                let s = s0 + i;
-                let dec = svd::svd_with(&mut ws, m, rows, cols).map_err(|e| with_slice(e, order, s))?;
-                slices.push(to_slice(dec, svd::frobenius_sq(m), order, s)?);
-            }
-        }
-        Ok(Decomposition {
+        let mut routes = Routes::default();
+        let slices = if rows >= cols {
+            fast_slices(kernel, groups, order, &mut routes)?
+        } else {
+            routes.checked = count;
+            checked_slices(kernel, groups, order)?
+        };
+        let d = Decomposition {
             order,
             n: kernel.n,
             c: kernel.c,
@@ -126,7 +134,8 @@ impl Decomposition {
             groups,
             full_rank: rows.min(cols),
             slices,
-        })
+        };
+        Ok((d, routes))
     }
 
     /// Energy kept for T = 1..=full_rank (index T−1): 1 − Σ_{k>T}σ² / Σσ² over all slices.
@@ -451,6 +460,73 @@ fn fill_slices(kernel: &Kernel, groups: usize, order: Order, s0: usize, nb: usiz
             buf.extend(kernel.data[s0 * c * k2..(s0 + nb) * c * k2].iter().map(|&x| x as f64));
         }
     }
+}
+
+/// How many slices of a [`Decomposition`] took each route (see [`Decomposition::new_counting`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Slices decomposed by the fast route and accepted by its checks.
+    pub fast: usize,
+    /// Slices decomposed by [`svd::svd_with`] (wide slices, or fast-route checks failed).
+    pub checked: usize,
+}
+
+/// Where the rows of slice `s` sit in the OIHW data: (offset of row 0, distance between rows).
+fn slice_rows(kernel: &Kernel, groups: usize, order: Order, s: usize) -> (usize, usize) {
+    let (c, k2) = (kernel.c, kernel.kh * kernel.kw);
+    match order {
+        Order::DwPw => {
+            let nper = kernel.n / groups;
+            let (g, cl) = (s / c, s % c);
+            ((g * nper * c + cl) * k2, c * k2)
+        }
+        Order::PwDw => (s * c * k2, k2),
+    }
+}
+
+/// Every slice by the fast route (tall slices only), falling back per slice to [`svd::svd_with`].
+fn fast_slices(kernel: &Kernel, groups: usize, order: Order, routes: &mut Routes) -> Result<Vec<Slice>> {
+    let (count, rows, cols) = slice_shape(kernel, groups, order)?;
+    let mut work = fast::Work::new(rows, cols);
+    let mut ws = svd::Workspace::default();
+    let mut buf = Vec::new();
+    let mut slices = Vec::with_capacity(count);
+    for s in 0..count {
+        let (base, stride) = slice_rows(kernel, groups, order, s);
+        let quick = if work.load(&kernel.data, base, stride) { work.decompose() } else { None };
+        let slice = match quick {
+            Some(slice) => {
+                routes.fast += 1;
+                slice
+            }
+            None => {
+                routes.checked += 1;
+                fill_slice(kernel, groups, order, s, &mut buf);
+                let dec = svd::svd_with(&mut ws, &buf, rows, cols).map_err(|e| with_slice(e, order, s))?;
+                to_slice(dec, svd::frobenius_sq(&buf), order, s)?
+            }
+        };
+        slices.push(slice);
+    }
+    Ok(slices)
+}
+
+/// Every slice through [`svd::svd_with`] (the route for wide slices, rows < K²).
+fn checked_slices(kernel: &Kernel, groups: usize, order: Order) -> Result<Vec<Slice>> {
+    let (count, rows, cols) = slice_shape(kernel, groups, order)?;
+    let mut ws = svd::Workspace::default();
+    let mut buf = Vec::with_capacity(FILL_BLOCK * rows * cols);
+    let mut slices = Vec::with_capacity(count);
+    for s0 in (0..count).step_by(FILL_BLOCK) {
+        let nb = FILL_BLOCK.min(count - s0);
+        fill_slices(kernel, groups, order, s0, nb, &mut buf);
+        for (i, m) in buf.chunks_exact(rows * cols).enumerate() {
+            let s = s0 + i;
+            let dec = svd::svd_with(&mut ws, m, rows, cols).map_err(|e| with_slice(e, order, s))?;
+            slices.push(to_slice(dec, svd::frobenius_sq(m), order, s)?);
+        }
+    }
+    Ok(slices)
 }
 
 /// An SVD turned into a [`Slice`] (pw row k = σ_k u_k, dw row k = v_k), with the energy check.

@@ -8,6 +8,8 @@ import init, { Bench, Layer } from './pkg/bench_web.js';
 import * as ort from './ort/ort.wasm.min.mjs';
 
 const REPEAT = Number(new URLSearchParams(location.search).get('repeat') ?? 7);
+// `?only=decouple` times the decouplings alone (quick runs while working on them).
+const ONLY = new URLSearchParams(location.search).get('only');
 const TS = [1, 2, 4];
 const [N, C, H, W, K2] = [256, 256, 56, 56, 9];
 const log = (s) => { document.getElementById('log').textContent += s + '\n'; };
@@ -100,7 +102,7 @@ async function main() {
     decouple: {},
   };
   // Decoupling (once for the forwards, then timed): 256 (the layer) and 512 (w512.npy).
-  bench.decouple();
+  if (ONLY !== 'decouple') bench.decouple();
   const l256 = new Layer(layerNpy);
   const l512 = new Layer(await bytes('data/w512.npy'));
   for (const [name, layer] of [['256', l256], ['512', l512]]) {
@@ -117,7 +119,7 @@ async function main() {
     result.decouple[name] = row;
     log(`decouple ${name}: ${JSON.stringify(row)}`);
   }
-  const graphs = [['regular', 0], ...TS.flatMap((t) => [['dw-pw', t], ['pw-dw', t]])];
+  const graphs = ONLY === 'decouple' ? [] : [['regular', 0], ...TS.flatMap((t) => [['dw-pw', t], ['pw-dw', t]])];
   let regularMs = null, ortRegularMs = null, regularMin = null, ortRegularMin = null;
   for (const [graph, t] of graphs) {
     const file = graph === 'regular' ? 'regular' : `${graph}_T${t}`;
