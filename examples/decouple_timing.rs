@@ -1,6 +1,6 @@
 //! Native timing of `Decomposition::new` on the 256 layer and a 512→512 3×3 Gaussian kernel,
 //! next to the per-slice checked SVD loop it replaced (`svd::svd_with` on every slice), with the
-//! routes taken. Not a test (no assertions); figures go to BENCHMARKS.md.
+//! routes taken, in thread CPU time. Not a test (no assertions); figures go to BENCHMARKS.md.
 //!   cargo run --release --example decouple_timing [-- REPEAT]
 
 use ndlab::decouple::{slice_matrix, slice_shape, Decomposition};
@@ -22,13 +22,22 @@ fn gaussian(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Median and minimum of `repeat` runs of `f`, in ms.
+/// This thread's CPU time in ns (Linux), if readable: robust to other load on the machine.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Median and minimum of `repeat` runs of `f`, in ms (thread CPU time where available, else wall).
 fn time(repeat: usize, mut f: impl FnMut()) -> (f64, f64) {
     let mut ts: Vec<f64> = (0..repeat)
         .map(|_| {
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), thread_cpu_ns());
             f();
-            t0.elapsed().as_secs_f64() * 1e3
+            match (thread_cpu_ns(), c0) {
+                (Some(c1), Some(c0)) => (c1 - c0) as f64 / 1e6,
+                _ => t0.elapsed().as_secs_f64() * 1e3,
+            }
         })
         .collect();
     ts.sort_by(f64::total_cmp);

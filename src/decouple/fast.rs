@@ -1,15 +1,19 @@
 //! The fast route of [`super::Decomposition::new`] for tall slices (rows p ≥ columns q = K²).
 //!
-//! Per slice, straight from the f32 kernel and with no allocation but the output:
+//! Per slice, straight from the f32 kernel, with the scratch reused across slices:
 //! 1. the slice's rows are read (DW→PW: strided in OIHW; PW→DW: contiguous) into f64 column
 //!    storage, padded with zero rows to a multiple of [`ROW_BLOCK`]. No scaling is needed: the
 //!    products of f32 values are exact in f64 and can neither overflow nor underflow there;
 //! 2. the q × q Gram matrix `G = MᵀM` in f64, two rows per SIMD lane pair, 3 × 3 register tiles
-//!    (for q = 9 exactly the 45 distinct entries);
-//! 3. cyclic Jacobi on G (as [`crate::svd`]), giving V (orthonormal to working precision);
-//! 4. `P = M V` in 3 × 6 register tiles (three outputs, six rows), written once: row k is
-//!    `σ_k u_k`, which is what [`super::Slice::pw`] stores, so nothing is normalised and then
-//!    multiplied back; `σ_k = ‖p_k‖` (never `sqrt(λ_k)`), sorted descending;
+//!    (for q = 9 exactly the 45 distinct entries); its trace is ‖M‖²_F (not finite: the kernel
+//!    holds a NaN or infinity, and the slice goes to the fallback, which reports it);
+//! 3. Jacobi on G ([`crate::svd`]'s rotations and threshold, pairs in round-robin order so that
+//!    consecutive rotations are independent), two slices at once in the lanes of [`F2`]
+//!    ([`PairWork`]), giving V (orthonormal to working precision);
+//! 4. eigenpairs ordered by eigenvalue, then `P = M V` in 3-output × 6-row register tiles,
+//!    written straight into the slice's `pw` (row k = `M v_k = σ_k u_k`, which is what
+//!    [`super::Slice::pw`] stores: nothing is normalised and multiplied back); `σ_k = ‖p_k‖`
+//!    (never `sqrt(λ_k)`), re-sorted if that swaps two nearly equal values;
 //! 5. the same run-time checks as [`crate::svd::svd`]'s Gram route, from quantities at hand:
 //!    everything finite (σ finite ⇒ every `p_k` finite), `|Σσ² − ‖M‖²_F| ≤ 1e-10·‖M‖²_F` with
 //!    `‖M‖²_F = trace G` (`Σσ² = ‖MV‖²_F` equals it only if V is orthogonal and P is right),
@@ -46,11 +50,7 @@ pub(super) struct Work {
     g: Vec<f64>,
     /// Eigenvectors, vector-major (row k = v_k).
     vt: Vec<f64>,
-    /// `P = M V` by columns: p_k at `prod[k·ps ..]`.
-    prod: Vec<f64>,
-    /// σ_k = ‖p_k‖ in Jacobi order.
-    sigma: Vec<f64>,
-    /// Order of the triplets by σ descending.
+    /// Order of the eigenpairs by eigenvalue, descending.
     idx: Vec<usize>,
     /// The Jacobi pairs in round-robin order.
     pairs: Vec<(usize, usize)>,
@@ -67,8 +67,6 @@ impl Work {
             cols: vec![0.0; q * ps],
             g: vec![0.0; q * q],
             vt: vec![0.0; q * q],
-            prod: vec![0.0; q * ps],
-            sigma: vec![0.0; q],
             idx: (0..q).collect(),
             pairs: round_robin(q),
         }
@@ -96,23 +94,51 @@ impl Work {
     /// Decomposes the loaded slice; `None` when a check fails (the caller then takes the
     /// checked route of [`crate::svd`]).
     pub(super) fn decompose(&mut self) -> Option<Slice> {
-        let (p, q) = (self.p, self.q);
-        self.gram();
-        let trace: f64 = (0..q).map(|j| self.g[j * q + j]).sum();
+        let trace = self.gram_and_trace();
         if trace == 0.0 {
-            return Some(Slice {
-                sigma: vec![0.0; q],
-                dw: vec![0.0; q * q],
-                pw: vec![0.0; q * p],
-                energy: 0.0,
-            });
+            return Some(self.zero_slice());
         }
-        if !jacobi(&mut self.g, &mut self.vt, q, &self.pairs) {
+        if !trace.is_finite() {
             return None;
         }
-        self.product();
-        self.norms_and_order();
-        let slice = self.gather(trace);
+        if !jacobi(&mut self.g, &mut self.vt, self.q, &self.pairs) {
+            return None;
+        }
+        self.finish(trace)
+    }
+
+    /// The Gram matrix of the loaded slice, and its trace ‖M‖²_F.
+    fn gram_and_trace(&mut self) -> f64 {
+        self.gram();
+        (0..self.q).map(|j| self.g[j * self.q + j]).sum()
+    }
+
+    /// The factors of an all-zero slice.
+    fn zero_slice(&self) -> Slice {
+        let (p, q) = (self.p, self.q);
+        Slice { sigma: vec![0.0; q], dw: vec![0.0; q * q], pw: vec![0.0; q * p], energy: 0.0 }
+    }
+
+    /// With the eigenvectors in `vt` and the eigenvalues on the diagonal of `g`: `P = M V`
+    /// (written straight into the slice's `pw`), σ, order, zero cut, checks.
+    fn finish(&mut self, trace: f64) -> Option<Slice> {
+        let (p, q) = (self.p, self.q);
+        // Order by eigenvalue first, so that P lands in place; σ re-checks the order below.
+        let g = &self.g;
+        self.idx.iter_mut().enumerate().for_each(|(i, x)| *x = i);
+        self.idx.sort_by(|&a, &b| g[b * q + b].total_cmp(&g[a * q + a]));
+        let mut dw = Vec::with_capacity(q * q);
+        for &k in &self.idx {
+            dw.extend_from_slice(&self.vt[k * q..(k + 1) * q]);
+        }
+        let mut pw = vec![0.0; q * p];
+        self.product(&dw, &mut pw);
+        let mut sigma: Vec<f64> = pw.chunks_exact(p).map(|pk| sum_sq(pk).sqrt()).collect();
+        if sigma.windows(2).any(|w| w[0] < w[1]) {
+            (sigma, dw, pw) = resort(&sigma, &dw, &pw, p, q);
+        }
+        let mut slice = Slice { sigma, dw, pw, energy: trace };
+        cut_null(&mut slice, p, q);
         self.passes_checks(&slice).then_some(slice)
     }
 
@@ -136,56 +162,25 @@ impl Work {
         }
     }
 
-    /// `prod = M V` (p_k = M v_k for every k), by tiles of three outputs.
-    fn product(&mut self) {
+    /// `out[k] = M w_k` for the q weight vectors (rows of `w`, q × q), rows of `out` of length p,
+    /// by tiles of three outputs.
+    fn product(&self, w: &[f64], out: &mut [f64]) {
         let q = self.q;
         for k0 in (0..q).step_by(TILE) {
             let tile = Tile { i0: k0, j0: 0, q, ps: self.ps };
             match TILE.min(q - k0) {
-                3 => tile.product::<3>(&self.cols, &self.vt, &mut self.prod),
-                2 => tile.product::<2>(&self.cols, &self.vt, &mut self.prod),
-                _ => tile.product::<1>(&self.cols, &self.vt, &mut self.prod),
+                3 => tile.product::<3>(&self.cols, w, out, self.p),
+                2 => tile.product::<2>(&self.cols, w, out, self.p),
+                _ => tile.product::<1>(&self.cols, w, out, self.p),
             }
         }
-    }
-
-    /// σ_k = ‖p_k‖ and the order of k by σ descending.
-    fn norms_and_order(&mut self) {
-        let ps = self.ps;
-        for (s, pk) in self.sigma.iter_mut().zip(self.prod.chunks_exact(ps)) {
-            *s = sum_sq(pk).sqrt();
-        }
-        let sigma = &self.sigma;
-        self.idx.iter_mut().enumerate().for_each(|(i, x)| *x = i);
-        self.idx.sort_by(|&a, &b| sigma[b].total_cmp(&sigma[a]));
-    }
-
-    /// The triplets in σ order as a [`Slice`] (pw row = p_k, dw row = v_k), null ones zeroed;
-    /// `energy` = ‖M‖²_F = trace G.
-    fn gather(&self, trace: f64) -> Slice {
-        let (p, q, ps) = (self.p, self.q, self.ps);
-        let smax = self.idx.first().map_or(0.0, |&i| self.sigma[i]);
-        let cut = rank_tol(p, q) * smax;
-        let mut sigma = vec![0.0; q];
-        let mut dw = vec![0.0; q * q];
-        let mut pw = vec![0.0; q * p];
-        for (d, &k) in self.idx.iter().enumerate() {
-            let s = self.sigma[k];
-            if s <= cut || s.is_nan() {
-                continue;
-            }
-            sigma[d] = s;
-            dw[d * q..(d + 1) * q].copy_from_slice(&self.vt[k * q..(k + 1) * q]);
-            pw[d * p..(d + 1) * p].copy_from_slice(&self.prod[k * ps..k * ps + p]);
-        }
-        Slice { sigma, dw, pw, energy: trace }
     }
 
     /// The run-time checks of the module documentation (`slice.energy` is trace G).
     fn passes_checks(&self, slice: &Slice) -> bool {
         let trace = slice.energy;
         let smax = slice.sigma.first().copied().unwrap_or(0.0);
-        if !self.sigma.iter().chain(&self.vt).all(|x| x.is_finite()) || !smax.is_finite() {
+        if !slice.sigma.iter().chain(&slice.dw).all(|x| x.is_finite()) || !smax.is_finite() {
             return false;
         }
         let ssq: f64 = slice.sigma.iter().map(|s| s * s).sum();
@@ -211,7 +206,151 @@ impl Work {
     }
 }
 
-/// Σ x² with two lane pairs (len must be even; the padded columns are).
+/// Two slices decomposed together: everything per slice, except that their Jacobi eigensolvers
+/// run in the two lanes of [`F2`] (the rotation angles' square roots and division, the
+/// latency-bound part, are shared). Each lane makes the same decisions and the same arithmetic as
+/// [`jacobi`] on its own slice (a lane that skips a pair gets the identity rotation).
+pub(super) struct PairWork {
+    /// First slice's scratch.
+    pub(super) a: Work,
+    /// Second slice's scratch.
+    pub(super) b: Work,
+    /// The two Gram matrices, lane 0 = a, lane 1 = b.
+    g2: Vec<F2>,
+    /// The two eigenvector sets.
+    v2: Vec<F2>,
+}
+
+impl PairWork {
+    /// Scratch for pairs of p × q slices.
+    pub(super) fn new(p: usize, q: usize) -> PairWork {
+        PairWork {
+            a: Work::new(p, q),
+            b: Work::new(p, q),
+            g2: vec![F2::zero(); q * q],
+            v2: vec![F2::zero(); q * q],
+        }
+    }
+
+    /// Decomposes the slices loaded in `a` and `b`; `None` for a slice that fails its checks.
+    pub(super) fn decompose(&mut self) -> (Option<Slice>, Option<Slice>) {
+        let (ta, tb) = (self.a.gram_and_trace(), self.b.gram_and_trace());
+        let usual = |t: f64| t != 0.0 && t.is_finite();
+        if !usual(ta) || !usual(tb) {
+            // A zero slice, or a non-finite value (handed back): each slice on its own.
+            return (self.a.decompose(), self.b.decompose());
+        }
+        let q = self.a.q;
+        for ((g, &x), &y) in self.g2.iter_mut().zip(&self.a.g).zip(&self.b.g) {
+            *g = F2::new(x, y);
+        }
+        if !jacobi2(&mut self.g2, &mut self.v2, q, &self.a.pairs) {
+            return (None, None);
+        }
+        for ((v, x), y) in self.v2.iter().zip(self.a.vt.iter_mut()).zip(self.b.vt.iter_mut()) {
+            (*x, *y) = v.lanes();
+        }
+        for k in 0..q {
+            (self.a.g[k * q + k], self.b.g[k * q + k]) = self.g2[k * q + k].lanes();
+        }
+        (self.a.finish(ta), self.b.finish(tb))
+    }
+}
+
+/// [`jacobi`] on two symmetric q × q matrices at once, one per lane of `g2` (`v2` receives the
+/// eigenvectors). Sweeps until neither lane rotates; false if that takes over [`MAX_SWEEPS`].
+fn jacobi2(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> bool {
+    let (zero, one) = (F2::zero(), F2::splat(1.0));
+    v2.fill(zero);
+    for i in 0..q {
+        v2[i * q + i] = one;
+    }
+    let eps2 = F2::splat(f64::EPSILON * f64::EPSILON);
+    for _ in 0..MAX_SWEEPS {
+        let mut rotated = false;
+        for &(i, j) in pairs {
+            let gij = g2[i * q + j];
+            let (gii, gjj) = (g2[i * q + i], g2[j * q + j]);
+            let mask = (eps2 * (gii * gjj).abs()).lt(gij * gij);
+            if !F2::any(mask) {
+                continue;
+            }
+            rotated = true;
+            let (c, s, tg) = rotation2(gii, gjj, gij);
+            let (c, s, tg) =
+                (F2::select(mask, c, one), F2::select(mask, s, zero), F2::select(mask, tg, zero));
+            rotate_pair2(g2, q, i, j, c, s);
+            g2[i * q + i] = gii - tg;
+            g2[j * q + j] = gjj + tg;
+            let gij = F2::select(mask, zero, gij);
+            g2[i * q + j] = gij;
+            g2[j * q + i] = gij;
+            for r in (0..q).filter(|&r| r != i && r != j) {
+                g2[r * q + i] = g2[i * q + r];
+                g2[r * q + j] = g2[j * q + r];
+            }
+            rotate_pair2(v2, q, i, j, c, s);
+        }
+        if !rotated {
+            return true;
+        }
+    }
+    false
+}
+
+/// [`rotation`] in both lanes (same operations in the same order).
+fn rotation2(a: F2, b: F2, g: F2) -> (F2, F2, F2) {
+    let d = b - a;
+    let g2 = F2::splat(4.0) * g * g;
+    let big_d = d.abs() + (d * d + g2).sqrt();
+    let w = (big_d * big_d + g2).sqrt();
+    let inv = F2::splat(1.0) / (big_d * w);
+    let sign_d = F2::select(d.lt(F2::zero()), F2::splat(-1.0), F2::splat(1.0));
+    let c = big_d * big_d * inv;
+    let s = sign_d * F2::splat(2.0) * g * big_d * inv;
+    let tg = sign_d * F2::splat(0.5) * g2 * w * inv;
+    (c, s, tg)
+}
+
+/// [`rotate_pair`] on lane pairs.
+fn rotate_pair2(store: &mut [F2], len: usize, i: usize, j: usize, c: F2, s: F2) {
+    let (lo, hi) = store.split_at_mut(j * len);
+    let (xi, xj) = (&mut lo[i * len..(i + 1) * len], &mut hi[..len]);
+    for (a, b) in xi.iter_mut().zip(xj.iter_mut()) {
+        let (x, y) = (*a, *b);
+        *a = c * x - s * y;
+        *b = s * x + c * y;
+    }
+}
+
+/// The triplets re-sorted by σ descending (σ from ‖M v_k‖ can swap two nearly equal eigenvalues).
+fn resort(sigma: &[f64], dw: &[f64], pw: &[f64], p: usize, q: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut idx: Vec<usize> = (0..q).collect();
+    idx.sort_by(|&a, &b| sigma[b].total_cmp(&sigma[a]));
+    let (mut s2, mut d2, mut p2) =
+        (Vec::with_capacity(q), Vec::with_capacity(q * q), Vec::with_capacity(q * p));
+    for &k in &idx {
+        s2.push(sigma[k]);
+        d2.extend_from_slice(&dw[k * q..(k + 1) * q]);
+        p2.extend_from_slice(&pw[k * p..(k + 1) * p]);
+    }
+    (s2, d2, p2)
+}
+
+/// [`crate::svd`]'s convention: σ_k ≤ `rank_tol(p, q)·σ_max` becomes 0 with zero vectors.
+fn cut_null(slice: &mut Slice, p: usize, q: usize) {
+    let smax = slice.sigma.first().copied().unwrap_or(0.0);
+    let cut = rank_tol(p, q) * smax;
+    for (k, s) in slice.sigma.iter_mut().enumerate() {
+        if *s <= cut {
+            *s = 0.0;
+            slice.dw[k * q..(k + 1) * q].fill(0.0);
+            slice.pw[k * p..(k + 1) * p].fill(0.0);
+        }
+    }
+}
+
+/// Σ x² with two lane pairs.
 fn sum_sq(x: &[f64]) -> f64 {
     let (mut a, mut b) = (F2::zero(), F2::zero());
     let mut chunks = x.chunks_exact(4);
@@ -291,33 +430,50 @@ impl Tile {
         }
     }
 
-    /// `prod[k] = Σ_j vt[k][j] · col_j` for the K outputs k = i0.., six rows per step.
+    /// `out[k][r] = Σ_j w[k][j] · col_j[r]` for the K outputs k = i0.. and rows r < p (rows of
+    /// `out` have length p), six rows per step; the last partial step goes through a buffer.
     #[inline(always)]
-    fn product<const K: usize>(&self, cols: &[f64], vt: &[f64], prod: &mut [f64]) {
+    fn product<const K: usize>(&self, cols: &[f64], w: &[f64], out: &mut [f64], p: usize) {
         let (ps, q, k0) = (self.ps, self.q, self.i0);
-        if q * ps > cols.len() || (k0 + K) * q > vt.len() || (k0 + K) * ps > prod.len() || ps % ROW_BLOCK != 0
+        if q * ps > cols.len()
+            || (k0 + K) * q > w.len()
+            || (k0 + K) * p > out.len()
+            || ps % ROW_BLOCK != 0
+            || p > ps
         {
             return;
         }
-        let (c, w, o) = (cols.as_ptr(), vt.as_ptr(), prod.as_mut_ptr());
+        let (c, wp, o) = (cols.as_ptr(), w.as_ptr(), out.as_mut_ptr());
         let mut r = 0;
-        while r < ps {
+        while r < p {
             let mut acc = [[F2::zero(); 3]; K];
             for j in 0..q {
-                // SAFETY: j·ps + r + 5 < q·ps ≤ cols.len() (r + 6 ≤ ps).
+                // SAFETY: j·ps + r + 5 < q·ps ≤ cols.len() (r + 6 ≤ ps: r < p ≤ ps, both steps of 6).
                 let x: [F2; 3] = core::array::from_fn(|l| unsafe { F2::load(c.add(j * ps + r + 2 * l)) });
                 for (k, row) in acc.iter_mut().enumerate() {
-                    // SAFETY: (k0 + k)·q + j < (k0 + K)·q ≤ vt.len().
-                    let wk = F2::splat(unsafe { *w.add((k0 + k) * q + j) });
+                    // SAFETY: (k0 + k)·q + j < (k0 + K)·q ≤ w.len().
+                    let wk = F2::splat(unsafe { *wp.add((k0 + k) * q + j) });
                     for (a, &xl) in row.iter_mut().zip(&x) {
                         *a = a.mul_add(wk, xl);
                     }
                 }
             }
-            for (k, row) in acc.iter().enumerate() {
-                for (l, a) in row.iter().enumerate() {
-                    // SAFETY: (k0 + k)·ps + r + 2l + 1 < (k0 + K)·ps ≤ prod.len().
-                    unsafe { a.store(o.add((k0 + k) * ps + r + 2 * l)) };
+            if r + ROW_BLOCK <= p {
+                for (k, row) in acc.iter().enumerate() {
+                    for (l, a) in row.iter().enumerate() {
+                        // SAFETY: (k0 + k)·p + r + 2l + 1 < (k0 + K)·p ≤ out.len() (r + 6 ≤ p).
+                        unsafe { a.store(o.add((k0 + k) * p + r + 2 * l)) };
+                    }
+                }
+            } else {
+                for (k, row) in acc.iter().enumerate() {
+                    let mut buf = [0.0f64; ROW_BLOCK];
+                    for (l, a) in row.iter().enumerate() {
+                        // SAFETY: 2l + 1 < ROW_BLOCK.
+                        unsafe { a.store(buf.as_mut_ptr().add(2 * l)) };
+                    }
+                    let dst = (k0 + k) * p + r;
+                    out[dst..dst + (p - r)].copy_from_slice(&buf[..p - r]);
                 }
             }
             r += ROW_BLOCK;
@@ -409,5 +565,66 @@ fn rotate_pair(store: &mut [f64], len: usize, i: usize, j: usize, c: f64, s: f64
         let (x, y) = (*a, *b);
         *a = c * x - s * y;
         *b = s * x + c * y;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_visits_every_pair_once() {
+        for q in 1..=50 {
+            let pairs = round_robin(q);
+            let mut seen = std::collections::BTreeSet::new();
+            for &(i, j) in &pairs {
+                assert!(i < j && j < q && seen.insert((i, j)), "q = {q}: {i}, {j}");
+            }
+            assert_eq!(seen.len(), q * q.saturating_sub(1) / 2, "q = {q}");
+        }
+    }
+
+    /// Each lane of `jacobi2` must make exactly the decisions and the arithmetic of `jacobi` on
+    /// its own matrix (one lane converging early gets identity rotations).
+    #[test]
+    fn paired_jacobi_equals_single_jacobi_bit_for_bit() {
+        let q = 9;
+        let pairs = round_robin(q);
+        let gram = |seed: u64, scale: f64| {
+            let mut s = seed | 1;
+            let m: Vec<f64> = (0..40 * q)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * scale
+                })
+                .collect();
+            let mut g = vec![0.0; q * q];
+            for i in 0..q {
+                for j in 0..q {
+                    g[i * q + j] = (0..40).map(|r| m[r * q + i] * m[r * q + j]).sum();
+                }
+            }
+            g
+        };
+        // Very different matrices: one nearly diagonal (converges in fewer sweeps).
+        let mut near_diag = gram(5, 1e-3);
+        for i in 0..q {
+            near_diag[i * q + i] += (i + 1) as f64;
+        }
+        for (ga, gb) in [(gram(1, 1.0), gram(2, 1e6)), (gram(3, 1.0), near_diag)] {
+            let (mut a, mut b) = (ga.clone(), gb.clone());
+            let (mut va, mut vb) = (vec![0.0; q * q], vec![0.0; q * q]);
+            assert!(jacobi(&mut a, &mut va, q, &pairs) && jacobi(&mut b, &mut vb, q, &pairs));
+            let mut g2: Vec<F2> = ga.iter().zip(&gb).map(|(&x, &y)| F2::new(x, y)).collect();
+            let mut v2 = vec![F2::zero(); q * q];
+            assert!(jacobi2(&mut g2, &mut v2, q, &pairs));
+            for k in 0..q * q {
+                let ((g0, g1), (v0, v1)) = (g2[k].lanes(), v2[k].lanes());
+                assert_eq!((g0.to_bits(), g1.to_bits()), (a[k].to_bits(), b[k].to_bits()), "g[{k}]");
+                assert_eq!((v0.to_bits(), v1.to_bits()), (va[k].to_bits(), vb[k].to_bits()), "v[{k}]");
+            }
+        }
     }
 }
