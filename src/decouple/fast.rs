@@ -279,16 +279,21 @@ fn jacobi2(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> 
             let (c, s, tg) = rotation2(gii, gjj, gij);
             let (c, s, tg) =
                 (F2::select(mask, c, one), F2::select(mask, s, zero), F2::select(mask, tg, zero));
-            rotate_pair2(g2, q, i, j, c, s);
+            // Each lane element is one F2 whatever the layout: rotate the entries (r, i), (r, j)
+            // once and write them to both symmetric places.
+            for r in (0..q).filter(|&r| r != i && r != j) {
+                let (x, y) = (g2[r * q + i], g2[r * q + j]);
+                let (nx, ny) = (c * x - s * y, s * x + c * y);
+                g2[r * q + i] = nx;
+                g2[i * q + r] = nx;
+                g2[r * q + j] = ny;
+                g2[j * q + r] = ny;
+            }
             g2[i * q + i] = gii - tg;
             g2[j * q + j] = gjj + tg;
             let gij = F2::select(mask, zero, gij);
             g2[i * q + j] = gij;
             g2[j * q + i] = gij;
-            for r in (0..q).filter(|&r| r != i && r != j) {
-                g2[r * q + i] = g2[i * q + r];
-                g2[r * q + j] = g2[j * q + r];
-            }
             rotate_pair2(v2, q, i, j, c, s);
         }
         if !rotated {
@@ -350,18 +355,19 @@ fn cut_null(slice: &mut Slice, p: usize, q: usize) {
     }
 }
 
-/// Σ x² with two lane pairs.
+/// Σ x² with four lane pairs (independent chains: the loop is not bound by the add latency).
 fn sum_sq(x: &[f64]) -> f64 {
-    let (mut a, mut b) = (F2::zero(), F2::zero());
-    let mut chunks = x.chunks_exact(4);
+    let mut acc = [F2::zero(); 4];
+    let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
-        // SAFETY: c has 4 elements.
-        let (x0, x1) = unsafe { (F2::load(c.as_ptr()), F2::load(c.as_ptr().add(2))) };
-        a = a.mul_add(x0, x0);
-        b = b.mul_add(x1, x1);
+        for (l, a) in acc.iter_mut().enumerate() {
+            // SAFETY: c has 8 elements, 2l + 1 < 8.
+            let v = unsafe { F2::load(c.as_ptr().add(2 * l)) };
+            *a = a.mul_add(v, v);
+        }
     }
     let tail: f64 = chunks.remainder().iter().map(|v| v * v).sum();
-    (a.sum() + b.sum()) + tail
+    ((acc[0].sum() + acc[1].sum()) + (acc[2].sum() + acc[3].sum())) + tail
 }
 
 /// Position of one register tile: Gram block (columns i0.., j0..) or product block (outputs i0..).
