@@ -2,8 +2,8 @@
 # The browser benchmark in one command: ndlab (wasm32 + SIMD128, one thread) against
 # onnxruntime-web (npm, wasm backend, SIMD, numThreads = 1) in headless Chromium, on the same
 # layer, input and graphs; prints JSON (also written to target/bench-web/result.json).
-#   bash scripts/bench-browser.sh [--repeat N] [--only regular,dw-pw:2,…]   (--only: a subset of graphs,
-#   decoupling not timed)
+#   bash scripts/bench-browser.sh [--repeat N] [--only regular,dw-pw:2,decouple,…]   (--only: a subset of
+#   the graphs and/or the decouplings)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"

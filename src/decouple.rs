@@ -1,8 +1,10 @@
 //! Network decoupling: per-slice SVDs of a conv kernel, truncation to T terms, factors in branch
 //! and merged form, energy/error curves and threshold rules (METHOD.md).
 //!
-//! Every slice goes through [`crate::svd::svd_with`] in f64 (Gram + Jacobi, checked at run time,
-//! one-sided Jacobi as the fallback); the factors are kept in f64 and rounded to f32 only when a
+//! Every slice is decomposed in f64: tall slices by the fast route of `decouple/fast.rs` (Gram +
+//! Jacobi with SIMD tiles, the same run-time checks as [`crate::svd`]), any slice failing a
+//! check and every wide slice by [`crate::svd::svd_with`] (Gram + Jacobi, checked, one-sided
+//! Jacobi as the fallback); the factors are kept in f64 and rounded to f32 only when a
 //! kernel, merged form or branch form is produced. Conventions:
 //! * `Slice.pw` row k = σ_k u_k, `Slice.dw` row k = v_k, so `M = Σ_k pw_k dw_kᵀ` and the T-term
 //!   error is exactly the σ tail (the SVD's vectors on one side are orthonormal by construction).
@@ -15,6 +17,9 @@ use crate::error::{Error, Result};
 use crate::layer::{Kernel, Order};
 use crate::svd;
 use serde::{Deserialize, Serialize};
+
+mod fast;
+mod lanes;
 
 /// The SVD of one slice of the kernel.
 /// DW→PW: slice = input channel c (global index), matrix M_c is (N/groups) × K².
@@ -97,27 +102,35 @@ impl Decomposition {
     /// Decouples every slice of `kernel` in `order`. Grouped kernels (groups > 1) are decoupled
     /// group by group. Fails on non-finite weights or a failed numerical self-check.
     ///
-    /// Each slice goes through [`svd::svd_with`] (Gram + Jacobi, checked, one-sided Jacobi fallback);
-    /// a slice whose Σσ² still differs from ‖M‖²_F by more than 1e-9 relative is an
-    /// [`Error::Numeric`]. 1×1 kernels (K² = 1) decouple trivially with `full_rank` = 1.
+    /// Tall slices (rows ≥ K²) take the fast route (`decouple/fast.rs`: Gram matrix and `M V`
+    /// with SIMD tiles straight from the f32 kernel, Jacobi on two slices at once) with
+    /// [`svd::svd`]'s run-time checks; a slice failing one, and every wide slice, goes through
+    /// [`svd::svd_with`] (checked Gram route, one-sided Jacobi fallback), where a slice whose Σσ²
+    /// still differs from ‖M‖²_F by more than 1e-9 relative is an [`Error::Numeric`].
+    /// 1×1 kernels (K² = 1) decouple trivially with `full_rank` = 1.
     pub fn new(kernel: &Kernel, groups: usize, order: Order) -> Result<Self> {
+        Self::new_counting(kernel, groups, order).map(|(d, _)| d)
+    }
+
+    /// [`Decomposition::new`], also saying which route each slice took.
+    ///
+    /// Tall slices (rows ≥ K², every real layer) take the fast route straight from the f32
+    /// kernel (Gram matrix in f64 with SIMD tiles, Jacobi, `M V`; see `decouple/fast.rs`) with the
+    /// same run-time checks as [`svd::svd`]; a slice that fails one, and every wide slice, is
+    /// recomputed by [`svd::svd_with`] (checked Gram route, then one-sided Jacobi).
+    pub fn new_counting(kernel: &Kernel, groups: usize, order: Order) -> Result<(Self, Routes)> {
         let (count, rows, cols) = slice_shape(kernel, groups, order)?;
-        if let Some(i) = kernel.data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!("kernel value #{i} is {}", kernel.data[i])));
-        }
-        let mut ws = svd::Workspace::default();
-        let mut buf = Vec::with_capacity(FILL_BLOCK * rows * cols);
-        let mut slices = Vec::with_capacity(count);
-        for s0 in (0..count).step_by(FILL_BLOCK) {
-            let nb = FILL_BLOCK.min(count - s0);
-            fill_slices(kernel, groups, order, s0, nb, &mut buf);
-            for (i, m) in buf.chunks_exact(rows * cols).enumerate() {
-                let s = s0 + i;
-                let dec = svd::svd_with(&mut ws, m, rows, cols).map_err(|e| with_slice(e, order, s))?;
-                slices.push(to_slice(dec, svd::frobenius_sq(m), order, s)?);
-            }
-        }
-        Ok(Decomposition {
+        let mut routes = Routes::default();
+        // The fast route notices a non-finite value from its slice's Gram trace (and hands the
+        // slice to the fallback, which reports it): no separate pass over the kernel.
+        let slices = if rows >= cols {
+            fast_slices(kernel, groups, order, &mut routes)?
+        } else {
+            nonfinite(kernel)?;
+            routes.checked = count;
+            checked_slices(kernel, groups, order)?
+        };
+        let d = Decomposition {
             order,
             n: kernel.n,
             c: kernel.c,
@@ -126,7 +139,8 @@ impl Decomposition {
             groups,
             full_rank: rows.min(cols),
             slices,
-        })
+        };
+        Ok((d, routes))
     }
 
     /// Energy kept for T = 1..=full_rank (index T−1): 1 − Σ_{k>T}σ² / Σσ² over all slices.
@@ -451,6 +465,111 @@ fn fill_slices(kernel: &Kernel, groups: usize, order: Order, s0: usize, nb: usiz
             buf.extend(kernel.data[s0 * c * k2..(s0 + nb) * c * k2].iter().map(|&x| x as f64));
         }
     }
+}
+
+/// How many slices of a [`Decomposition`] took each route (see [`Decomposition::new_counting`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Slices decomposed by the fast route and accepted by its checks.
+    pub fast: usize,
+    /// Slices decomposed by [`svd::svd_with`] (wide slices, or fast-route checks failed).
+    pub checked: usize,
+}
+
+/// Where the rows of slice `s` sit in the OIHW data: (offset of row 0, distance between rows).
+fn slice_rows(kernel: &Kernel, groups: usize, order: Order, s: usize) -> (usize, usize) {
+    let (c, k2) = (kernel.c, kernel.kh * kernel.kw);
+    match order {
+        Order::DwPw => {
+            let nper = kernel.n / groups;
+            let (g, cl) = (s / c, s % c);
+            ((g * nper * c + cl) * k2, c * k2)
+        }
+        Order::PwDw => (s * c * k2, k2),
+    }
+}
+
+/// Every slice by the fast route (tall slices only, two at a time), falling back per slice to
+/// [`svd::svd_with`].
+fn fast_slices(kernel: &Kernel, groups: usize, order: Order, routes: &mut Routes) -> Result<Vec<Slice>> {
+    let (count, rows, cols) = slice_shape(kernel, groups, order)?;
+    let mut pair = fast::PairWork::new(rows, cols);
+    let mut fallback = Fallback { ws: svd::Workspace::default(), buf: Vec::new() };
+    let mut slices = Vec::with_capacity(count);
+    let load = |work: &mut fast::Work, s: usize| {
+        let (base, stride) = slice_rows(kernel, groups, order, s);
+        work.load(&kernel.data, base, stride)
+    };
+    for s in (0..count).step_by(2) {
+        let quick = if s + 1 < count {
+            if load(&mut pair.a, s) && load(&mut pair.b, s + 1) {
+                pair.decompose()
+            } else {
+                (None, None)
+            }
+        } else {
+            (if load(&mut pair.a, s) { pair.a.decompose() } else { None }, None)
+        };
+        for (k, q) in [quick.0, quick.1].into_iter().enumerate().take(count - s) {
+            let slice = match q {
+                Some(slice) => {
+                    routes.fast += 1;
+                    slice
+                }
+                None => {
+                    routes.checked += 1;
+                    fallback.slice(kernel, groups, order, s + k)?
+                }
+            };
+            slices.push(slice);
+        }
+    }
+    Ok(slices)
+}
+
+/// The first non-finite kernel value as an [`Error::NonFinite`].
+fn nonfinite(kernel: &Kernel) -> Result<()> {
+    match kernel.data.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::NonFinite(format!("kernel value #{i} is {}", kernel.data[i]))),
+        None => Ok(()),
+    }
+}
+
+/// Scratch of the checked route for the slices the fast route hands back.
+struct Fallback {
+    ws: svd::Workspace,
+    buf: Vec<f64>,
+}
+
+impl Fallback {
+    /// Slice `s` through [`svd::svd_with`] and [`to_slice`].
+    fn slice(&mut self, kernel: &Kernel, groups: usize, order: Order, s: usize) -> Result<Slice> {
+        let (_, rows, cols) = slice_shape(kernel, groups, order)?;
+        fill_slice(kernel, groups, order, s, &mut self.buf);
+        if self.buf.iter().any(|x| !x.is_finite()) {
+            nonfinite(kernel)?;
+        }
+        let dec = svd::svd_with(&mut self.ws, &self.buf, rows, cols).map_err(|e| with_slice(e, order, s))?;
+        to_slice(dec, svd::frobenius_sq(&self.buf), order, s)
+    }
+}
+
+/// Every slice through [`svd::svd_with`] (the route for wide slices, rows < K²).
+fn checked_slices(kernel: &Kernel, groups: usize, order: Order) -> Result<Vec<Slice>> {
+    let (count, rows, cols) = slice_shape(kernel, groups, order)?;
+    let mut ws = svd::Workspace::default();
+    let mut buf = Vec::with_capacity(FILL_BLOCK * rows * cols);
+    let mut slices = Vec::with_capacity(count);
+    for s0 in (0..count).step_by(FILL_BLOCK) {
+        let nb = FILL_BLOCK.min(count - s0);
+        fill_slices(kernel, groups, order, s0, nb, &mut buf);
+        for (i, m) in buf.chunks_exact(rows * cols).enumerate() {
+            let s = s0 + i;
+            let dec = svd::svd_with(&mut ws, m, rows, cols).map_err(|e| with_slice(e, order, s))?;
+            slices.push(to_slice(dec, svd::frobenius_sq(m), order, s)?);
+        }
+    }
+    Ok(slices)
 }
 
 /// An SVD turned into a [`Slice`] (pw row k = σ_k u_k, dw row k = v_k), with the energy check.

@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 pub const GRAY_ZONE: f64 = 1e-3;
 
 /// Largest number of Jacobi sweeps before giving up (convergence is quadratic; 6–10 is typical).
-const MAX_SWEEPS: usize = 60;
+pub(crate) const MAX_SWEEPS: usize = 60;
 
 /// Which algorithm produced an [`Svd`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +352,7 @@ fn jacobi_eigen(g: &mut [f64], q: usize) -> Result<Vec<f64>> {
 }
 
 /// The Jacobi rotation (c, s, t = s/c) that zeroes the (i, j) entry of [[a, g], [g, b]].
-fn rotation(a: f64, b: f64, g: f64) -> (f64, f64, f64) {
+pub(crate) fn rotation(a: f64, b: f64, g: f64) -> (f64, f64, f64) {
     let theta = (b - a) / (2.0 * g);
     // For huge θ, θ² would overflow: t ≈ 1/(2θ) to full precision there.
     let t = if theta.abs() > 1e150 {

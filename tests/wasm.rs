@@ -262,3 +262,33 @@ fn simd_gemm_crosses_its_block_edges_in_the_browser() {
         assert!(max_rel(&got, &want) < 1e-4, "{order:?}: {}", max_rel(&got, &want));
     }
 }
+
+/// The fast decoupling route (SIMD128 Gram, paired Jacobi in f64x2 lanes) in the browser: every
+/// tall slice takes it, and its factors agree with one-sided Jacobi (no Gram matrix) and rebuild
+/// the slice.
+#[wasm_bindgen_test]
+fn fast_decoupling_route_in_the_browser() {
+    use ndlab::decouple::{slice_matrix, slice_shape};
+    use ndlab::svd::svd_one_sided_jacobi;
+    // 17 output and 13 input channels: odd slice counts (the last slice runs alone), tall slices.
+    let kernel = Kernel::new(17, 13, 3, 3, values(17 * 13 * 9, 5)).expect("kernel");
+    for order in [Order::DwPw, Order::PwDw] {
+        let (d, routes) = Decomposition::new_counting(&kernel, 1, order).expect("decouple");
+        let (count, rows, cols) = slice_shape(&kernel, 1, order).expect("shape");
+        assert_eq!((routes.fast, routes.checked), (count, 0), "{order:?}");
+        for (s, sl) in d.slices.iter().enumerate() {
+            let m = slice_matrix(&kernel, 1, order, s).expect("slice");
+            let oracle = svd_one_sided_jacobi(&m, rows, cols).expect("oracle");
+            let smax = oracle.sigma[0];
+            for (a, b) in sl.sigma.iter().zip(&oracle.sigma) {
+                assert!((a - b).abs() <= 1e-12 * smax, "{order:?} slice {s}: σ {a} vs {b}");
+            }
+            for i in 0..rows {
+                for j in 0..cols {
+                    let x: f64 = (0..cols).map(|k| sl.pw[k * rows + i] * sl.dw[k * cols + j]).sum();
+                    assert!((x - m[i * cols + j]).abs() <= 1e-13 * smax, "{order:?} slice {s} ({i}, {j})");
+                }
+            }
+        }
+    }
+}

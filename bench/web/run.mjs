@@ -1,6 +1,6 @@
 // Serves the browser benchmark on 127.0.0.1 and runs it in headless Chromium (playwright-core);
 // prints the JSON result on stdout. Usage (after the build steps of scripts/bench-browser.sh):
-//   node bench/web/run.mjs [--repeat N] [--out FILE] [--only regular,dw-pw:2,…]
+//   node bench/web/run.mjs [--repeat N] [--out FILE] [--only regular,dw-pw:2,decouple,…]
 import { createServer } from 'node:http';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { extname, join, normalize, resolve, dirname } from 'node:path';
@@ -41,8 +41,8 @@ function serve() {
 }
 
 const server = await serve();
-const only = arg('--only');
-const url = `http://127.0.0.1:${server.address().port}/?repeat=${arg('--repeat', '7')}${only ? `&only=${only}` : ''}`;
+const only = arg('--only') ? `&only=${encodeURIComponent(arg('--only'))}` : '';
+const url = `http://127.0.0.1:${server.address().port}/?repeat=${arg('--repeat', '7')}${only}`;
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
 let code = 0;
 try {
