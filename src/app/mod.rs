@@ -100,6 +100,14 @@ impl Ctx {
                 self.progress.set(None);
                 self.error.set(None);
                 let summary = *summary;
+                // The same layer again (the page asks for what the worker already sent on its own
+                // at start-up): keep what was computed for it.
+                if self.layer.with_untracked(|l| l.as_ref().is_some_and(|l| same_layer(l, &summary))) {
+                    if let Some(input) = summary.input {
+                        self.on_response(Response { id: resp.id, body: ResponseBody::Input(input) });
+                    }
+                    return;
+                }
                 self.state.update(|s| clamp_to_layer(s, &summary));
                 self.input.set(summary.input.clone());
                 // The slice view that came with the layer counts only if it is the one shown now.
@@ -111,8 +119,10 @@ impl Ctx {
             }
             ResponseBody::Input(input) => {
                 self.progress.set(None);
-                self.curves.set(Vec::new());
-                self.input.set(Some(input));
+                if self.input.with_untracked(|i| i.as_ref() != Some(&input)) {
+                    self.curves.set(Vec::new());
+                    self.input.set(Some(input));
+                }
             }
             ResponseBody::Slice(s) => self.slice.set(Some(*s)),
             ResponseBody::Forward(f) => {
@@ -159,4 +169,15 @@ fn start_worker(ctx: Ctx) {
         Ok(c) => ctx.client.set_value(Some(c)),
         Err(e) => ctx.error.set(Some(e)),
     }
+}
+
+/// True when two layer summaries describe the same layer and spectra (the slice view and the
+/// input that may come with them aside).
+fn same_layer(a: &crate::protocol::LayerSummary, b: &crate::protocol::LayerSummary) -> bool {
+    let bare = |l: &crate::protocol::LayerSummary| crate::protocol::LayerSummary {
+        input: None,
+        slice: None,
+        ..l.clone()
+    };
+    bare(a) == bare(b)
 }

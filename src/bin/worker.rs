@@ -7,9 +7,11 @@
 //!
 //! **Boot.** `index.html` starts this worker before the app's wasm has loaded, with the page's
 //! query after `?boot&` in the script URL. The worker then loads that view's example and image,
-//! its forward pass and its output-error curve on its own ("boot requests", id 0, answered to
-//! nobody), while the app loads; the page's own requests for the same things are then answered
-//! from what the engine holds. The page's requests always run before boot requests still queued.
+//! its forward pass and its output-error curve on its own ("boot requests", id 0), while the app
+//! loads, and posts the answers with id 0 (the page takes answers with id 0 as they come). The
+//! page's own requests for the same things are then answered from what the engine holds; they
+//! always run before boot requests still queued, and a page request for a different layer, image
+//! or file drops the boot requests still queued.
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
@@ -30,12 +32,14 @@ mod glue {
         static FILES: RefCell<HashMap<u64, web_sys::Blob>> = RefCell::new(HashMap::new());
         /// Downloads started ahead of need (path → promise of the response's bytes).
         static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
+        /// What the boot requests ask (a page request for something else makes them obsolete).
+        static BOOT: RefCell<Vec<ndlab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
     }
 
     /// Rounds of [`ndlab::engine::warm_up`] at start (0 disables it; see its doc).
     const WARM_UP_ROUNDS: usize = 4;
 
-    /// Id of the boot requests (the page's ids start at 1): their answers are not posted.
+    /// Id of the boot requests (the page's ids start at 1).
     const BOOT_ID: u64 = 0;
 
     fn scope() -> DedicatedWorkerGlobalScope {
@@ -75,6 +79,7 @@ mod glue {
                         FILES.with(|f| f.borrow_mut().insert(req.id, b));
                     }
                     prefetch(&req);
+                    drop_obsolete_boot(&req);
                     QUEUE.with(|q| q.borrow_mut().push(req));
                     if !RUNNING.with(|r| r.replace(true)) {
                         wasm_bindgen_futures::spawn_local(drain());
@@ -115,11 +120,26 @@ mod glue {
             B::Forward { t: state.t, order: state.order, out_channel: state.out_channel },
             B::OutputErrorCurve { order: state.order },
         ];
+        BOOT.with(|b| *b.borrow_mut() = bodies.to_vec());
         for body in bodies {
             let req = Request { id: BOOT_ID, body };
             prefetch(&req);
             QUEUE.with(|q| q.borrow_mut().push(req));
         }
+    }
+
+    /// Drops the queued boot requests when the page asks for a layer, image or file other than
+    /// the boot's (their answers would describe another view).
+    fn drop_obsolete_boot(req: &Request) {
+        use ndlab::protocol::RequestKind as K;
+        if !matches!(req.body.kind(), K::Example | K::Image | K::File) {
+            return;
+        }
+        if BOOT.with(|b| b.borrow().contains(&req.body)) {
+            return;
+        }
+        BOOT.with(|b| b.borrow_mut().clear());
+        QUEUE.with(|q| q.borrow_mut().retain(|r| r.id != BOOT_ID));
     }
 
     /// A message is a JSON string, or `[json, Blob]` when it carries the user's file.
@@ -189,13 +209,7 @@ mod glue {
 
     async fn run(req: Request) {
         hand_over_file(&req);
-        // Boot requests answer nobody: their results stay in the engine for the page to ask.
-        let silent = req.id == BOOT_ID;
-        let say = |resp: &Response| {
-            if !silent {
-                post(resp)
-            }
-        };
+        let say = post;
         let needed = ENGINE.with(|e| e.borrow().assets_needed(&req.body));
         for path in needed {
             say(&Response {
