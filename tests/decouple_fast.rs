@@ -7,21 +7,8 @@ use ndlab::decouple::{slice_matrix, slice_shape, Decomposition, Routes};
 use ndlab::svd::svd_one_sided_jacobi;
 use ndlab::{Error, Kernel, Order};
 
-const ORDERS: [Order; 2] = [Order::DwPw, Order::PwDw];
-const LAYERS: &str = "/work/shared/data/layers";
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+mod common;
+use common::{rand_vec, LAYERS, ORDERS};
 
 fn load(name: &str) -> Kernel {
     let bytes = std::fs::read(std::path::Path::new(LAYERS).join(name)).unwrap();

@@ -8,23 +8,10 @@ use ndlab::conv::{branch_forward, decoupled_forward, reference_conv2d};
 use ndlab::decouple::{slice_matrix, slice_shape, Decomposition, Merged, ThresholdRule};
 use ndlab::{ConvGeometry, Error, FeatureMap, Kernel, Order};
 
-const ORDERS: [Order; 2] = [Order::DwPw, Order::PwDw];
-const LAYERS: &str = "/work/shared/data/layers";
+mod common;
+use common::{rand_vec, LAYERS, ORDERS};
 
 // ---------------------------------------------------------------- helpers
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
 
 fn rand_kernel(n: usize, c: usize, kh: usize, kw: usize, seed: u64) -> Kernel {
     Kernel::new(n, c, kh, kw, rand_vec(n * c * kh * kw, seed)).unwrap()
