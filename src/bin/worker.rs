@@ -8,7 +8,8 @@
 //! **Boot.** `index.html` starts this worker before the app's wasm has loaded, with the page's
 //! query after `?boot&` in the script URL. The worker then loads that view's example and image,
 //! its forward pass and its output-error curve on its own ("boot requests", id 0), while the app
-//! loads, and posts the answers with id 0 (the page takes answers with id 0 as they come). The
+//! loads, and posts the answers with id 0 (the page takes answers with id 0 as they come; a
+//! boot request's error is not posted: the page's own request reports it). The
 //! page's own requests for the same things are then answered from what the engine holds; they
 //! always run before boot requests still queued, and a page request for a different layer, image
 //! or file drops the boot requests still queued.
@@ -34,9 +35,12 @@ mod glue {
         static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
         /// What the boot requests ask (a page request for something else makes them obsolete).
         static BOOT: RefCell<Vec<ndlab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
+        /// Whether the conv kernels have been warmed up.
+        static WARM: Cell<bool> = const { Cell::new(false) };
     }
 
-    /// Rounds of [`ndlab::engine::warm_up`] at start (0 disables it; see its doc).
+    /// Rounds of [`ndlab::engine::warm_up`] before the first request that runs convs (0 disables
+    /// it; see its doc). Loading and decoupling a layer does not wait for it.
     const WARM_UP_ROUNDS: usize = 4;
 
     /// Id of the boot requests (the page's ids start at 1).
@@ -94,13 +98,7 @@ mod glue {
         // Requests that arrive meanwhile queue up behind this (a few milliseconds).
         RUNNING.with(|r| r.set(true));
         boot();
-        wasm_bindgen_futures::spawn_local(async {
-            for _ in 0..WARM_UP_ROUNDS {
-                let _ = ndlab::engine::warm_up();
-                sleep0().await;
-            }
-            drain().await;
-        });
+        wasm_bindgen_futures::spawn_local(drain());
     }
 
     /// Queues the boot requests for the view in the script URL's query (`?boot&<page query>`),
@@ -207,9 +205,34 @@ mod glue {
         RUNNING.with(|r| r.set(false));
     }
 
+    /// Warms the conv kernels up once, before the first request that runs them (a layer's
+    /// charts need only its decoupling, so they do not wait for this).
+    async fn warm_up_once(req: &Request) {
+        use ndlab::protocol::RequestBody as B;
+        // Loading an example (before any image), a slice view or opening a file runs no conv; an
+        // example loaded after an image does, but the image's request has warmed up already.
+        let runs_convs = !matches!(req.body, B::LoadExample { .. } | B::Slice { .. } | B::OpenFile { .. });
+        if !runs_convs || WARM.with(|w| w.get()) {
+            return;
+        }
+        for _ in 0..WARM_UP_ROUNDS {
+            let _ = ndlab::engine::warm_up();
+            sleep0().await;
+        }
+        WARM.with(|w| w.set(true));
+    }
+
     async fn run(req: Request) {
+        warm_up_once(&req).await;
         hand_over_file(&req);
-        let say = post;
+        // A boot request's failure is not reported: its view came from the address unclamped
+        // (e.g. a T above the layer's rank), and the page's own request reports its own errors.
+        let boot = req.id == BOOT_ID;
+        let say = |resp: &Response| {
+            if !(boot && matches!(resp.body, ResponseBody::Error { .. })) {
+                post(resp)
+            }
+        };
         let needed = ENGINE.with(|e| e.borrow().assets_needed(&req.body));
         for path in needed {
             say(&Response {
