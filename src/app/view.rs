@@ -215,8 +215,18 @@ fn Controls() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let full_rank = Memo::new(move |_| ctx.full_rank());
     let full = move || full_rank.get();
-    let t = move || ctx.state.with(|s| s.t);
-    let order = move || ctx.state.with(|s| s.order);
+    // One memo per field: a control re-runs only when its own field changes (a T change must not
+    // touch the 2 × 256 channel options).
+    let t = Memo::new(move |_| ctx.state.with(|s| s.t));
+    let order = Memo::new(move |_| ctx.state.with(|s| s.order));
+    let example = Memo::new(move |_| ctx.state.with(|s| s.example.clone()));
+    let rule = Memo::new(move |_| ctx.state.with(|s| s.rule));
+    let tau = Memo::new(move |_| ctx.state.with(|s| s.tau));
+    let channel = Memo::new(move |_| ctx.state.with(|s| s.channel));
+    let out_channel = Memo::new(move |_| ctx.state.with(|s| s.out_channel));
+    let image = Memo::new(move |_| ctx.state.with(|s| s.image.clone()));
+    let t = move || t.get();
+    let order = move || order.get();
     let slices = move || {
         let o = order();
         ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.slices.len()).unwrap_or(1))
@@ -272,7 +282,7 @@ fn Controls() -> impl IntoView {
                 }>
                     {examples::catalogue().iter().map(|e| {
                         let id = e.id;
-                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.example == id)>{e.title}</option> }
+                        view! { <option value=id prop:selected=move || example.with(|e| e == id)>{e.title}</option> }
                     }).collect_view()}
                 </select>
             </label>
@@ -303,7 +313,7 @@ fn Controls() -> impl IntoView {
             </button>
             <label>"Energy threshold τ "
                 <input type="number" data-testid="threshold-input" min="0.5" max="1" step="0.01"
-                    prop:value=move || ctx.state.with(|s| s.tau.map(|x| format!("{x:.2}")).unwrap_or_default())
+                    prop:value=move || tau.get().map(|x| format!("{x:.2}")).unwrap_or_default()
                     placeholder="0.90"
                     on:change=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
@@ -320,8 +330,8 @@ fn Controls() -> impl IntoView {
                     ctx.state.update(|s| s.rule = if v == "max" { ThresholdRule::Max } else { ThresholdRule::Mean });
                     apply_threshold();
                 }>
-                    <option value="mean" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Mean)>"mean over slices (official code)"</option>
-                    <option value="max" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Max)>"max over slices (TRP code)"</option>
+                    <option value="mean" prop:selected=move || rule.get() == ThresholdRule::Mean>"mean over slices (official code)"</option>
+                    <option value="max" prop:selected=move || rule.get() == ThresholdRule::Max>"max over slices (TRP code)"</option>
                 </select>
             </label>
             <label>{move || if order() == Order::DwPw { "Input channel " } else { "Output channel " }}
@@ -331,7 +341,7 @@ fn Controls() -> impl IntoView {
                     }
                 }>
                     {move || (0..slices()).map(|i| view! {
-                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.channel == i)>{i}</option>
+                        <option value=i.to_string() prop:selected=move || channel.get() == i>{i}</option>
                     }).collect_view()}
                 </select>
             </label>
@@ -342,7 +352,7 @@ fn Controls() -> impl IntoView {
                     }
                 }>
                     {move || (0..outs()).map(|i| view! {
-                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.out_channel == i)>{i}</option>
+                        <option value=i.to_string() prop:selected=move || out_channel.get() == i>{i}</option>
                     }).collect_view()}
                 </select>
             </label>
@@ -353,9 +363,9 @@ fn Controls() -> impl IntoView {
                 }>
                     {IMAGES.iter().map(|info| {
                         let id = info.id;
-                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.image == id)>{info.title}</option> }
+                        view! { <option value=id prop:selected=move || image.with(|m| m == id)>{info.title}</option> }
                     }).collect_view()}
-                    <option value="upload" disabled=true prop:selected=move || ctx.state.with(|s| s.image == "upload")>"your image"</option>
+                    <option value="upload" disabled=true prop:selected=move || image.with(|m| m == "upload")>"your image"</option>
                 </select>
             </label>
             <label class="file">"or your own: "
