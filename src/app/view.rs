@@ -23,6 +23,9 @@ fn set_body_data(key: &str, value: &str) {
     }
 }
 
+/// Longest wait before the secondary sections are mounted (ms).
+const EXTRAS_AFTER_MS: u64 = 3000;
+
 /// The app's root component.
 #[component]
 pub fn App() -> impl IntoView {
@@ -34,6 +37,9 @@ pub fn App() -> impl IntoView {
     wire_keyboard(ctx);
     let _ = window_event_listener(leptos::ev::resize, move |_| ctx.resize.update(|r| *r += 1));
     super::canvas::on_canvas_resize(move || ctx.resize.update(|r| *r += 1));
+    // The secondary sections come after the first plots (see `mark_ready`), or after this delay
+    // if some plot cannot be drawn (no image, an error).
+    set_timeout(move || ctx.extras.set(true), std::time::Duration::from_millis(EXTRAS_AFTER_MS));
 
     view! {
         <header>
@@ -61,7 +67,9 @@ pub fn App() -> impl IntoView {
                 <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" span=3
                     blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
             </section>
-            <super::relatives::RelativesSection/>
+            <Show when=move || ctx.extras.get()>
+                <super::relatives::RelativesSection/>
+            </Show>
         </main>
         <footer>
             <p>"Guo et al., “Network Decoupling: From Regular to Depthwise Separable Convolutions”, BMVC 2018. Everything runs in your browser; nothing is uploaded."</p>
@@ -625,7 +633,7 @@ fn PlotCard(
                         let t = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| f.t).unwrap_or(0));
                         let _ = el.set_attribute("data-t", &t.to_string());
                     }
-                    mark_ready(which);
+                    mark_ready(ctx, which);
                 }
             }
             Err(e) => ctx.error.set(Some(format!("{title}: {e}"))),
@@ -743,8 +751,9 @@ thread_local! {
 }
 
 /// Sets `data-plots-ms` (time since navigation) and `data-ready` once all six charts have been
-/// drawn; `data-main-plots-ms` once the four layer charts have.
-fn mark_ready(which: Which) {
+/// drawn (and mounts the secondary sections); `data-main-plots-ms` once the four layer charts
+/// have.
+fn mark_ready(ctx: Ctx, which: Which) {
     let bits = DRAWN.with(|d| {
         let b = d.get() | (1 << which as u8);
         d.set(b);
@@ -756,6 +765,7 @@ fn mark_ready(which: Which) {
     if bits == 0b11_1111 && !body_has("data-ready") {
         set_body_data("plots-ms", &format!("{:.0}", now_ms()));
         set_body_data("ready", "1");
+        ctx.extras.set(true);
     }
 }
 
