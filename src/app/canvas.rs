@@ -6,7 +6,10 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
+use plotters_backend::text_anchor::{HPos, VPos};
+use plotters_backend::{
+    BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind, FontTransform,
+};
 use plotters_canvas::CanvasBackend;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,8 +22,27 @@ pub struct HiDpi {
     inner: CanvasBackend,
     size: (u32, u32),
     ctx: CanvasRenderingContext2d,
-    /// The opaque fill colour last set by [`HiDpi::draw_rect`] (heat-map cells come in runs).
-    fill: Option<(u8, u8, u8)>,
+    /// The fill colour last set here (colour, alpha bits): heat-map cells and labels come in
+    /// runs, and plotters-canvas would format and set it again for each.
+    fill: Option<((u8, u8, u8), u64)>,
+    /// The text font, baseline and alignment last set by [`HiDpi::draw_text`].
+    text: (Option<String>, Option<&'static str>, Option<&'static str>),
+}
+
+impl HiDpi {
+    /// Sets the fill colour unless it is the one set last.
+    fn set_fill(&mut self, c: BackendColor) {
+        let key = (c.rgb, c.alpha.to_bits());
+        if self.fill != Some(key) {
+            let css = if c.alpha == 1.0 {
+                hex(c.rgb)
+            } else {
+                format!("rgba({},{},{},{})", c.rgb.0, c.rgb.1, c.rgb.2, c.alpha)
+            };
+            self.ctx.set_fill_style_str(&css);
+            self.fill = Some(key);
+        }
+    }
 }
 
 /// `#rrggbb` for an opaque colour (cheaper to build and for the browser to parse than the
@@ -72,15 +94,12 @@ impl DrawingBackend for HiDpi {
         fill: bool,
     ) -> Result<(), CanvasErr> {
         let color = s.color();
-        if !fill || color.alpha != 1.0 {
+        if !fill || color.alpha == 0.0 {
             // plotters-canvas sets its own styles: forget the cached fill.
             self.fill = None;
             return self.inner.draw_rect(a, b, s, fill);
         }
-        if self.fill != Some(color.rgb) {
-            self.ctx.set_fill_style_str(&hex(color.rgb));
-            self.fill = Some(color.rgb);
-        }
+        self.set_fill(color);
         let (w, h) = (b.0 - a.0, b.1 - a.1);
         self.ctx.fill_rect(a.0 as f64, a.1 as f64, w as f64, h as f64);
         Ok(())
@@ -111,14 +130,50 @@ impl DrawingBackend for HiDpi {
         self.fill = None;
         self.inner.fill_polygon(vert, s)
     }
+    /// As plotters-canvas draws it, setting only the styles that changed since the last label
+    /// (font strings are parsed by the browser on every set). Rotated text goes to plotters-canvas,
+    /// inside its own save/restore, which leaves the cached styles as they were.
     fn draw_text<T: BackendTextStyle>(
         &mut self,
         text: &str,
         s: &T,
         pos: BackendCoord,
     ) -> Result<(), CanvasErr> {
-        self.fill = None;
-        self.inner.draw_text(text, s, pos)
+        let color = s.color();
+        if color.alpha == 0.0 {
+            return Ok(());
+        }
+        if !matches!(s.transform(), FontTransform::None) {
+            return self.inner.draw_text(text, s, pos);
+        }
+        let anchor = s.anchor();
+        let baseline = match anchor.v_pos {
+            VPos::Top => "top",
+            VPos::Center => "middle",
+            VPos::Bottom => "bottom",
+        };
+        let align = match anchor.h_pos {
+            HPos::Left => "start",
+            HPos::Right => "end",
+            HPos::Center => "center",
+        };
+        if self.text.1 != Some(baseline) {
+            self.ctx.set_text_baseline(baseline);
+            self.text.1 = Some(baseline);
+        }
+        if self.text.2 != Some(align) {
+            self.ctx.set_text_align(align);
+            self.text.2 = Some(align);
+        }
+        self.set_fill(color);
+        let font = format!("{} {}px {}", s.style().as_str(), s.size(), s.family().as_str());
+        if self.text.0.as_deref() != Some(font.as_str()) {
+            self.ctx.set_font(&font);
+            self.text.0 = Some(font);
+        }
+        self.ctx
+            .fill_text(text, pos.0 as f64, pos.1 as f64)
+            .map_err(|e| DrawingErrorKind::FontError(format!("drawing text: {e:?}").into()))
     }
     /// One `drawImage` of the pixels (through a scratch canvas, so the DPR scaling applies;
     /// nearest-neighbour, as the heat maps' cells are blocks), instead of a rectangle per pixel.
@@ -301,7 +356,7 @@ pub fn hidpi(canvas: &HtmlCanvasElement) -> Option<HiDpi> {
     let ctx: CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
     ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0).ok()?;
     let inner = CanvasBackend::with_canvas_object(canvas.clone())?;
-    Some(HiDpi { inner, size: (css_w, css_h), ctx, fill: None })
+    Some(HiDpi { inner, size: (css_w, css_h), ctx, fill: None, text: (None, None, None) })
 }
 
 /// Draws `chart` on `canvas`; errors are returned as text.
