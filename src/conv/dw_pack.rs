@@ -94,14 +94,17 @@ impl<'a> PaddedDepthwiseB<'a> {
     ) -> Option<Self> {
         let (dh, dw) = g.dilation;
         let k2 = g.kh * g.kw;
-        let reach_y = (g.ho.checked_sub(1)?).checked_mul(g.stride.0)? + (g.kh - 1) * dh;
-        let reach_x = g.wo.checked_sub(1)? + (g.kw - 1) * dw;
+        // Last input row / column any output pixel reads (relative to the padded plane).
+        let reach_y = (g.ho.checked_sub(1)?)
+            .checked_mul(g.stride.0)?
+            .checked_add(g.kh.checked_sub(1)?.checked_mul(dh)?)?;
+        let reach_x = g.wo.checked_sub(1)?.checked_add(g.kw.checked_sub(1)?.checked_mul(dw)?)?;
         let fits = g.stride.1 == 1
             && mult > 0
             && k2 > 0
             && reach_y < hp
             && reach_x < wp
-            && xp.len() >= planes.checked_mul(hp * wp)?.checked_add(MARGIN)?
+            && xp.len() >= planes.checked_mul(hp.checked_mul(wp)?)?.checked_add(MARGIN)?
             && filters.len() >= planes.checked_mul(mult)?.checked_mul(k2)?;
         if !fits {
             return None;
