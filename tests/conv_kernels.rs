@@ -433,3 +433,38 @@ fn depthwise_every_width_matches_reference() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The fused DW→PW at horizontal stride 1 (depthwise computed from the zero-padded input in
+    /// 8-pixel chunks, `src/conv/dw_pack.rs`) against the scalar reference on the rebuilt kernel:
+    /// odd sizes (also widths below 8 and not multiples of 8, and inputs of several 512-pixel GEMM
+    /// blocks), padding 0/1/2 per side, multipliers 1/2/4, K 1/3/5, channel counts that are not
+    /// multiples of 8, vertical stride and dilation 1/2, groups 1/2.
+    #[test]
+    fn padded_dwpw_matches_rebuilt_kernel(
+        h in 1usize..40, w in 1usize..40, k in prop::sample::select(vec![1usize, 3, 5]),
+        t in prop::sample::select(vec![1usize, 2, 4]), cpg in 1usize..12, npg in 1usize..11,
+        groups in 1usize..=2, pads in [0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2],
+        sh in 1usize..=2, dil in (1usize..=2, 1usize..=2), seed: u64,
+    ) {
+        let [pt, pb, pl, pr] = pads;
+        let geom = ConvGeometry {
+            stride: (sh, 1),
+            padding: Padding { top: pt, bottom: pb, left: pl, right: pr },
+            dilation: dil,
+            groups,
+        };
+        let (c, n) = (cpg * groups, npg * groups);
+        let cs = Case { h, w, kh: k, kw: k, geom, seed };
+        let Some((ho, wo)) = expected_size(&cs) else { return Ok(()) };
+        let m = random_merged(Order::DwPw, t, n, c, groups, (k, k), seed);
+        let x = FeatureMap::new(c, h, w, noise(c * h * w, seed ^ 3)).unwrap();
+        let bias = noise(n, seed ^ 4);
+        let want = reference_conv2d(&x, &rebuild_dwpw(&m), Some(&bias), &geom).unwrap();
+        prop_assert_eq!((want.h, want.w), (ho, wo));
+        let got = decoupled_forward(&x, &m, Some(&bias), &geom).unwrap();
+        assert_close(&got, &want, &format!("DW→PW {h}×{w}, k {k}, T {t}, c {c}, n {n}, {geom:?}"));
+    }
+}

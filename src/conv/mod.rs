@@ -6,6 +6,9 @@
 //! panicking. Nothing here spawns threads (it runs in wasm).
 
 mod dw;
+mod dw_pack;
+#[cfg(test)]
+mod dw_pack_tests;
 mod gemm;
 mod im2col;
 #[cfg(test)]
@@ -15,6 +18,7 @@ use crate::decouple::{Branch, Merged};
 use crate::error::{Error, Result};
 use crate::layer::{checked_len, ConvGeometry, ConvLayer, FeatureMap, Kernel, Order};
 use dw::PlaneGeom;
+use dw_pack::{PaddedDepthwiseB, PaddedPlanes};
 use gemm::{gemm, gemm_then, DepthwiseB, Im2colB, MatB};
 use im2col::{Padded, PaddedIm2colB};
 use std::ops::Range;
@@ -460,14 +464,22 @@ fn dwpw_fused(x: &FeatureMap, m: &Merged, bias: Option<&[f32]>, geom: &ConvGeome
     let (hw, p, k2) = (x.h * x.w, g.ho * g.wo, m.kh * m.kw);
     let (cg, mg) = (m.c_total / m.groups, m.n / m.groups);
     let kg = cg * m.t;
+    // Horizontal stride 1: the input padded once, each block's depthwise without border cases.
+    let padded = (g.stride.1 == 1).then(|| PaddedPlanes::new(x, geom)).transpose()?;
     for grp in 0..m.groups {
-        let b = DepthwiseB {
-            x: &x.data[grp * cg * hw..][..cg * hw],
-            filters: &m.dw[grp * kg * k2..][..kg * k2],
-            mult: m.t,
-            geom: g,
-        };
-        gemm(mg, kg, p, &m.pw[grp * mg * kg..][..mg * kg], &b, &mut y.data[grp * mg * p..][..mg * p], p);
+        let (a, filters) = (&m.pw[grp * mg * kg..][..mg * kg], &m.dw[grp * kg * k2..][..kg * k2]);
+        let c = &mut y.data[grp * mg * p..][..mg * p];
+        let fast = padded.as_ref().and_then(|xp| {
+            let plane = xp.hp * xp.wp;
+            let planes = xp.data.get(grp * cg * plane..)?;
+            PaddedDepthwiseB::new(planes, (xp.hp, xp.wp), cg, filters, m.t, &g)
+        });
+        if let Some(b) = fast {
+            gemm(mg, kg, p, a, &b, c, p);
+            continue;
+        }
+        let b = DepthwiseB { x: &x.data[grp * cg * hw..][..cg * hw], filters, mult: m.t, geom: g };
+        gemm(mg, kg, p, a, &b, c, p);
     }
     Ok(y)
 }
