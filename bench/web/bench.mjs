@@ -5,7 +5,7 @@
 // ndlab's decoupling time for the 256 and 512 layers. Runs are interleaved (ndlab, ndlab FMA, ort, …)
 // so that load changes on a shared machine hit both alike; the median is reported.
 // Sets window.benchResult (or window.benchError).
-import init, { Bench, Layer } from './pkg/bench_web.js';
+import init, { Bench, Layer, kernels } from './pkg/bench_web.js';
 import * as ort from './ort/ort.wasm.min.mjs';
 
 const PARAMS = new URLSearchParams(location.search);
@@ -119,6 +119,8 @@ async function main() {
     user_agent: navigator.userAgent,
     threads: 1,
     relaxed_simd: fma !== null,
+    ndlab_kernels: kernels(),
+    ndlab_fma_kernels: fma ? fma.kernels() : null,
     repeat: REPEAT,
     input: [1, C, H, W],
     layer: 'VGG16-BN conv3_2 256→256 3×3, stride 1, padding 1',

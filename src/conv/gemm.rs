@@ -622,6 +622,24 @@ fn gemm_fallback<B: BSource, F: FnMut(&mut [f32], usize)>(
     }
 }
 
+/// Which GEMM micro-kernel this build and CPU use, for a person reading measured times: the
+/// relaxed-SIMD (FMA) and SIMD128 wasm builds give different times in the same browser.
+pub(crate) fn kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "native AVX2 + FMA";
+        }
+    }
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd")) {
+        "wasm SIMD128 + FMA (relaxed)"
+    } else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        "wasm SIMD128"
+    } else {
+        "portable"
+    }
+}
+
 /// `C += A·B`: A is m × k row-major, B is k × n from `b`, C is m × n with leading dimension `ldc`.
 /// The caller guarantees the slice sizes (`a.len() ≥ m·k`, `c.len() ≥ (m−1)·ldc + n`).
 pub(crate) fn gemm<B: BSource>(m: usize, k: usize, n: usize, a: &[f32], b: &B, c: &mut [f32], ldc: usize) {
