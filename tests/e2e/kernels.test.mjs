@@ -86,7 +86,9 @@ test('Chromium loads the relaxed-SIMD (FMA) worker and labels its measured times
   const p = await open(false);
   assert.deepEqual(p.problems, []);
   assert.equal(p.banner, 0, 'no error banner');
-  assert.deepEqual(p.workers, ['/ndlab/ndlab-worker-fma_loader.js'], 'one worker, the FMA build, under /ndlab/');
+  // The main worker and the relatives panel's: both the FMA build, under /ndlab/.
+  assert.ok(p.workers.length >= 1, 'a worker started');
+  assert.deepEqual([...new Set(p.workers)], ['/ndlab/ndlab-worker-fma_loader.js'], `workers: ${p.workers}`);
   assert.ok(p.wasm.includes('/ndlab/ndlab-worker-fma_bg.wasm'), `FMA worker wasm fetched: ${p.wasm}`);
   assert.ok(!p.wasm.includes('/ndlab/ndlab-worker_bg.wasm'), `SIMD128 worker wasm not fetched: ${p.wasm}`);
   assert.equal(p.shown.kernels, 'wasm SIMD128 + FMA (relaxed)');
@@ -102,7 +104,8 @@ test('without relaxed SIMD the page loads the SIMD128 worker and shows the same 
   const p = await open(true);
   assert.deepEqual(p.problems, []);
   assert.equal(p.banner, 0, 'no error banner');
-  assert.deepEqual(p.workers, ['/ndlab/ndlab-worker_loader.js'], 'one worker, the SIMD128 build');
+  assert.ok(p.workers.length >= 1, 'a worker started');
+  assert.deepEqual([...new Set(p.workers)], ['/ndlab/ndlab-worker_loader.js'], `workers: ${p.workers}`);
   assert.ok(p.wasm.includes('/ndlab/ndlab-worker_bg.wasm'), `SIMD128 worker wasm fetched: ${p.wasm}`);
   assert.ok(!p.wasm.some((w) => w.includes('fma')), `FMA worker wasm not fetched: ${p.wasm}`);
   assert.equal(p.shown.kernels, 'wasm SIMD128');
