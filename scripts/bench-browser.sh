@@ -17,9 +17,9 @@ cargo build --release --target wasm32-unknown-unknown --example bench_web >&2
 wasm-bindgen --target web --no-typescript --out-dir "$OUT/pkg" \
   target/wasm32-unknown-unknown/release/examples/bench_web.wasm >&2
 echo "==> the same with relaxed SIMD (--features relaxed-simd: FMA micro-kernel; timed where the browser has it)" >&2
-cargo build --release --target wasm32-unknown-unknown --example bench_web --features relaxed-simd \
-  --target-dir target/fma >&2
+# (same target dir: cargo keeps both feature sets' artifacts; the .wasm is bound before the next build)
+cargo build --release --target wasm32-unknown-unknown --example bench_web --features relaxed-simd >&2
 wasm-bindgen --target web --no-typescript --out-dir "$OUT/pkg-fma" \
-  target/fma/wasm32-unknown-unknown/release/examples/bench_web.wasm >&2
+  target/wasm32-unknown-unknown/release/examples/bench_web.wasm >&2
 echo "==> running in headless Chromium" >&2
 node bench/web/run.mjs --out "$OUT/result.json" "$@"
