@@ -33,6 +33,22 @@ pub const WORKING_SIDE: usize = 160;
 /// The VGG16-BN prefix weights, relative to the page.
 pub const MODEL_ASSET: &str = "assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors";
 
+/// (built-in image, example) pairs whose layer input ships precomputed: the page's default view,
+/// which most visitors see and never change. The file holds exactly what the VGG16-BN prefix
+/// computes for that image (written by `cargo run --release --example make_activations`; a test
+/// recomputes it), so the first view needs neither the 7 MB prefix nor its 2.9 GMAC. Every other
+/// image or layer runs the prefix in the browser.
+pub const PRECOMPUTED_INPUTS: &[(&str, &str)] = &[("astronaut", "vgg16bn_conv3_2")];
+
+/// Path of the precomputed input of `example` for the built-in `image`, if it ships one. The
+/// working side is in the name: changing [`WORKING_SIDE`] leaves no stale file in use.
+pub fn precomputed_input_asset(image: &str, example: &str) -> Option<String> {
+    PRECOMPUTED_INPUTS
+        .iter()
+        .any(|&(i, e)| i == image && e == example)
+        .then(|| format!("assets/activations/{image}.{example}.{WORKING_SIDE}.npy"))
+}
+
 /// An RGBA image as the page decoded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RgbaImage {
@@ -166,23 +182,28 @@ impl Engine {
     /// Files (paths relative to the page) that `body` needs and the engine does not hold yet.
     pub fn assets_needed(&self, body: &RequestBody) -> Vec<String> {
         let mut paths = Vec::new();
-        let (example, image_set) = match body {
-            RequestBody::LoadExample { example, .. } => (examples::find(example), self.image.is_some()),
-            RequestBody::LoadImage { .. } => (self.loaded.as_ref().and_then(|l| l.example()), true),
+        let (example, image_set, image_key) = match body {
+            RequestBody::LoadExample { example, .. } => {
+                (examples::find(example), self.image.is_some(), self.image_key.as_deref())
+            }
+            RequestBody::LoadImage { .. } => (self.loaded.as_ref().and_then(|l| l.example()), true, None),
             RequestBody::LoadBuiltinImage { image } => {
                 if let Some(info) = self.image_to_decode(image) {
                     paths.push(info.path.to_string());
                 }
-                (self.loaded.as_ref().and_then(|l| l.example()), true)
+                (self.loaded.as_ref().and_then(|l| l.example()), true, Some(image.as_str()))
             }
-            _ => (None, false),
+            _ => (None, false, None),
         };
         if let Some(ex) = example {
             if let (RequestBody::LoadExample { .. }, KernelSource::Asset(p)) = (body, ex.kernel) {
                 paths.push(p.to_string());
             }
             if image_set && needs_model(ex) && self.vgg.is_none() {
-                paths.push(MODEL_ASSET.to_string());
+                match image_key.and_then(|i| precomputed_input_asset(i, ex.id)) {
+                    Some(p) => paths.push(p),
+                    None => paths.push(MODEL_ASSET.to_string()),
+                }
             }
         }
         paths.retain(|p| !self.assets.contains_key(p));
@@ -473,7 +494,13 @@ impl Engine {
     /// Computes the input activations for the current layer and image, and the original output.
     fn prepare(&mut self, report: &mut dyn FnMut(&str, f64)) -> Result<InputSummary> {
         let info = self.loaded.as_ref().ok_or_else(no_layer)?.example();
-        if info.is_some_and(needs_model) && self.vgg.is_none() {
+        let shipped = match (info, self.image_key.as_deref()) {
+            (Some(ex), Some(image)) if self.vgg.is_none() => {
+                precomputed_input_asset(image, ex.id).and_then(|p| self.assets.remove(&p))
+            }
+            _ => None,
+        };
+        if shipped.is_none() && info.is_some_and(needs_model) && self.vgg.is_none() {
             report("reading the VGG16-BN prefix", 0.5);
             let bytes = self
                 .assets
@@ -485,9 +512,10 @@ impl Engine {
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         report("computing the layer's input", 0.6);
         let start = (self.clock)();
-        let (input, description) = match info {
-            Some(info) => layer_input(info, image, self.vgg.as_ref())?,
-            None => crate::files::file_layer_input(
+        let (input, description) = match (info, shipped) {
+            (Some(info), Some(bytes)) => shipped_input(info, image, &bytes)?,
+            (Some(info), None) => layer_input(info, image, self.vgg.as_ref())?,
+            (None, _) => crate::files::file_layer_input(
                 &l.layer,
                 &image.rgba,
                 image.width,
@@ -739,6 +767,49 @@ fn slice_matrix(layer: &ConvLayer, order: Order, index: usize) -> Result<Vec<f64
 /// True when the example's input comes from the VGG16-BN prefix.
 fn needs_model(ex: &Example) -> bool {
     matches!(ex.input, InputSpec::Vgg(l) if l != VggLayer::Conv1_1)
+}
+
+/// What the VGG16-BN prefix (`model`: its safetensors bytes) feeds `example`'s layer for the
+/// built-in image `png`, computed as the engine computes it (same decoding, resizing and prefix):
+/// the contents of the example's precomputed input file, if it ships one.
+pub fn compute_vgg_input(example: &str, png: &[u8], model: &[u8]) -> Result<FeatureMap> {
+    let ex = examples::find(example).ok_or_else(|| Error::Param(format!("unknown example '{example}'")))?;
+    if !needs_model(ex) {
+        return Err(Error::Param(format!("{example} does not take VGG16-BN activations")));
+    }
+    let image = crate::picture::rgba_from_png(png, crate::picture::PAGE_SIDE)?;
+    let vgg = VggPrefix::from_safetensors(model)?;
+    Ok(layer_input(ex, &image, Some(&vgg))?.0)
+}
+
+/// The precomputed input of `ex`'s VGG layer (a `.npy` of shape C × H × W or 1 × C × H × W),
+/// checked against the shape the prefix gives for `image`.
+fn shipped_input(ex: &Example, image: &RgbaImage, bytes: &[u8]) -> Result<(FeatureMap, String)> {
+    let InputSpec::Vgg(layer) = ex.input else {
+        return Err(Error::Param(format!("{} takes no VGG16-BN activations", ex.id)));
+    };
+    let a = crate::npy::read_npy(bytes)?;
+    let (mut h, mut w) = crate::vgg::working_size(image.width, image.height, WORKING_SIDE);
+    for l in VggLayer::ALL.iter().take(layer.position()) {
+        if l.pool_after() {
+            (h, w) = (h / 2, w / 2);
+        }
+    }
+    let c = layer.channels().1;
+    if a.shape != [c, h, w] && a.shape != [1, c, h, w] {
+        return Err(Error::Shape(format!(
+            "the precomputed input has shape {:?}, the prefix gives {c}×{h}×{w}",
+            a.shape
+        )));
+    }
+    let x = FeatureMap::new(c, h, w, a.data)?;
+    Ok((
+        x,
+        format!(
+            "the real VGG16-BN activations that feed {} for this image (shipped precomputed)",
+            layer.name()
+        ),
+    ))
 }
 
 /// The input of `ex`'s layer for `image`, and a sentence saying what it is.

@@ -286,3 +286,75 @@ fn repeated_requests_are_answered_from_what_the_engine_holds() {
     let (resp, _) = ask(&mut e, 8, RequestBody::LoadBuiltinImage { image: "chelsea".into() });
     assert_eq!(resp.body, ResponseBody::Input(cat));
 }
+
+/// Max |a − b| / max |b| over two equally long slices.
+fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(f64::MIN_POSITIVE);
+    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs())) / scale
+}
+
+/// The default view's input ships precomputed: the engine asks for that file instead of the
+/// VGG16-BN prefix, and what it then computes equals what the prefix computes live from the
+/// same pixels (sent as a user image, which always runs the prefix). The file itself equals
+/// the prefix's output (stale files fail here: regenerate with `--example make_activations`),
+/// and a file of the wrong shape is an error, not a wrong input.
+#[test]
+fn the_default_views_input_ships_precomputed_and_equals_the_prefix() {
+    use ndlab::engine::{compute_vgg_input, precomputed_input_asset, MODEL_ASSET, PRECOMPUTED_INPUTS};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = std::fs::read(root.join(MODEL_ASSET)).expect("model");
+    for &(image, example) in PRECOMPUTED_INPUTS {
+        let info = examples::IMAGES.iter().find(|i| i.id == image).expect("image");
+        let png = std::fs::read(root.join(info.path)).expect("png");
+        let live = compute_vgg_input(example, &png, &model).expect("prefix");
+        let path = precomputed_input_asset(image, example).expect("asset");
+        let shipped =
+            ndlab::npy::read_npy(&std::fs::read(root.join(&path)).expect("shipped file")).expect("npy");
+        assert_eq!(shipped.shape, [live.c, live.h, live.w], "{path}");
+        let d = rel_diff(&shipped.data, &live.data);
+        assert!(d <= 1e-5, "{path} differs from the prefix by {d:e}: run the make_activations example");
+    }
+
+    let load = || RequestBody::LoadExample { example: "vgg16bn_conv3_2".into(), slice: None };
+    let forward = RequestBody::Forward { t: 2, order: Order::DwPw, out_channel: 5 };
+    let shipped_path = precomputed_input_asset("astronaut", "vgg16bn_conv3_2").expect("default view ships");
+    let mut e = Engine::new(clock);
+    ask(&mut e, 1, load());
+    let astronaut = RequestBody::LoadBuiltinImage { image: "astronaut".into() };
+    let needed = e.assets_needed(&astronaut);
+    assert!(needed.contains(&shipped_path) && !needed.contains(&MODEL_ASSET.to_string()), "{needed:?}");
+    let (resp, _) = ask(&mut e, 2, astronaut);
+    let ResponseBody::Input(input) = resp.body else { panic!("{:?}", resp.body) };
+    assert_eq!((input.c, input.h, input.w), (256, 40, 40));
+    assert!(input.description.contains("precomputed"), "{}", input.description);
+    let (fa, _) = ask(&mut e, 3, forward.clone());
+
+    // The same pixels as a user image: the prefix runs (the model is asked for).
+    let mut live = Engine::new(clock);
+    ask(&mut live, 1, load());
+    let png = std::fs::read(root.join("assets/images/astronaut_256.png")).expect("png");
+    let img = ndlab::picture::rgba_from_png(&png, ndlab::picture::PAGE_SIDE).expect("decode");
+    let user = RequestBody::LoadImage { rgba: img.rgba, width: img.width, height: img.height };
+    assert!(live.assets_needed(&user).contains(&MODEL_ASSET.to_string()));
+    let (resp, _) = ask(&mut live, 2, user);
+    let ResponseBody::Input(by_prefix) = resp.body else { panic!("{:?}", resp.body) };
+    assert!(!by_prefix.description.contains("precomputed"));
+    let (fb, _) = ask(&mut live, 3, forward);
+    let (ResponseBody::Forward(a), ResponseBody::Forward(b)) = (&fa.body, &fb.body) else { panic!() };
+    assert!(rel_diff(&a.original, &b.original) <= 1e-5 && rel_diff(&a.decoupled, &b.decoupled) <= 1e-5);
+    assert!(
+        (a.rel_error - b.rel_error).abs() <= 1e-5 * b.rel_error.abs().max(1e-12),
+        "{} vs {}",
+        a.rel_error,
+        b.rel_error
+    );
+
+    // A shipped file of the wrong shape is reported.
+    let mut bad = Engine::new(clock);
+    ask(&mut bad, 1, load());
+    bad.provide(&shipped_path, ndlab::npy::write_npy_f32(&[256, 39, 40], &vec![0.0; 256 * 39 * 40]));
+    let (resp, _) = ask(&mut bad, 2, RequestBody::LoadBuiltinImage { image: "astronaut".into() });
+    let ResponseBody::Error { message } = resp.body else { panic!("{:?}", resp.body) };
+    assert!(message.contains("precomputed input has shape"), "{message}");
+}

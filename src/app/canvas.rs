@@ -19,6 +19,21 @@ pub struct HiDpi {
     inner: CanvasBackend,
     size: (u32, u32),
     ctx: CanvasRenderingContext2d,
+    /// The opaque fill colour last set by [`HiDpi::draw_rect`] (heat-map cells come in runs).
+    fill: Option<(u8, u8, u8)>,
+}
+
+/// `#rrggbb` for an opaque colour (cheaper to build and for the browser to parse than the
+/// `rgba(r,g,b,1)` that plotters-canvas formats, float included, for every rectangle).
+fn hex(rgb: (u8, u8, u8)) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(7);
+    s.push('#');
+    for v in [rgb.0, rgb.1, rgb.2] {
+        s.push(D[(v >> 4) as usize] as char);
+        s.push(D[(v & 15) as usize] as char);
+    }
+    s
 }
 
 /// Error type of the canvas backend.
@@ -37,6 +52,7 @@ impl DrawingBackend for HiDpi {
         self.inner.present()
     }
     fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> Result<(), CanvasErr> {
+        self.fill = None;
         self.inner.draw_pixel(p, c)
     }
     fn draw_line<S: BackendStyle>(
@@ -45,6 +61,7 @@ impl DrawingBackend for HiDpi {
         b: BackendCoord,
         s: &S,
     ) -> Result<(), CanvasErr> {
+        self.fill = None;
         self.inner.draw_line(a, b, s)
     }
     fn draw_rect<S: BackendStyle>(
@@ -54,13 +71,26 @@ impl DrawingBackend for HiDpi {
         s: &S,
         fill: bool,
     ) -> Result<(), CanvasErr> {
-        self.inner.draw_rect(a, b, s, fill)
+        let color = s.color();
+        if !fill || color.alpha != 1.0 {
+            // plotters-canvas sets its own styles: forget the cached fill.
+            self.fill = None;
+            return self.inner.draw_rect(a, b, s, fill);
+        }
+        if self.fill != Some(color.rgb) {
+            self.ctx.set_fill_style_str(&hex(color.rgb));
+            self.fill = Some(color.rgb);
+        }
+        let (w, h) = (b.0 - a.0, b.1 - a.1);
+        self.ctx.fill_rect(a.0 as f64, a.1 as f64, w as f64, h as f64);
+        Ok(())
     }
     fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
         &mut self,
         path: I,
         s: &S,
     ) -> Result<(), CanvasErr> {
+        self.fill = None;
         self.inner.draw_path(path, s)
     }
     fn draw_circle<S: BackendStyle>(
@@ -70,6 +100,7 @@ impl DrawingBackend for HiDpi {
         s: &S,
         fill: bool,
     ) -> Result<(), CanvasErr> {
+        self.fill = None;
         self.inner.draw_circle(c, r, s, fill)
     }
     fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
@@ -77,6 +108,7 @@ impl DrawingBackend for HiDpi {
         vert: I,
         s: &S,
     ) -> Result<(), CanvasErr> {
+        self.fill = None;
         self.inner.fill_polygon(vert, s)
     }
     fn draw_text<T: BackendTextStyle>(
@@ -85,6 +117,7 @@ impl DrawingBackend for HiDpi {
         s: &T,
         pos: BackendCoord,
     ) -> Result<(), CanvasErr> {
+        self.fill = None;
         self.inner.draw_text(text, s, pos)
     }
     /// One `drawImage` of the pixels (through a scratch canvas, so the DPR scaling applies;
@@ -101,11 +134,28 @@ impl DrawingBackend for HiDpi {
             .map_err(fail)?;
         SCRATCH.with(|scratch| {
             let (canvas, sctx) = scratch.as_ref().ok_or_else(|| fail("no scratch canvas".into()))?;
-            canvas.set_width(w);
-            canvas.set_height(h);
+            // Grown, never shrunk: resizing a canvas reallocates its backing store.
+            if canvas.width() < w {
+                canvas.set_width(w);
+            }
+            if canvas.height() < h {
+                canvas.set_height(h);
+            }
             sctx.put_image_data(&data, 0.0, 0.0).map_err(fail)?;
             self.ctx.set_image_smoothing_enabled(false);
-            let drawn = self.ctx.draw_image_with_html_canvas_element(canvas, pos.0 as f64, pos.1 as f64);
+            let (wf, hf) = (w as f64, h as f64);
+            let drawn =
+                self.ctx.draw_image_with_html_canvas_element_and_sw_and_sh_and_dx_and_dy_and_dw_and_dh(
+                    canvas,
+                    0.0,
+                    0.0,
+                    wf,
+                    hf,
+                    pos.0 as f64,
+                    pos.1 as f64,
+                    wf,
+                    hf,
+                );
             self.ctx.set_image_smoothing_enabled(true);
             drawn.map_err(fail)
         })
@@ -251,7 +301,7 @@ pub fn hidpi(canvas: &HtmlCanvasElement) -> Option<HiDpi> {
     let ctx: CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
     ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0).ok()?;
     let inner = CanvasBackend::with_canvas_object(canvas.clone())?;
-    Some(HiDpi { inner, size: (css_w, css_h), ctx })
+    Some(HiDpi { inner, size: (css_w, css_h), ctx, fill: None })
 }
 
 /// Draws `chart` on `canvas`; errors are returned as text.

@@ -49,6 +49,10 @@ pub(crate) struct Ctx {
     pub client: StoredValue<Option<WorkerClient>, LocalStorage>,
     /// The opened model file's layers (see `files.rs`).
     pub file: RwSignal<Option<crate::files::FileListing>>,
+    /// Whether the secondary sections (the comparison with its relatives) are mounted: only
+    /// once the first plots are drawn (or a few seconds have passed), so that their DOM, styles
+    /// and fonts do not delay them.
+    pub extras: RwSignal<bool>,
 }
 
 impl Ctx {
@@ -66,6 +70,7 @@ impl Ctx {
             resize: RwSignal::new(0),
             client: StoredValue::new_local(None),
             file: RwSignal::new(None),
+            extras: RwSignal::new(false),
         }
     }
 

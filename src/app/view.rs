@@ -23,6 +23,9 @@ fn set_body_data(key: &str, value: &str) {
     }
 }
 
+/// Longest wait before the secondary sections are mounted (ms).
+const EXTRAS_AFTER_MS: u64 = 3000;
+
 /// The app's root component.
 #[component]
 pub fn App() -> impl IntoView {
@@ -34,6 +37,9 @@ pub fn App() -> impl IntoView {
     wire_keyboard(ctx);
     let _ = window_event_listener(leptos::ev::resize, move |_| ctx.resize.update(|r| *r += 1));
     super::canvas::on_canvas_resize(move || ctx.resize.update(|r| *r += 1));
+    // The secondary sections come after the first plots (see `mark_ready`), or after this delay
+    // if some plot cannot be drawn (no image, an error).
+    set_timeout(move || ctx.extras.set(true), std::time::Duration::from_millis(EXTRAS_AFTER_MS));
 
     view! {
         <header>
@@ -61,7 +67,9 @@ pub fn App() -> impl IntoView {
                 <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" span=3
                     blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
             </section>
-            <super::relatives::RelativesSection/>
+            <Show when=move || ctx.extras.get()>
+                <super::relatives::RelativesSection/>
+            </Show>
         </main>
         <footer>
             <p>"Guo et al., “Network Decoupling: From Regular to Depthwise Separable Convolutions”, BMVC 2018. Everything runs in your browser; nothing is uploaded."</p>
@@ -215,8 +223,18 @@ fn Controls() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let full_rank = Memo::new(move |_| ctx.full_rank());
     let full = move || full_rank.get();
-    let t = move || ctx.state.with(|s| s.t);
-    let order = move || ctx.state.with(|s| s.order);
+    // One memo per field: a control re-runs only when its own field changes (a T change must not
+    // touch the 2 × 256 channel options).
+    let t = Memo::new(move |_| ctx.state.with(|s| s.t));
+    let order = Memo::new(move |_| ctx.state.with(|s| s.order));
+    let example = Memo::new(move |_| ctx.state.with(|s| s.example.clone()));
+    let rule = Memo::new(move |_| ctx.state.with(|s| s.rule));
+    let tau = Memo::new(move |_| ctx.state.with(|s| s.tau));
+    let channel = Memo::new(move |_| ctx.state.with(|s| s.channel));
+    let out_channel = Memo::new(move |_| ctx.state.with(|s| s.out_channel));
+    let image = Memo::new(move |_| ctx.state.with(|s| s.image.clone()));
+    let t = move || t.get();
+    let order = move || order.get();
     let slices = move || {
         let o = order();
         ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.slices.len()).unwrap_or(1))
@@ -272,7 +290,7 @@ fn Controls() -> impl IntoView {
                 }>
                     {examples::catalogue().iter().map(|e| {
                         let id = e.id;
-                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.example == id)>{e.title}</option> }
+                        view! { <option value=id prop:selected=move || example.with(|e| e == id)>{e.title}</option> }
                     }).collect_view()}
                 </select>
             </label>
@@ -303,7 +321,7 @@ fn Controls() -> impl IntoView {
             </button>
             <label>"Energy threshold τ "
                 <input type="number" data-testid="threshold-input" min="0.5" max="1" step="0.01"
-                    prop:value=move || ctx.state.with(|s| s.tau.map(|x| format!("{x:.2}")).unwrap_or_default())
+                    prop:value=move || tau.get().map(|x| format!("{x:.2}")).unwrap_or_default()
                     placeholder="0.90"
                     on:change=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
@@ -320,8 +338,8 @@ fn Controls() -> impl IntoView {
                     ctx.state.update(|s| s.rule = if v == "max" { ThresholdRule::Max } else { ThresholdRule::Mean });
                     apply_threshold();
                 }>
-                    <option value="mean" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Mean)>"mean over slices (official code)"</option>
-                    <option value="max" prop:selected=move || ctx.state.with(|s| s.rule == ThresholdRule::Max)>"max over slices (TRP code)"</option>
+                    <option value="mean" prop:selected=move || rule.get() == ThresholdRule::Mean>"mean over slices (official code)"</option>
+                    <option value="max" prop:selected=move || rule.get() == ThresholdRule::Max>"max over slices (TRP code)"</option>
                 </select>
             </label>
             <label>{move || if order() == Order::DwPw { "Input channel " } else { "Output channel " }}
@@ -331,7 +349,7 @@ fn Controls() -> impl IntoView {
                     }
                 }>
                     {move || (0..slices()).map(|i| view! {
-                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.channel == i)>{i}</option>
+                        <option value=i.to_string() prop:selected=move || channel.get() == i>{i}</option>
                     }).collect_view()}
                 </select>
             </label>
@@ -342,7 +360,7 @@ fn Controls() -> impl IntoView {
                     }
                 }>
                     {move || (0..outs()).map(|i| view! {
-                        <option value=i.to_string() prop:selected=move || ctx.state.with(|s| s.out_channel == i)>{i}</option>
+                        <option value=i.to_string() prop:selected=move || out_channel.get() == i>{i}</option>
                     }).collect_view()}
                 </select>
             </label>
@@ -353,9 +371,9 @@ fn Controls() -> impl IntoView {
                 }>
                     {IMAGES.iter().map(|info| {
                         let id = info.id;
-                        view! { <option value=id prop:selected=move || ctx.state.with(|s| s.image == id)>{info.title}</option> }
+                        view! { <option value=id prop:selected=move || image.with(|m| m == id)>{info.title}</option> }
                     }).collect_view()}
-                    <option value="upload" disabled=true prop:selected=move || ctx.state.with(|s| s.image == "upload")>"your image"</option>
+                    <option value="upload" disabled=true prop:selected=move || image.with(|m| m == "upload")>"your image"</option>
                 </select>
             </label>
             <label class="file">"or your own: "
@@ -618,7 +636,7 @@ fn PlotCard(
                         let t = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| f.t).unwrap_or(0));
                         let _ = el.set_attribute("data-t", &t.to_string());
                     }
-                    mark_ready(which);
+                    mark_ready(ctx, which);
                 }
             }
             Err(e) => ctx.error.set(Some(format!("{title}: {e}"))),
@@ -736,8 +754,9 @@ thread_local! {
 }
 
 /// Sets `data-plots-ms` (time since navigation) and `data-ready` once all six charts have been
-/// drawn; `data-main-plots-ms` once the four layer charts have.
-fn mark_ready(which: Which) {
+/// drawn (and mounts the secondary sections); `data-main-plots-ms` once the four layer charts
+/// have.
+fn mark_ready(ctx: Ctx, which: Which) {
     let bits = DRAWN.with(|d| {
         let b = d.get() | (1 << which as u8);
         d.set(b);
@@ -749,6 +768,7 @@ fn mark_ready(which: Which) {
     if bits == 0b11_1111 && !body_has("data-ready") {
         set_body_data("plots-ms", &format!("{:.0}", now_ms()));
         set_body_data("ready", "1");
+        ctx.extras.set(true);
     }
 }
 

@@ -35,6 +35,8 @@ mod glue {
         static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
         /// What the boot requests ask (a page request for something else makes them obsolete).
         static BOOT: RefCell<Vec<ndlab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
+        /// Downloads to start once the queue is empty (the boot's deferred prefetches).
+        static LATER: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
         /// Whether the conv kernels have been warmed up.
         static WARM: Cell<bool> = const { Cell::new(false) };
     }
@@ -119,9 +121,21 @@ mod glue {
             B::OutputErrorCurve { order: state.order },
         ];
         BOOT.with(|b| *b.borrow_mut() = bodies.to_vec());
+        // A view whose input ships precomputed needs that file, not the network prefix: the
+        // prefix waits until the boot's work is done (see `drain`), off the first view's way.
+        let shipped = ndlab::engine::precomputed_input_asset(&state.image, &state.example);
+        if let Some(path) = &shipped {
+            fetch_ahead(path.clone());
+            LATER.with(|l| l.borrow_mut().push(ndlab::engine::MODEL_ASSET.to_string()));
+        }
         for body in bodies {
             let req = Request { id: BOOT_ID, body };
-            prefetch(&req);
+            match shipped {
+                Some(_) => {
+                    ENGINE.with(|e| e.borrow().assets_needed(&req.body)).into_iter().for_each(fetch_ahead)
+                }
+                None => prefetch(&req),
+            }
             QUEUE.with(|q| q.borrow_mut().push(req));
         }
     }
@@ -203,6 +217,9 @@ mod glue {
             sleep0().await;
         }
         RUNNING.with(|r| r.set(false));
+        for path in LATER.with(|l| std::mem::take(&mut *l.borrow_mut())) {
+            fetch_ahead(path);
+        }
     }
 
     /// Warms the conv kernels up once, before the first request that runs them (a layer's
@@ -261,13 +278,16 @@ mod glue {
             paths.extend(e.assets_to_prefetch(&req.body));
             paths
         });
-        for path in paths {
-            if PREFETCH.with(|p| p.borrow().contains_key(&path)) {
-                continue;
-            }
-            if let Ok(promise) = start_fetch(&path) {
-                PREFETCH.with(|p| p.borrow_mut().insert(path, promise));
-            }
+        paths.into_iter().for_each(fetch_ahead);
+    }
+
+    /// Starts downloading `path` unless that has started already.
+    fn fetch_ahead(path: String) {
+        if PREFETCH.with(|p| p.borrow().contains_key(&path)) {
+            return;
+        }
+        if let Ok(promise) = start_fetch(&path) {
+            PREFETCH.with(|p| p.borrow_mut().insert(path, promise));
         }
     }
 

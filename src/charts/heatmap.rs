@@ -61,6 +61,11 @@ pub fn diverging_color(v: f64, range: f64) -> RGBColor {
     RGBColor(mix(end.0), mix(end.1), mix(end.2))
 }
 
+/// Fewest cells drawn as one bitmap under [`ChartStyle::raster`]: a bitmap costs a fixed
+/// `putImageData` + `drawImage` on a canvas, more than a few filled rectangles (a 3 × 3 filter, a
+/// colour bar), so small maps stay rectangles.
+pub(crate) const RASTER_MIN_CELLS: usize = 64;
+
 /// Draws `map` into the pixel rectangle `(x, y, w, h)` of `area` with a frame, colour range
 /// `±range`.
 pub(crate) fn draw_heatmap<DB: DrawingBackend>(
@@ -79,7 +84,7 @@ pub(crate) fn draw_heatmap<DB: DrawingBackend>(
     let color = |i: usize, j: usize| {
         diverging_color(map.values.get(j * map.w + i).copied().unwrap_or(0.0) as f64, range)
     };
-    if style.raster {
+    if style.raster && map.w * map.h > RASTER_MIN_CELLS {
         area.draw(&Raster::of(map, (x, y, w, h), color)).map_err(err)?;
     } else {
         for j in 0..map.h {
@@ -114,11 +119,19 @@ impl Raster {
         // The cell of pixel column px is the largest i with i·w / map.w ≤ px.
         let cell = |p: usize, n: usize, len: usize| ((((p + 1) * n).saturating_sub(1)) / len).min(n - 1);
         let cols: Vec<usize> = (0..w).map(|px| cell(px, map.w, w)).collect();
+        // One colour per cell, looked up per pixel (a cell spans many pixels).
+        let mut row_colors = Vec::with_capacity(map.w);
         let mut rgb = Vec::with_capacity(w * h * 3);
+        let mut last_j = usize::MAX;
         for py in 0..h {
             let j = cell(py, map.h, h);
+            if j != last_j {
+                row_colors.clear();
+                row_colors.extend((0..map.w).map(|i| color(i, j)));
+                last_j = j;
+            }
             for &i in &cols {
-                let c = color(i, j);
+                let c = row_colors[i];
                 rgb.extend_from_slice(&[c.0, c.1, c.2]);
             }
         }

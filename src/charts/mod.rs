@@ -69,7 +69,8 @@ pub struct ChartStyle {
     pub stroke: u32,
     /// Which layer of the chart to draw (everything, by default).
     pub layer: ChartLayer,
-    /// Heat maps as one bitmap (`DrawingBackend::blit_bitmap`) instead of a rectangle per
+    /// Heat maps of more than `heatmap::RASTER_MIN_CELLS` cells as one bitmap
+    /// (`DrawingBackend::blit_bitmap`) instead of a rectangle per
     /// cell: for backends that blit fast (the page's canvases). Off by default: SVG keeps cells
     /// as rectangles (plotters' SVG backend would write every pixel as one).
     pub raster: bool,
