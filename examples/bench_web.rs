@@ -90,6 +90,13 @@ mod web {
         }
     }
 
+    /// The GEMM kernels of this build ("wasm SIMD128" or, with `--features relaxed-simd`,
+    /// "wasm SIMD128 + FMA (relaxed)").
+    #[wasm_bindgen]
+    pub fn kernels() -> String {
+        ndlab::conv::kernels().to_string()
+    }
+
     /// A kernel alone, for timing its decoupling (the `.npy` parsing is not timed).
     #[wasm_bindgen]
     pub struct Layer {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The browser benchmark in one command: ndlab (wasm32 + SIMD128, one thread) against
+# The browser benchmark in one command: ndlab (wasm32 + SIMD128, one thread; and its relaxed-SIMD
+# FMA build, interleaved, where Chromium has relaxed SIMD) against
 # onnxruntime-web (npm, wasm backend, SIMD, numThreads = 1) in headless Chromium, on the same
 # layer, input and graphs; prints JSON (also written to target/bench-web/result.json).
 #   bash scripts/bench-browser.sh [--repeat N] [--only regular,dw-pw:2,decouple,…]   (--only: a subset of
@@ -14,6 +15,11 @@ python3 bench/web/make_graphs.py "$OUT/data" >&2
 echo "==> ndlab benchmark module (examples/bench_web.rs, wasm32 release)" >&2
 cargo build --release --target wasm32-unknown-unknown --example bench_web >&2
 wasm-bindgen --target web --no-typescript --out-dir "$OUT/pkg" \
+  target/wasm32-unknown-unknown/release/examples/bench_web.wasm >&2
+echo "==> the same with relaxed SIMD (--features relaxed-simd: FMA micro-kernel; timed where the browser has it)" >&2
+# (same target dir: cargo keeps both feature sets' artifacts; the .wasm is bound before the next build)
+cargo build --release --target wasm32-unknown-unknown --example bench_web --features relaxed-simd >&2
+wasm-bindgen --target web --no-typescript --out-dir "$OUT/pkg-fma" \
   target/wasm32-unknown-unknown/release/examples/bench_web.wasm >&2
 echo "==> running in headless Chromium" >&2
 node bench/web/run.mjs --out "$OUT/result.json" "$@"

@@ -53,9 +53,22 @@ fi
 CHROMEDRIVER=$(command -v chromedriver) \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --target wasm32-unknown-unknown --test wasm
+step "wasm tests again with the relaxed-SIMD (FMA) GEMM kernel (the ndlab-worker-fma build)"
+CHROMEDRIVER=$(command -v chromedriver) \
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --target wasm32-unknown-unknown --test wasm --features relaxed-simd
 
 step "release build under /ndlab/"
 trunk build --release --public-url /ndlab/
+step "only the FMA worker has relaxed-SIMD opcodes (the others must load where relaxed SIMD does not validate)"
+RELAXED_OP='(f32x4|f64x2|i8x16|i16x8|i32x4)\.relaxed_'
+for w in ndlab-worker ndlab-worker-fma ndlab-app; do
+  wasm-dis --all-features "dist/${w}_bg.wasm" -o "target/${w}.wat"
+done
+if grep -qE "$RELAXED_OP" target/ndlab-worker.wat target/ndlab-app.wat; then
+  echo "relaxed-SIMD opcodes in the SIMD128 worker or the app" >&2; exit 1
+fi
+grep -q 'f32x4.relaxed_madd' target/ndlab-worker-fma.wat || { echo "no f32x4.relaxed_madd in the FMA worker" >&2; exit 1; }
 
 step "end-to-end tests"
 node --test tests/e2e/

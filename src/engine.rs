@@ -622,6 +622,7 @@ impl Engine {
             weight_error,
             original_ms: p.original_ms,
             decoupled_ms,
+            kernels: crate::conv::kernels().to_string(),
         };
         if let Some(p) = self.prepared.as_mut() {
             p.forward = Some(result.clone());

@@ -290,6 +290,9 @@ pub struct ForwardResult {
     pub original_ms: f64,
     /// Wall time of the decoupled forward (merged form), milliseconds.
     pub decoupled_ms: f64,
+    /// The GEMM kernels the times were measured with ([`crate::conv::kernels`]).
+    #[serde(default)]
+    pub kernels: String,
 }
 
 /// Encodes a message as JSON (never fails for these types; a failure becomes an error string).

@@ -357,3 +357,24 @@ fn padded_dwpw_matches_the_scalar_reference_in_the_browser() {
     }
     assert!(ran >= 25, "only {ran} of 40 shapes were valid");
 }
+
+/// The kernel label shown next to measured times matches the arithmetic (as in tests/fma.rs):
+/// the default build multiplies and adds separately (a product's rounding error cancels to 0),
+/// the `relaxed-simd` build (scripts/test-all.sh runs these tests with it too) fuses them in
+/// Chromium on an FMA CPU (the error, 2⁻²⁴, remains).
+#[wasm_bindgen_test]
+fn the_kernel_label_matches_whether_the_gemm_fuses_in_the_browser() {
+    let x = 1.0f32 + 1.0 / 4096.0;
+    let r = x * x;
+    let k = Kernel::new(1, 2, 1, 1, vec![-r, x]).expect("kernel");
+    let input = FeatureMap::new(2, 1, 1, vec![1.0, x]).expect("input");
+    let residue = conv2d(&input, &k, None, &ConvGeometry::new(1, 0, 1)).expect("conv").data[0];
+    let label = ndlab::conv::kernels();
+    if cfg!(feature = "relaxed-simd") {
+        assert_eq!(label, "wasm SIMD128 + FMA (relaxed)");
+        assert_eq!(residue, 2f32.powi(-24), "relaxed_madd fuses in Chromium on x86-64 with FMA3");
+    } else {
+        assert_eq!(label, "wasm SIMD128");
+        assert_eq!(residue, 0.0, "SIMD128 multiplies and adds separately");
+    }
+}

@@ -16,6 +16,7 @@ const arg = (name, dflt) => {
 // URL prefix → directory served (nothing else is reachable).
 const MOUNTS = [
   ['/pkg/', join(ROOT, 'target/bench-web/pkg')],
+  ['/pkg-fma/', join(ROOT, 'target/bench-web/pkg-fma')],
   ['/data/', join(ROOT, 'target/bench-web/data')],
   ['/ort/', join(ROOT, 'node_modules/onnxruntime-web/dist')],
   ['/assets/', join(ROOT, 'assets')],

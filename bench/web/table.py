@@ -21,6 +21,23 @@ def main():
               f"| {f[key]:.1f} ({peer_min:.1f}) | {f['throughput_vs_ort']:.2f} ({thr_min:.2f}) "
               f"| {f['ndlab_gmacs']:.2f} | {f['ort_gmacs']:.2f} "
               f"| {f['ndlab_measured_speedup']:.2f} / {f['theoretical_speedup']:.2f} = {mt:.2f} | {f['max_rel_diff']:.1e} |")
+    fma = [f for f in r["forward"] if "ndlab_fma_ms" in f]
+    if fma:
+        print()
+        print("| graph | SIMD128 ms (min) | FMA (relaxed SIMD) ms (min) | FMA / SIMD128 speed, median (min) "
+              f"| {peer} ms (min) | throughput vs {peer}: SIMD128, FMA, median (min) "
+              "| FMA GMAC/s | measured / theoretical: SIMD128, FMA | FMA max rel diff |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for f in fma:
+        m = f["min"]
+        print(f"| {f['graph']} | {f['ndlab_ms']:.1f} ({m['ndlab_ms']:.1f}) | {f['ndlab_fma_ms']:.1f} ({m['ndlab_fma_ms']:.1f}) "
+              f"| {f['ndlab_ms'] / f['ndlab_fma_ms']:.2f} ({m['ndlab_ms'] / m['ndlab_fma_ms']:.2f}) "
+              f"| {f[key]:.1f} ({m[key]:.1f}) "
+              f"| {f['throughput_vs_ort']:.2f} ({m['throughput_vs_ort']:.2f}), "
+              f"**{f['throughput_fma_vs_ort']:.2f}** ({m['throughput_fma_vs_ort']:.2f}) "
+              f"| {f['ndlab_fma_gmacs']:.2f} "
+              f"| {f['ndlab_measured_over_theoretical']:.2f}, {f['ndlab_fma_measured_over_theoretical']:.2f} "
+              f"| {f['max_rel_diff_fma']:.1e} |")
     print()
     print("| decoupling | ndlab ms, median (min) | numpy native ms, median (min) | ratio, median (min) |")
     print("|---|---|---|---|")

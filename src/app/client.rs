@@ -13,8 +13,29 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{MessageEvent, Worker};
 
-/// Where the worker's loader script is, relative to the page (Trunk's loader shim).
+/// Where the worker's loader script is, relative to the page (Trunk's loader shim): the SIMD128
+/// build, which every browser with wasm SIMD loads.
 const WORKER_URL: &str = "./ndlab-worker_loader.js";
+/// The relaxed-SIMD (FMA) build of the same worker, for browsers that validate [`RELAXED_PROBE`].
+const WORKER_FMA_URL: &str = "./ndlab-worker-fma_loader.js";
+
+/// The smallest module using relaxed SIMD: `() -> v128` = `f32x4.relaxed_madd` of three zero
+/// `v128.const`s. Validates only where relaxed SIMD is supported (same bytes as in index.html).
+const RELAXED_PROBE: [u8; 82] = [
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 61, 1, 59, 0, 253, 12, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 12, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 133, 2, 11,
+];
+
+/// The worker build this browser can run: the FMA one where relaxed SIMD validates (also used
+/// for the relatives panel's worker, `relatives.rs`).
+pub(crate) fn worker_url() -> &'static str {
+    let probe = js_sys::Uint8Array::from(&RELAXED_PROBE[..]);
+    match js_sys::WebAssembly::validate(&probe.into()) {
+        Ok(true) => WORKER_FMA_URL,
+        _ => WORKER_URL,
+    }
+}
 
 #[derive(Default)]
 struct KindState {
@@ -51,7 +72,9 @@ impl WorkerClient {
     pub fn start(on_response: impl Fn(Response) + 'static) -> Result<Self, String> {
         let (worker, early) = match adopt_early_worker() {
             Some(found) => found,
-            None => (Worker::new(WORKER_URL).map_err(|e| format!("cannot start the worker: {e:?}"))?, vec![]),
+            None => {
+                (Worker::new(worker_url()).map_err(|e| format!("cannot start the worker: {e:?}"))?, vec![])
+            }
         };
         let inner = Rc::new(RefCell::new(Inner {
             worker,

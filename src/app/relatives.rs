@@ -20,9 +20,6 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{MessageEvent, Worker};
 
-/// Where the worker's loader script is (the same binary as the main worker).
-const WORKER_URL: &str = "./ndlab-worker_loader.js";
-
 /// Where a comparison stands.
 #[derive(Debug, Clone, PartialEq)]
 enum Status {
@@ -156,7 +153,8 @@ impl Pool {
 /// Starts a fresh relatives worker (terminating the old one).
 fn restart_worker() -> Result<(), String> {
     POOL.with(|p| p.borrow_mut().stop_worker());
-    let worker = Worker::new(WORKER_URL).map_err(|e| format!("cannot start the relatives worker: {e:?}"))?;
+    let worker = Worker::new(super::client::worker_url())
+        .map_err(|e| format!("cannot start the relatives worker: {e:?}"))?;
     let generation = POOL.with(|p| {
         let mut p = p.borrow_mut();
         p.generation += 1;

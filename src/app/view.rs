@@ -419,6 +419,8 @@ fn Numbers() -> impl IntoView {
             None => "…".into(),
         })
     };
+    let kernels =
+        move || ctx.fwd.with(|f| f.as_ref().map(|f| f.kernels.clone()).unwrap_or_else(|| "…".into()));
     // Measured speed-up and GMAC/s of the last forward (its own T and ordering, the current input).
     let figures = move || {
         let hw = ctx.input.with(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
@@ -471,6 +473,7 @@ fn Numbers() -> impl IntoView {
                 <div class="stat wide"><span class="k">"throughput in this browser"</span><span class="v small" data-testid="gmacs">{gmacs}</span></div>
                 <div class="stat"><span class="k">"output error"</span><span class="v" data-testid="output-error">{out_error}</span></div>
                 <div class="stat wide"><span class="k">"measured in this browser"</span><span class="v small" data-testid="measured">{measured}</span></div>
+                <div class="stat wide"><span class="k">"measured with"</span><span class="v small" data-testid="kernels">{kernels}</span></div>
                 <div class="stat wide"><span class="k">"decoupling time"</span><span class="v small" data-testid="decouple-time" data-ms=move || format!("{:.1}", decouple_ms())>{decouple}</span></div>
             </div>
             <p class="source" data-testid="source">"Weights: " {source}</p>

@@ -177,7 +177,7 @@ mod glue {
             b
         });
         if let Some(blob) = blob {
-            match crate::blob::BlobSource::new(blob) {
+            match super::blob::BlobSource::new(blob) {
                 Ok(src) => ENGINE.with(|e| e.borrow_mut().provide_file(Box::new(src))),
                 Err(msg) => post_error(req.id, msg),
             }
@@ -380,7 +380,8 @@ mod blob {
     }
 }
 
-fn main() {
+/// Starts the worker (also the entry point of `ndlab-worker-fma`, src/bin/worker_fma.rs).
+pub(crate) fn main() {
     #[cfg(target_arch = "wasm32")]
     glue::start();
 }

@@ -298,6 +298,7 @@ impl Micro for Portable {
 /// accumulators, two B vectors, one broadcast A value and one product (V8 allocates 15 SIMD
 /// registers on x86-64).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg_attr(feature = "relaxed-simd", allow(dead_code))]
 struct Simd128;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 impl Micro for Simd128 {
@@ -327,6 +328,7 @@ impl Micro for Simd128 {
 /// # Safety
 /// `a` must hold `4·kc` values, `b` `8·kc`, and `dst` rows `0..4` of 8 values at stride `ld`.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg_attr(feature = "relaxed-simd", allow(dead_code))]
 #[inline(never)]
 unsafe fn simd128_4x8(kc: usize, a: *const f32, b: *const f32, dst: *mut f32, ld: usize) {
     use std::arch::wasm32::*;
@@ -354,6 +356,82 @@ unsafe fn simd128_4x8(kc: usize, a: *const f32, b: *const f32, dst: *mut f32, ld
         }
     }
 }
+
+/// wasm relaxed-SIMD tile of `MR` rows × `4·NV` columns (the `relaxed-simd` cargo feature only):
+/// `f32x4.relaxed_madd` is one fused multiply-add on CPUs with FMA (V8 on x86-64 with FMA3,
+/// arm64), so each k step issues MR·NV FP ops instead of 2·MR·NV. A module containing it does
+/// not validate in engines without relaxed SIMD (Safari): the app ships it as a second worker.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+struct Relaxed<const MR: usize, const NV: usize>;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+impl<const MR: usize, const NV: usize> Micro for Relaxed<MR, NV> {
+    const MR: usize = MR;
+    const NR: usize = 4 * NV;
+    #[inline(always)]
+    unsafe fn tile(kc: usize, a: &[f32], b: &[f32], mut c: CTile) {
+        if a.len() < kc * MR || b.len() < kc * 4 * NV {
+            return;
+        }
+        if c.full(MR, 4 * NV) {
+            // SAFETY: the panels hold kc steps (checked above) and C has MR rows of 4·NV at `ldc`.
+            unsafe { relaxed_tile::<MR, NV>(kc, a.as_ptr(), b.as_ptr(), c.c.as_mut_ptr(), c.ldc) };
+            return;
+        }
+        let mut tile = [0.0f32; TILE];
+        // SAFETY: as above, with the MR × 4·NV tile buffer (≤ TILE values) as C.
+        unsafe { relaxed_tile::<MR, NV>(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr(), 4 * NV) };
+        c.add(&tile, 4 * NV);
+    }
+}
+
+/// `dst[i·ld + j] += Σ_p a[p·MR + i] · b[p·4NV + j]` with `f32x4.relaxed_madd` (fused where the
+/// CPU has FMA; otherwise a multiply and an add, like [`simd128_4x8`]). Not inlined, for the same
+/// reason as [`simd128_4x8`].
+///
+/// # Safety
+/// `a` must hold `MR·kc` values, `b` `4·NV·kc`, and `dst` rows `0..MR` of `4·NV` values at stride `ld`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+#[inline(never)]
+#[target_feature(enable = "relaxed-simd")]
+unsafe fn relaxed_tile<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    dst: *mut f32,
+    ld: usize,
+) {
+    use std::arch::wasm32::*;
+    let mut acc = [[f32x4_splat(0.0); NV]; MR];
+    let (mut pa, mut pb) = (a, b);
+    // SAFETY (whole body): pa and pb advance by MR and 4·NV values per step for kc steps;
+    // dst rows i < MR, columns < 4·NV (the caller's extents).
+    unsafe {
+        for _ in 0..kc {
+            let mut bv = [f32x4_splat(0.0); NV];
+            for (h, v) in bv.iter_mut().enumerate() {
+                *v = v128_load(pb.add(4 * h) as *const v128);
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = v128_load32_splat(pa.add(i) as *const u32);
+                for (r, v) in row.iter_mut().zip(&bv) {
+                    *r = f32x4_relaxed_madd(av, *v, *r);
+                }
+            }
+            pa = pa.add(MR);
+            pb = pb.add(4 * NV);
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (h, v) in row.iter().enumerate() {
+                let q = dst.add(i * ld + h * 4) as *mut v128;
+                v128_store(q, f32x4_add(v128_load(q), *v));
+            }
+        }
+    }
+}
+
+/// The relaxed tile the `relaxed-simd` build uses (rows, v128 columns).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+type WasmRelaxed = Relaxed<4, 2>;
 
 /// AVX2 + FMA 6 × 16 tile: twelve ymm accumulators, two B loads and six broadcasts per step.
 #[cfg(target_arch = "x86_64")]
@@ -526,7 +604,13 @@ fn gemm_fallback<B: BSource, F: FnMut(&mut [f32], usize)>(
     ldc: usize,
     after: &mut F,
 ) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+    // SAFETY: simd128 is enabled at compile time; a build with the `relaxed-simd` feature is only
+    // loaded where the engine validated a relaxed-SIMD module (the page checks first).
+    unsafe {
+        gemm_impl::<WasmRelaxed, B, F>(m, k, n, a, b, c, ldc, after)
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(feature = "relaxed-simd")))]
     // SAFETY: simd128 is enabled at compile time.
     unsafe {
         gemm_impl::<Simd128, B, F>(m, k, n, a, b, c, ldc, after)
@@ -535,6 +619,24 @@ fn gemm_fallback<B: BSource, F: FnMut(&mut [f32], usize)>(
     // SAFETY: the portable kernel uses no special instructions.
     unsafe {
         gemm_impl::<Portable, B, F>(m, k, n, a, b, c, ldc, after)
+    }
+}
+
+/// Which GEMM micro-kernel this build and CPU use, for a person reading measured times: the
+/// relaxed-SIMD (FMA) and SIMD128 wasm builds give different times in the same browser.
+pub(crate) fn kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "native AVX2 + FMA";
+        }
+    }
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd")) {
+        "wasm SIMD128 + FMA (relaxed)"
+    } else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        "wasm SIMD128"
+    } else {
+        "portable"
     }
 }
 

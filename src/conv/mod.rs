@@ -118,6 +118,12 @@ fn add_bias(y: &mut FeatureMap, bias: Option<&[f32]>) {
     }
 }
 
+/// The GEMM kernels this build runs on this machine ("wasm SIMD128 + FMA (relaxed)", "wasm
+/// SIMD128", "native AVX2 + FMA" or "portable"): shown next to measured times.
+pub fn kernels() -> &'static str {
+    gemm::kernel_name()
+}
+
 /// Regular conv2d (any stride, padding, dilation, groups), bias added if given.
 ///
 /// Per group: implicit im2col (packed block by block, never materialised whole) times the group's
