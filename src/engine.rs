@@ -496,7 +496,9 @@ impl Engine {
         let info = self.loaded.as_ref().ok_or_else(no_layer)?.example();
         let shipped = match (info, self.image_key.as_deref()) {
             (Some(ex), Some(image)) if self.vgg.is_none() => {
-                precomputed_input_asset(image, ex.id).and_then(|p| self.assets.remove(&p))
+                // Kept (1.6 MB): the page's repeats of the boot requests, and a return to this
+                // view, find it here instead of downloading it again.
+                precomputed_input_asset(image, ex.id).and_then(|p| self.assets.get(&p).cloned())
             }
             _ => None,
         };

@@ -328,6 +328,10 @@ fn the_default_views_input_ships_precomputed_and_equals_the_prefix() {
     let ResponseBody::Input(input) = resp.body else { panic!("{:?}", resp.body) };
     assert_eq!((input.c, input.h, input.w), (256, 40, 40));
     assert!(input.description.contains("precomputed"), "{}", input.description);
+    // The page repeats the boot's requests: nothing is downloaded again.
+    for repeat in [load(), RequestBody::LoadBuiltinImage { image: "astronaut".into() }] {
+        assert!(!e.assets_needed(&repeat).contains(&shipped_path), "{repeat:?} downloads the input again");
+    }
     let (fa, _) = ask(&mut e, 3, forward.clone());
 
     // The same pixels as a user image: the prefix runs (the model is asked for).
