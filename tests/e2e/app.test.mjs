@@ -287,9 +287,11 @@ test('changing the example and the image redraws with the right numbers', async 
   await page.getByTestId('order-toggle').click();
   await expectWeightError(page, 'vgg16bn_conv1_1', 'pw-dw', 2);
   assert.equal(await page.getByTestId('t-slider').getAttribute('max'), '3');
-  // A built-in image.
+  // A built-in image: the maps are redrawn from its input (106×160 for the cat: 451×300 → 160×106).
+  await page.waitForSelector('canvas.plot-maps[data-drawn="true"]', { timeout: TIMEOUT });
   const mapsBefore = await page.evaluate(() => document.querySelector('canvas.plot-maps').toDataURL());
   await page.getByTestId('image-select').selectOption('chelsea');
+  await page.waitForFunction(() => /Input 3×106×160/.test(document.body.innerText), null, { timeout: TIMEOUT });
   await page.waitForFunction(
     (before) => document.querySelector('canvas.plot-maps').toDataURL() !== before,
     mapsBefore,
@@ -303,6 +305,10 @@ test('changing the example and the image redraws with the right numbers', async 
     afterBuiltin,
     { timeout: TIMEOUT },
   );
+  // The address follows the state 120 ms after it settles.
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('image') === 'upload', null, {
+    timeout: TIMEOUT,
+  });
   assert.equal((await state(page)).image, 'upload');
   await noProblems(p);
   await p.context.close();

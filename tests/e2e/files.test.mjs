@@ -216,6 +216,14 @@ test('.npz and .npy files: listed, loaded, weight error as the command line in t
   ];
   for (const [path, name, layer] of cases) {
     await drop(page, path, name);
+    // The previous file's listing stays until this one's arrives (both have one layer).
+    await page
+      .waitForFunction(
+        (l) => document.querySelector('[data-testid="layer-select"] option:not([value=""]):not([disabled])')?.value === l,
+        layer,
+        { timeout: TIMEOUT },
+      )
+      .catch(() => {});
     const opts = await layerOptions(page, 1);
     assert.equal(opts[0][0], layer, `${name} lists its one conv layer`);
     await pickLayer(page, layer);
