@@ -142,10 +142,6 @@ struct Prepared {
     forward: Option<ForwardResult>,
     /// Orderings whose decoupled forward has run once on this input (see [`Engine::forward`]).
     forward_warm: std::collections::HashSet<Order>,
-    /// The original layer was timed on the first conv this engine ran (a shipped input, no
-    /// network prefix before it): in a browser that call ran in the baseline tier, so the first
-    /// forward times it again.
-    original_cold: bool,
 }
 
 /// The engine behind the worker.
@@ -156,8 +152,6 @@ pub struct Engine {
     image: Option<RgbaImage>,
     /// The built-in image id `image` was decoded from (None for the page's RGBA).
     image_key: Option<String>,
-    /// Whether any conv has run in this engine (the network prefix or an original layer).
-    convs_ran: bool,
     prepared: Option<Prepared>,
     vgg: Option<VggPrefix>,
     /// The file handed over for the next [`RequestBody::OpenFile`].
@@ -177,7 +171,6 @@ impl Engine {
             loaded: None,
             image: None,
             image_key: None,
-            convs_ran: false,
             prepared: None,
             vgg: None,
             pending_file: None,
@@ -521,7 +514,6 @@ impl Engine {
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         report("computing the layer's input", 0.6);
         let start = (self.clock)();
-        let from_prefix = shipped.is_none() && info.is_some_and(needs_model);
         let (input, description) = match (info, shipped) {
             (Some(info), Some(bytes)) => shipped_input(info, image, &bytes)?,
             (Some(info), None) => layer_input(info, image, self.vgg.as_ref())?,
@@ -534,7 +526,6 @@ impl Engine {
             )?,
         };
         let prefix_ms = (self.clock)() - start;
-        self.convs_ran |= from_prefix;
         if input.c != l.layer.in_channels() {
             return Err(Error::Shape(format!(
                 "the layer takes {} channels, its input has {}",
@@ -546,8 +537,6 @@ impl Engine {
         let start = (self.clock)();
         let reference = crate::conv::layer_forward(&input, &l.layer)?;
         let original_ms = (self.clock)() - start;
-        let original_cold = !self.convs_ran;
-        self.convs_ran = true;
         let summary = InputSummary { c: input.c, h: input.h, w: input.w, description, prefix_ms };
         self.prepared = Some(Prepared {
             summary: summary.clone(),
@@ -557,7 +546,6 @@ impl Engine {
             curves: HashMap::new(),
             forward: None,
             forward_warm: Default::default(),
-            original_cold,
         });
         Ok(summary)
     }
@@ -622,13 +610,6 @@ impl Engine {
         let start = (self.clock)();
         let y = run()?;
         let decoupled_ms = (self.clock)() - start;
-        let original_ms = if p.original_cold {
-            let start = (self.clock)();
-            crate::conv::layer_forward(&p.input, &l.layer)?;
-            (self.clock)() - start
-        } else {
-            p.original_ms
-        };
         let rel_error = y.rel_error(&p.reference)?;
         let weight_error = dec.rel_weight_error().get(t - 1).copied().unwrap_or(f64::NAN);
         let result = ForwardResult {
@@ -641,15 +622,13 @@ impl Engine {
             decoupled: y.channel(out_channel).to_vec(),
             rel_error,
             weight_error,
-            original_ms,
+            original_ms: p.original_ms,
             decoupled_ms,
             kernels: crate::conv::kernels().to_string(),
         };
         if let Some(p) = self.prepared.as_mut() {
             p.forward = Some(result.clone());
             p.forward_warm.insert(order);
-            p.original_ms = original_ms;
-            p.original_cold = false;
         }
         Ok(result)
     }
