@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { serve } from './server.mjs';
+import { serveAndLaunch } from './server.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -24,12 +24,7 @@ let server;
 let browser;
 
 before(async () => {
-  assert.ok(existsSync(join(ROOT, 'dist/index.html')), 'build first: trunk build --release --public-url /ndlab/');
-  server = await serve(join(ROOT, 'dist'), '/ndlab/');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  ({ server, browser } = await serveAndLaunch(ROOT, CHROMIUM));
 });
 
 after(async () => {

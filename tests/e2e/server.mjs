@@ -3,6 +3,8 @@
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -43,4 +45,18 @@ export async function serve(root, prefix = '/ndlab/') {
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
   const { port } = server.address();
   return { url: `http://127.0.0.1:${port}${prefix}`, close: () => new Promise((ok) => server.close(ok)) };
+}
+
+/** The suites' set-up: serves `root`/dist under `/ndlab/` and launches headless Chromium (no sandbox, no
+ * GPU, no background traffic). Resolves to { server, browser }. */
+export async function serveAndLaunch(root, executablePath) {
+  if (!existsSync(join(root, 'dist/index.html'))) {
+    throw new Error('build first: trunk build --release --public-url /ndlab/');
+  }
+  const server = await serve(join(root, 'dist'), '/ndlab/');
+  const browser = await chromium.launch({
+    executablePath,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  return { server, browser };
 }
