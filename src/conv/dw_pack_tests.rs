@@ -6,20 +6,8 @@
 use super::dw::PlaneGeom;
 use super::dw_pack::{PaddedDepthwiseB, PaddedPlanes};
 use super::gemm::BSource;
+use super::tests::noise;
 use crate::layer::{ConvGeometry, FeatureMap, Padding};
-
-/// Deterministic values in [-1, 1).
-fn noise(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// A small deterministic generator of shape parameters.
 struct Pick(u64);

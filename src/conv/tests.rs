@@ -18,8 +18,8 @@ fn seq(len: usize) -> Vec<f32> {
     (1..=len).map(|v| v as f32).collect()
 }
 
-/// Deterministic values in [-1, 1).
-fn noise(len: usize, seed: u64) -> Vec<f32> {
+/// Deterministic values in [-1, 1) (also used by `dw_pack_tests`).
+pub(super) fn noise(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
     (0..len)
         .map(|_| {
