@@ -228,7 +228,9 @@ mod glue {
         use ndlab::protocol::RequestBody as B;
         // Loading an example (before any image), a slice view or opening a file runs no conv; an
         // example loaded after an image does, but the image's request has warmed up already.
-        let runs_convs = !matches!(req.body, B::LoadExample { .. } | B::Slice { .. } | B::OpenFile { .. });
+        let boot_example = req.id == BOOT_ID && matches!(req.body, B::LoadExample { .. });
+        let runs_convs =
+            boot_example || !matches!(req.body, B::LoadExample { .. } | B::Slice { .. } | B::OpenFile { .. });
         if !runs_convs || WARM.with(|w| w.get()) {
             return;
         }
@@ -278,7 +280,11 @@ mod glue {
             paths.extend(e.assets_to_prefetch(&req.body));
             paths
         });
-        paths.into_iter().for_each(fetch_ahead);
+        // What the boot deferred (the network prefix, when the view's input ships precomputed)
+        // stays deferred for the page's own copies of the boot requests.
+        let is_boot = BOOT.with(|b| b.borrow().contains(&req.body));
+        let deferred = if is_boot { LATER.with(|l| l.borrow().clone()) } else { Vec::new() };
+        paths.into_iter().filter(|p| !deferred.contains(p)).for_each(fetch_ahead);
     }
 
     /// Starts downloading `path` unless that has started already.
