@@ -1,7 +1,7 @@
 //! Filters of one slice: original, reconstructed (T terms) and difference K×K filters, and the
 //! depthwise filters and pointwise weights that make them.
 
-use super::heatmap::{color_bar, draw_heatmap, fmt_value, label, HeatMap};
+use super::heatmap::{color_bar_labels, color_bar_map, fmt_value, label, HeatMap, Mosaic};
 use super::{clear, ChartStyle, DrawResult};
 use crate::decouple::Decomposition;
 use crate::error::{Error, Result};
@@ -132,13 +132,17 @@ fn filter_grid<DB: DrawingBackend>(
     let avail_h = h - fs * 2 - fs * 3;
     let cell =
         ((w - gap * cols as i32) / cols as i32).min((avail_h - gap * rows as i32) / rows as i32).max(2);
+    let mut mosaic = Mosaic::default();
     for (i, f) in filters.iter().enumerate() {
         let (cx, cy) = ((i % cols) as i32, (i / cols) as i32);
         let map = HeatMap::new(kw, kh, f.clone());
-        draw_heatmap(area, &map, (x + cx * (cell + gap), top + cy * (cell + gap), cell, cell), range, style)?;
+        mosaic.push(map, (x + cx * (cell + gap), top + cy * (cell + gap), cell, cell), range);
     }
     let bar_y = top + rows as i32 * (cell + gap) + 2;
-    color_bar(area, (x, bar_y, (cols as i32 * (cell + gap) - gap).max(20), fs / 2 + 2), range, style)
+    let bar = (x, bar_y, (cols as i32 * (cell + gap) - gap).max(20), fs / 2 + 2);
+    mosaic.push(color_bar_map(range), bar, range);
+    mosaic.draw(area, style)?;
+    color_bar_labels(area, bar, range, style)
 }
 
 /// Draws the filter view: three grids (original, reconstructed, difference, shared colour range)
@@ -217,6 +221,10 @@ fn draw_pw<DB: DrawingBackend>(
     let cell_h = (avail_h / rows_i).clamp(2, 24);
     let cell_w = ((w / 2) / cols_i).clamp(2, 40).max(cell_h);
     let (mw, mh) = (cell_w * cols_i, cell_h * rows_i);
-    draw_heatmap(area, &map, (x, y + fs * 2, mw, mh), range, style)?;
-    color_bar(area, (x, y + fs * 2 + mh + 4, mw.max(120), fs / 2 + 2), range, style)
+    let bar = (x, y + fs * 2 + mh + 4, mw.max(120), fs / 2 + 2);
+    let mut mosaic = Mosaic::default();
+    mosaic.push(map, (x, y + fs * 2, mw, mh), range);
+    mosaic.push(color_bar_map(range), bar, range);
+    mosaic.draw(area, style)?;
+    color_bar_labels(area, bar, range, style)
 }

@@ -116,26 +116,127 @@ impl Raster {
         color: impl Fn(usize, usize) -> RGBColor,
     ) -> Self {
         let (w, h) = (w.max(1) as usize, h.max(1) as usize);
-        // The cell of pixel column px is the largest i with i·w / map.w ≤ px.
-        let cell = |p: usize, n: usize, len: usize| ((((p + 1) * n).saturating_sub(1)) / len).min(n - 1);
-        let cols: Vec<usize> = (0..w).map(|px| cell(px, map.w, w)).collect();
-        // One colour per cell, looked up per pixel (a cell spans many pixels).
-        let mut row_colors = Vec::with_capacity(map.w);
-        let mut rgb = Vec::with_capacity(w * h * 3);
-        let mut last_j = usize::MAX;
-        for py in 0..h {
-            let j = cell(py, map.h, h);
-            if j != last_j {
-                row_colors.clear();
-                row_colors.extend((0..map.w).map(|i| color(i, j)));
-                last_j = j;
+        let mut rgb = vec![0; w * h * 3];
+        paint_cells(&mut rgb, w, (0, 0), map, (w, h), color);
+        Raster { pos: (x, y), size: (w as u32, h as u32), rgb }
+    }
+}
+
+/// Paints `map`'s cells, scaled to `w` × `h` pixels, into the RGB buffer `rgb` (rows of `stride`
+/// pixels) with their top-left corner at pixel `(ox, oy)`: each pixel takes the colour of the
+/// cell whose rectangle covers it in [`draw_heatmap`]'s rectangle path. The rectangle must lie
+/// inside the buffer.
+fn paint_cells(
+    rgb: &mut [u8],
+    stride: usize,
+    (ox, oy): (usize, usize),
+    map: &HeatMap,
+    (w, h): (usize, usize),
+    color: impl Fn(usize, usize) -> RGBColor,
+) {
+    // The cell of pixel column px is the largest i with i·w / map.w ≤ px.
+    let cell = |p: usize, n: usize, len: usize| ((((p + 1) * n).saturating_sub(1)) / len).min(n - 1);
+    let cols: Vec<usize> = (0..w).map(|px| cell(px, map.w, w)).collect();
+    // One colour per cell, looked up per pixel (a cell spans many pixels).
+    let mut row_colors = Vec::with_capacity(map.w);
+    let mut last_j = usize::MAX;
+    for py in 0..h {
+        let j = cell(py, map.h, h);
+        if j != last_j {
+            row_colors.clear();
+            row_colors.extend((0..map.w).map(|i| color(i, j)));
+            last_j = j;
+        }
+        let start = ((oy + py) * stride + ox) * 3;
+        for (px, &i) in rgb[start..start + w * 3].chunks_exact_mut(3).zip(&cols) {
+            let c: RGBColor = row_colors[i];
+            px.copy_from_slice(&[c.0, c.1, c.2]);
+        }
+    }
+}
+
+/// Heat maps drawn together. Under [`ChartStyle::raster`] they are painted, with their frames and
+/// the background between them, into one bitmap drawn with a single `blit_bitmap` (a grid of
+/// small filters would otherwise cost a fill style and a rectangle per cell); otherwise each is
+/// drawn by [`draw_heatmap`].
+#[derive(Default)]
+pub(crate) struct Mosaic {
+    tiles: Vec<Tile>,
+}
+
+/// A heat map, its pixel rectangle `(x, y, w, h)` and its colour range `±range`.
+type Tile = (HeatMap, (i32, i32, i32, i32), f64);
+
+impl Mosaic {
+    /// Adds `map` in the pixel rectangle `(x, y, w, h)` with colour range `±range`.
+    pub(crate) fn push(&mut self, map: HeatMap, rect: (i32, i32, i32, i32), range: f64) {
+        self.tiles.push((map, rect, range));
+    }
+
+    /// Draws every tile, as one bitmap under [`ChartStyle::raster`].
+    pub(crate) fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        style: &ChartStyle,
+    ) -> DrawResult {
+        if !style.raster {
+            for (map, rect, range) in &self.tiles {
+                draw_heatmap(area, map, *rect, *range, style)?;
             }
-            for &i in &cols {
-                let c = row_colors[i];
-                rgb.extend_from_slice(&[c.0, c.1, c.2]);
+            return Ok(());
+        }
+        let (aw, ah) = area.dim_in_pixel();
+        let tiles: Vec<_> = self
+            .tiles
+            .iter()
+            .filter(|(m, (x, y, w, h), _)| {
+                m.w > 0
+                    && m.h > 0
+                    && *w > 0
+                    && *h > 0
+                    && *x >= 0
+                    && *y >= 0
+                    && (x + w) < aw as i32
+                    && (y + h) < ah as i32
+            })
+            .collect();
+        // Tiles that do not fit the area (never, at the page's sizes) are drawn one by one.
+        for (map, rect, range) in self.tiles.iter().filter(|t| !tiles.iter().any(|k| std::ptr::eq(*k, *t))) {
+            draw_heatmap(area, map, *rect, *range, style)?;
+        }
+        let Some(x0) = tiles.iter().map(|t| t.1 .0).min() else { return Ok(()) };
+        let y0 = tiles.iter().map(|t| t.1 .1).min().unwrap_or(0);
+        // A frame's right and bottom edges lie on x + w and y + h.
+        let x1 = tiles.iter().map(|t| t.1 .0 + t.1 .2 + 1).max().unwrap_or(x0);
+        let y1 = tiles.iter().map(|t| t.1 .1 + t.1 .3 + 1).max().unwrap_or(y0);
+        let (bw, bh) = ((x1 - x0) as usize, (y1 - y0) as usize);
+        let bg = style.background;
+        let mut rgb: Vec<u8> = [bg.0, bg.1, bg.2].repeat(bw * bh);
+        let frame = style.foreground;
+        for (map, (x, y, w, h), range) in tiles {
+            let (ox, oy) = ((x - x0) as usize, (y - y0) as usize);
+            let color = |i: usize, j: usize| {
+                diverging_color(map.values.get(j * map.w + i).copied().unwrap_or(0.0) as f64, *range)
+            };
+            paint_cells(&mut rgb, bw, (ox, oy), map, (*w as usize, *h as usize), color);
+            // The frame: the foreground at 40 % over the rectangle's outline, as draw_heatmap strokes it.
+            let (w, h) = (*w as usize, *h as usize);
+            let mut blend = |px: usize, py: usize| {
+                let i = ((oy + py) * bw + ox + px) * 3;
+                for (v, f) in rgb[i..i + 3].iter_mut().zip([frame.0, frame.1, frame.2]) {
+                    *v = (0.4 * f as f64 + 0.6 * *v as f64).round() as u8;
+                }
+            };
+            for px in 0..=w {
+                blend(px, 0);
+                blend(px, h);
+            }
+            for py in 1..h {
+                blend(0, py);
+                blend(w, py);
             }
         }
-        Raster { pos: (x, y), size: (w as u32, h as u32), rgb }
+        area.draw(&Raster { pos: (x0, y0), size: (bw as u32, bh as u32), rgb }).map_err(err)
     }
 }
 
@@ -179,11 +280,25 @@ pub(crate) fn color_bar<DB: DrawingBackend>(
     range: f64,
     style: &ChartStyle,
 ) -> DrawResult {
-    let (x, y, w, h) = rect;
+    draw_heatmap(area, &color_bar_map(range), rect, range, style)?;
+    color_bar_labels(area, rect, range, style)
+}
+
+/// The cells of a colour bar for `±range` (drawn in its rectangle with range `±range`).
+pub(crate) fn color_bar_map(range: f64) -> HeatMap {
     let steps = 32usize;
     let bar: Vec<f32> =
         (0..steps).map(|i| ((2.0 * i as f64 / (steps - 1) as f64 - 1.0) * range) as f32).collect();
-    draw_heatmap(area, &HeatMap::new(steps, 1, bar), (x, y, w, h), range, style)?;
+    HeatMap::new(steps, 1, bar)
+}
+
+/// The end values under a colour bar drawn in `(x, y, w, h)`.
+pub(crate) fn color_bar_labels<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x, y, w, h): (i32, i32, i32, i32),
+    range: f64,
+    style: &ChartStyle,
+) -> DrawResult {
     let fs = style.font_size as i32;
     label(area, &format!("−{}", fmt_value(range)), (x, y + h + 2), 0.85, style)?;
     let right = fmt_value(range);

@@ -733,6 +733,8 @@ fn line_chart_texts_do_not_overlap() {
 #[derive(Default, Clone)]
 struct Recorder {
     rects: Shared<Vec<FilledRect>>,
+    /// Stroked (unfilled) rectangles: the heat maps' frames.
+    frames: Shared<Vec<FilledRect>>,
     blits: Shared<Vec<Blit>>,
 }
 
@@ -769,6 +771,8 @@ impl plotters_backend::DrawingBackend for Recorder {
     ) -> Result<(), plotters_backend::DrawingErrorKind<std::io::Error>> {
         if fill {
             self.rects.borrow_mut().push((a, b, s.color().rgb));
+        } else {
+            self.frames.borrow_mut().push((a, b, s.color().rgb));
         }
         Ok(())
     }
@@ -845,4 +849,80 @@ fn heat_maps_as_bitmaps_match_the_cells() {
         }
     }
     assert!(checked > 3 * w * h, "{checked} pixels compared");
+}
+
+/// The filter chart on the page's canvases paints each grid (its filters, frames, colour bar and
+/// the background between them) as one bitmap whose pixels are those of the rectangle path: a
+/// cell's colour inside each cell, the frame colour (foreground at 40 % over what lies below) on
+/// each frame's outline, the background elsewhere.
+#[test]
+fn filter_grids_as_one_bitmap_match_the_rectangles() {
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    let d = nalgebra_decomposition(&k, Order::DwPw);
+    let f = FilterGridData::from_decomposition(&k, &d, 7, 3).unwrap();
+    let draw = |raster: bool| {
+        let rec = Recorder::default();
+        let area = plotters::prelude::IntoDrawingArea::into_drawing_area(rec.clone());
+        let style = ChartStyle { raster, ..ChartStyle::default() };
+        draw_filters(&area, &f, &style).unwrap();
+        let (rects, frames, blits) =
+            (rec.rects.borrow().clone(), rec.frames.borrow().clone(), rec.blits.borrow().clone());
+        (rects, frames, blits)
+    };
+    let (cells, frames, _) = draw(false);
+    let (raster_rects, _, blits) = draw(true);
+    // Three grids of 16 filters, the 3 depthwise filters, the pointwise matrix: one bitmap each,
+    // and only the background fill left as a rectangle.
+    assert_eq!(blits.len(), 5);
+    assert!(raster_rects.len() <= 1, "{} rectangles", raster_rects.len());
+    assert!(cells.len() > 3 * 16 * 9 + 3 * 9 + 16 * 3, "{} cells", cells.len());
+    let bg = ChartStyle::default().background;
+    let fg = ChartStyle::default().foreground;
+    // The rectangle path's picture (a filled rectangle covers x0..x1 × y0..y1, as a canvas fills
+    // it), without the first filled rectangle: the background.
+    let mut painted = std::collections::HashMap::new();
+    for ((x0, y0), (x1, y1), c) in &cells[1..] {
+        for y in *y0..*y1 {
+            for x in *x0..*x1 {
+                painted.insert((x, y), *c);
+            }
+        }
+    }
+    let mut outline = std::collections::HashSet::new();
+    for ((x0, y0), (x1, y1), _) in &frames {
+        for x in *x0..=*x1 {
+            outline.insert((x, *y0));
+            outline.insert((x, *y1));
+        }
+        for y in *y0..=*y1 {
+            outline.insert((*x0, y));
+            outline.insert((*x1, y));
+        }
+    }
+    let blend = |c: (u8, u8, u8)| {
+        let m = |f: u8, v: u8| (0.4 * f as f64 + 0.6 * v as f64).round() as u8;
+        (m(fg.0, c.0), m(fg.1, c.1), m(fg.2, c.2))
+    };
+    let (mut on_cells, mut on_frames) = (0, 0);
+    for ((x, y), (bw, bh), rgb) in &blits {
+        assert_eq!(rgb.len(), (*bw * *bh * 3) as usize);
+        for py in 0..*bh as i32 {
+            for px in 0..*bw as i32 {
+                let i = ((py * *bw as i32 + px) * 3) as usize;
+                let got = (rgb[i], rgb[i + 1], rgb[i + 2]);
+                let p = (x + px, y + py);
+                let below = painted.get(&p).copied().unwrap_or((bg.0, bg.1, bg.2));
+                let want = if outline.contains(&p) {
+                    on_frames += 1;
+                    blend(below)
+                } else {
+                    on_cells += painted.contains_key(&p) as usize;
+                    below
+                };
+                assert_eq!(got, want, "pixel {p:?}");
+            }
+        }
+    }
+    assert!(on_cells > 1000 && on_frames > 500, "{on_cells} cell and {on_frames} frame pixels compared");
 }
