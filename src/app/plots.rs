@@ -13,6 +13,7 @@ use crate::layer::{FeatureMap, Kernel, Order};
 use crate::protocol::{ForwardResult, LayerSummary, SliceView};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::cell::RefCell;
 
 /// Result of drawing: errors as text.
 pub type Drawn = Result<(), String>;
@@ -30,7 +31,47 @@ pub fn spectrum<DB: DrawingBackend>(
     t: usize,
     style: &ChartStyle,
 ) -> Drawn {
-    draw_spectrum(area, &SpectrumData::from_decomposition(dec, t), style)
+    let mut data =
+        SPECTRUM.with(|c| cached(c, spectra_key(&[dec]), || SpectrumData::from_decomposition(dec, t)));
+    data.t = t;
+    draw_spectrum(area, &data, style)
+}
+
+thread_local! {
+    /// The spectrum statistics of the last decomposition drawn (a T change reuses them).
+    static SPECTRUM: RefCell<Option<(u64, SpectrumData)>> = const { RefCell::new(None) };
+    /// The energy and error curves of the last decompositions drawn.
+    static ENERGY: RefCell<Option<(u64, EnergyErrorData)>> = const { RefCell::new(None) };
+}
+
+/// The value cached in `cell` under `key`, or `make()` (then cached).
+fn cached<V: Clone>(cell: &RefCell<Option<(u64, V)>>, key: u64, make: impl FnOnce() -> V) -> V {
+    let mut c = cell.borrow_mut();
+    match c.as_ref() {
+        Some((k, v)) if *k == key => v.clone(),
+        _ => {
+            let v = make();
+            *c = Some((key, v.clone()));
+            v
+        }
+    }
+}
+
+/// A hash of the decompositions' orderings, shapes and every singular value (FNV-1a over the
+/// bits): what the spectrum and curve data are computed from.
+fn spectra_key(decs: &[&Decomposition]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x0100_0000_01b3);
+    for d in decs {
+        for v in [d.order as u64, d.n as u64, d.c as u64, d.kh as u64, d.kw as u64, d.full_rank as u64] {
+            mix(v);
+        }
+        for s in &d.slices {
+            mix(s.sigma.len() as u64);
+            s.sigma.iter().for_each(|v| mix(v.to_bits()));
+        }
+    }
+    h
 }
 
 /// Energy kept and relative weight error against T, both orderings.
@@ -42,7 +83,10 @@ pub fn errors<DB: DrawingBackend>(
     style: &ChartStyle,
 ) -> Drawn {
     let decs: Vec<&Decomposition> = layer.orders.iter().map(|o| &o.spectra).collect();
-    draw_energy_error(area, &EnergyErrorData::from_decompositions(&decs, t, order), style)
+    let mut data = ENERGY
+        .with(|c| cached(c, spectra_key(&decs), || EnergyErrorData::from_decompositions(&decs, t, order)));
+    (data.t, data.order) = (t, order);
+    draw_energy_error(area, &data, style)
 }
 
 /// MACs and parameters against T, both orderings, on an `hw` input.
