@@ -4,6 +4,8 @@ import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const TYPES = {
@@ -19,9 +21,28 @@ const TYPES = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-/** Serves `root` under `prefix`; resolves to { url, close }. */
+/** Serves `root` under `prefix`; resolves to { url, close }. The server runs in a child process
+ * (this file run as a script): in the test's own process it would share the event loop with
+ * Playwright's driver, which handles a stream of browser events while a page loads, and its
+ * answers then came 100–500 ms late (measured), which a real local server does not do. */
 export async function serve(root, prefix = '/ndlab/') {
-  const base = resolve(root);
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), resolve(root), prefix], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise((ok, fail) => {
+    child.once('error', fail);
+    child.once('exit', (code) => fail(new Error(`the test server exited (${code})`)));
+    child.stdout.once('data', (d) => ok(Number(String(d).trim())));
+  });
+  child.removeAllListeners('exit');
+  return {
+    url: `http://127.0.0.1:${port}${prefix}`,
+    close: () => new Promise((ok) => (child.exitCode !== null ? ok() : (child.once('exit', () => ok()), child.kill()))),
+  };
+}
+
+/** The server itself: serves `base` under `prefix` on 127.0.0.1 and a free port (printed). */
+function listen(base, prefix) {
   const server = createServer(async (req, res) => {
     try {
       const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -42,10 +63,10 @@ export async function serve(root, prefix = '/ndlab/') {
       res.writeHead(404).end('not found');
     }
   });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address();
-  return { url: `http://127.0.0.1:${port}${prefix}`, close: () => new Promise((ok) => server.close(ok)) };
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`));
 }
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) listen(process.argv[2], process.argv[3]);
 
 /** The suites' set-up: serves `root`/dist under `/ndlab/` and launches headless Chromium (no sandbox, no
  * GPU, no background traffic). Resolves to { server, browser }. */
