@@ -293,6 +293,10 @@ pub struct ForwardResult {
     /// The GEMM kernels the times were measured with ([`crate::conv::kernels`]).
     #[serde(default)]
     pub kernels: String,
+    /// Whether the times were re-measured with the code warm (`Engine::settle_timings`); false:
+    /// they come from the first runs on this input and may be several times too long.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// Encodes a message as JSON (never fails for these types; a failure becomes an error string).

@@ -362,3 +362,62 @@ fn the_default_views_input_ships_precomputed_and_equals_the_prefix() {
     let ResponseBody::Error { message } = resp.body else { panic!("{:?}", resp.body) };
     assert!(message.contains("precomputed input has shape"), "{message}");
 }
+
+thread_local! {
+    /// Calls of the test clocks below (per test thread).
+    static TICKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A clock whose steps shrink (each call advances half as much as the one before, from 512 ms):
+/// a run timed later measures shorter, as warm code does.
+fn speeding_clock() -> f64 {
+    let n = TICKS.with(|t| t.replace(t.get() + 1));
+    1024.0 * (1.0 - 0.5f64.powi(n as i32))
+}
+
+/// A clock whose steps grow: a run timed later measures longer (noise on a busy machine).
+fn slowing_clock() -> f64 {
+    let n = TICKS.with(|t| t.replace(t.get() + 1)) as f64;
+    n * n
+}
+
+/// Runs an image, an example and a forward at T = 2 through a fresh engine on `clock`.
+fn first_forward(clock: fn() -> f64) -> (Engine, ndlab::protocol::ForwardResult) {
+    let mut e = Engine::new(clock);
+    assert!(!e.timings_unsettled(), "nothing has run yet");
+    ask(&mut e, 1, image(24, 20));
+    ask(&mut e, 2, RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: None });
+    let (resp, _) = ask(&mut e, 3, RequestBody::Forward { t: 2, order: Order::DwPw, out_channel: 1 });
+    let ResponseBody::Forward(f) = resp.body else { panic!("{:?}", resp.body) };
+    (e, *f)
+}
+
+/// The first forward on an input is marked unsettled; settling re-times both layers once and
+/// keeps the shorter time of each (the same maps, view and error), marks later forwards on the
+/// input settled, and has nothing left to do until the input changes.
+#[test]
+fn settling_retimes_the_first_forward_and_keeps_the_shorter_times() {
+    let (mut e, f) = first_forward(speeding_clock);
+    assert!(!f.settled && e.timings_unsettled());
+    let g = e.settle_timings().expect("settle").expect("something to settle");
+    assert!(g.settled);
+    assert!(g.original_ms < f.original_ms && g.decoupled_ms < f.decoupled_ms, "{g:?} vs {f:?}");
+    assert_eq!((g.t, g.order, g.out_channel), (f.t, f.order, f.out_channel));
+    assert_eq!((&g.original, &g.decoupled, g.rel_error), (&f.original, &f.decoupled, f.rel_error));
+    assert!(!e.timings_unsettled());
+    assert!(e.settle_timings().expect("settle").is_none());
+    let (resp, _) = ask(&mut e, 4, RequestBody::Forward { t: 3, order: Order::DwPw, out_channel: 1 });
+    let ResponseBody::Forward(h) = resp.body else { panic!("{:?}", resp.body) };
+    assert!(h.settled);
+    assert_eq!(h.original_ms, g.original_ms, "the original layer is not run again");
+    // A new input starts unsettled again.
+    ask(&mut e, 5, image(20, 24));
+    let (resp, _) = ask(&mut e, 6, RequestBody::Forward { t: 3, order: Order::DwPw, out_channel: 1 });
+    let ResponseBody::Forward(k) = resp.body else { panic!("{:?}", resp.body) };
+    assert!(!k.settled && e.timings_unsettled());
+
+    // When the second runs measure longer, the first times stay.
+    let (mut e, f) = first_forward(slowing_clock);
+    let g = e.settle_timings().expect("settle").expect("something to settle");
+    assert_eq!((g.original_ms, g.decoupled_ms), (f.original_ms, f.decoupled_ms));
+}

@@ -344,7 +344,11 @@ fn resized(entries: js_sys::Array) {
 /// Prepares `canvas` for drawing at its CSS size: backing store × DPR, scaled context.
 /// Returns None if the canvas has no 2-D context or no size yet.
 pub fn hidpi(canvas: &HtmlCanvasElement) -> Option<HiDpi> {
-    let (css_w, css_h) = css_size(canvas);
+    hidpi_at(canvas, css_size(canvas))
+}
+
+/// [`hidpi`] at a given CSS size (a canvas outside the document has none of its own).
+fn hidpi_at(canvas: &HtmlCanvasElement, (css_w, css_h): (u32, u32)) -> Option<HiDpi> {
     let ratio = dpr();
     let (pw, ph) = ((css_w as f64 * ratio).round() as u32, (css_h as f64 * ratio).round() as u32);
     if canvas.width() != pw {
@@ -365,6 +369,18 @@ where
     F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
 {
     let backend = hidpi(canvas).ok_or("this browser gives no 2-D canvas")?;
+    let area = backend.into_drawing_area();
+    area.fill(&WHITE).map_err(|e| e.to_string())?;
+    chart(&area)?;
+    area.present().map_err(|e| e.to_string())
+}
+
+/// Draws `chart` on `canvas` (e.g. one outside the document) at the CSS size `size`.
+pub fn draw_sized<F>(canvas: &HtmlCanvasElement, size: (u32, u32), chart: F) -> Result<(), String>
+where
+    F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
+{
+    let backend = hidpi_at(canvas, size).ok_or("this browser gives no 2-D canvas")?;
     let area = backend.into_drawing_area();
     area.fill(&WHITE).map_err(|e| e.to_string())?;
     chart(&area)?;

@@ -7,6 +7,7 @@ mod files;
 mod image;
 mod model;
 mod plots;
+mod prewarm;
 mod relatives;
 mod view;
 
@@ -132,7 +133,15 @@ impl Ctx {
             ResponseBody::Slice(s) => self.slice.set(Some(*s)),
             ResponseBody::Forward(f) => {
                 self.progress.set(None);
-                self.fwd.set(Some(*f));
+                // Answers with id 0 come from the worker on its own (the boot's view, settled
+                // timings): they count only while the page still shows that view.
+                // (The same original map: the same layer, input and channel as the one shown.)
+                let current = self.state.with_untracked(|s| (s.t, s.order, s.out_channel));
+                let same_input =
+                    self.fwd.with_untracked(|g| g.as_ref().is_none_or(|g| g.original == f.original));
+                if resp.id != 0 || ((f.t, f.order, f.out_channel) == current && same_input) {
+                    self.fwd.set(Some(*f));
+                }
             }
             ResponseBody::OutputErrorCurve { order, errors } => {
                 self.progress.set(None);

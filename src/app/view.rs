@@ -40,6 +40,16 @@ pub fn App() -> impl IntoView {
     // The secondary sections come after the first plots (see `mark_ready`), or after this delay
     // if some plot cannot be drawn (no image, an error).
     set_timeout(move || ctx.extras.set(true), std::time::Duration::from_millis(EXTRAS_AFTER_MS));
+    // While the worker computes the first view, compile the chart and message code on a made-up
+    // layer (see `prewarm`), unless the layer is already here.
+    set_timeout(
+        move || {
+            if ctx.layer.with_untracked(Option::is_none) {
+                super::prewarm::prewarm();
+            }
+        },
+        std::time::Duration::from_millis(0),
+    );
 
     view! {
         <header>
@@ -194,6 +204,18 @@ fn wire_keyboard(ctx: Ctx) {
     });
 }
 
+/// A channel typed into a number field: a whole number, clamped to `0..=last`, is applied (and
+/// shown clamped); anything else (empty, negative, fractional, too large to parse) puts the
+/// current channel back in the field.
+fn set_channel(ev: &leptos::ev::Event, last: usize, current: usize, apply: impl FnOnce(usize)) {
+    let input: web_sys::HtmlInputElement = event_target(ev);
+    let v = input.value().trim().parse::<usize>().ok().map(|v| v.min(last));
+    input.set_value(&v.unwrap_or(current).to_string());
+    if let Some(v) = v {
+        apply(v);
+    }
+}
+
 fn toggle_order(ctx: Ctx) {
     let layer = ctx.layer.get_untracked();
     ctx.state.update(|s| {
@@ -342,27 +364,27 @@ fn Controls() -> impl IntoView {
                     <option value="max" prop:selected=move || rule.get() == ThresholdRule::Max>"max over slices (TRP code)"</option>
                 </select>
             </label>
+            // Number fields, not drop-downs: a drop-down of 256–512 channels costs an element, an
+            // effect and a text layout per option (tens of ms when a layer arrives).
             <label>{move || if order() == Order::DwPw { "Input channel " } else { "Output channel " }}
-                <select data-testid="channel-select" on:change=move |ev| {
-                    if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                        ctx.state.update(|s| s.channel = v);
-                    }
-                }>
-                    {move || (0..slices()).map(|i| view! {
-                        <option value=i.to_string() prop:selected=move || channel.get() == i>{i}</option>
-                    }).collect_view()}
-                </select>
+                <input type="number" data-testid="channel-select" class="channel" min="0" step="1"
+                    max=move || slices().saturating_sub(1).to_string()
+                    prop:value=move || channel.get().to_string()
+                    on:change=move |ev| {
+                        let last = slices().saturating_sub(1);
+                        set_channel(&ev, last, channel.get_untracked(), |v| ctx.state.update(|s| s.channel = v));
+                    }/>
+                {move || format!(" of 0–{}", slices().saturating_sub(1))}
             </label>
             <label>"Output map "
-                <select data-testid="out-channel-select" on:change=move |ev| {
-                    if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                        ctx.state.update(|s| s.out_channel = v);
-                    }
-                }>
-                    {move || (0..outs()).map(|i| view! {
-                        <option value=i.to_string() prop:selected=move || out_channel.get() == i>{i}</option>
-                    }).collect_view()}
-                </select>
+                <input type="number" data-testid="out-channel-select" class="channel" min="0" step="1"
+                    max=move || outs().saturating_sub(1).to_string()
+                    prop:value=move || out_channel.get().to_string()
+                    on:change=move |ev| {
+                        let last = outs().saturating_sub(1);
+                        set_channel(&ev, last, out_channel.get_untracked(), |v| ctx.state.update(|s| s.out_channel = v));
+                    }/>
+                {move || format!(" of 0–{}", outs().saturating_sub(1))}
             </label>
             <label>"Image "
                 <select data-testid="image-select" on:change=move |ev| {
@@ -411,10 +433,11 @@ fn Numbers() -> impl IntoView {
     let measured = move || {
         ctx.fwd.with(|f| match f {
             Some(f) => format!(
-                "original {:.1} ms, decoupled {:.1} ms → measured {:.2}×",
+                "original {:.1} ms, decoupled {:.1} ms → measured {:.2}×{}",
                 f.original_ms,
                 f.decoupled_ms,
-                f.original_ms / f.decoupled_ms.max(1e-6)
+                f.original_ms / f.decoupled_ms.max(1e-6),
+                if f.settled { "" } else { " (first runs; measuring again…)" }
             ),
             None => "…".into(),
         })
@@ -469,7 +492,8 @@ fn Numbers() -> impl IntoView {
             <div class="stats">
                 <div class="stat"><span class="k">"weight error"</span><span class="v" data-testid="weight-error">{weight_error}</span></div>
                 <div class="stat"><span class="k">"theoretical speed-up"</span><span class="v" data-testid="speedup">{speedup}</span></div>
-                <div class="stat"><span class="k">"measured speed-up"</span><span class="v" data-testid="measured-speedup">{measured_speedup}</span></div>
+                <div class="stat"><span class="k">"measured speed-up"</span><span class="v" data-testid="measured-speedup"
+                    data-settled=move || ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.settled).to_string())>{measured_speedup}</span></div>
                 <div class="stat wide"><span class="k">"throughput in this browser"</span><span class="v small" data-testid="gmacs">{gmacs}</span></div>
                 <div class="stat"><span class="k">"output error"</span><span class="v" data-testid="output-error">{out_error}</span></div>
                 <div class="stat wide"><span class="k">"measured in this browser"</span><span class="v small" data-testid="measured">{measured}</span></div>

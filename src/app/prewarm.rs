@@ -1,0 +1,142 @@
+//! Warms up the page's own code while it waits for the worker's first answer.
+//!
+//! V8 compiles a wasm function (and the JS glue around canvas calls) only when it first runs,
+//! in its baseline tier. Left alone, all of the chart and message code is compiled on the first
+//! view's critical path: when the layer arrives, decoding it and drawing four charts pay for
+//! their own compilation. Between the app's mount and that answer the main thread is idle for
+//! several hundred milliseconds; [`prewarm`] spends part of it decoding and drawing a made-up
+//! layer of the same shape of data on a canvas outside the document. Nothing it makes is shown
+//! or kept, and a failure here is ignored (the real view reports its own).
+
+use super::canvas::draw_sized;
+use super::plots;
+use crate::charts::ChartLayer;
+use crate::decouple::{Decomposition, Slice};
+use crate::layer::{ConvGeometry, Order};
+use crate::protocol::{
+    from_json, to_json, ForwardResult, LayerSummary, OrderSummary, Response, ResponseBody, SliceView,
+};
+
+/// Output channels and input channels of the made-up layer (3×3 kernel).
+const N: usize = 4;
+const C: usize = 3;
+const K2: usize = 9;
+
+/// Decodes a made-up layer, slice and forward result from JSON and draws every chart of them
+/// on a detached canvas, both layers of the layered charts.
+pub fn prewarm() {
+    let Some((layer, fwd)) = roundtrip(&made_up_layer(), &made_up_forward()) else { return };
+    let Some(slice) = layer.slice.clone() else { return };
+    let Some(canvas) = detached_canvas() else { return };
+    let (t, order) = (2, Order::DwPw);
+    let curves = vec![(Order::DwPw, vec![0.5, 0.2, 0.1, 0.0]), (Order::PwDw, vec![0.6, 0.3, 0.0])];
+    for chart_layer in [ChartLayer::Base, ChartLayer::Marks, ChartLayer::All] {
+        let style = plots::style(chart_layer);
+        let size = (480, 300);
+        let _ = draw_sized(&canvas, size, |a| plots::spectrum(a, &layer.orders[0].spectra, t, &style));
+        let _ = draw_sized(&canvas, size, |a| plots::errors(a, &layer, t, order, &style));
+        let _ = draw_sized(&canvas, size, |a| plots::cost(a, &layer, t, order, (8, 8), &style));
+        let _ = draw_sized(&canvas, size, |a| plots::output_error(a, &curves, t, order, "8×8 input", &style));
+    }
+    let style = plots::style(ChartLayer::All);
+    let _ = draw_sized(&canvas, (640, 420), |a| plots::filters(a, &slice, t, &style));
+    let _ = draw_sized(&canvas, (900, 300), |a| plots::feature_maps(a, &fwd, &style));
+}
+
+/// The two messages through the same JSON encoding and decoding as the worker's answers.
+fn roundtrip(layer: &LayerSummary, fwd: &ForwardResult) -> Option<(LayerSummary, ForwardResult)> {
+    let msg = |body| to_json(&Response { id: 0, body });
+    let layer = match from_json::<Response>(&msg(ResponseBody::Layer(Box::new(layer.clone())))).ok()?.body {
+        ResponseBody::Layer(l) => *l,
+        _ => return None,
+    };
+    let fwd = match from_json::<Response>(&msg(ResponseBody::Forward(Box::new(fwd.clone())))).ok()?.body {
+        ResponseBody::Forward(f) => *f,
+        _ => return None,
+    };
+    Some((layer, fwd))
+}
+
+/// A canvas outside the document.
+fn detached_canvas() -> Option<web_sys::HtmlCanvasElement> {
+    use wasm_bindgen::JsCast;
+    web_sys::window()?.document()?.create_element("canvas").ok()?.dyn_into().ok()
+}
+
+/// Deterministic filler values in (−1, 1).
+fn filler(len: usize, seed: usize) -> Vec<f64> {
+    (0..len).map(|i| (((i + seed) * 7919 % 199) as f64 / 99.0) - 1.0).collect()
+}
+
+/// A slice with `r` terms of `rows` rows (descending σ, filler factors).
+fn slice(r: usize, rows: usize, seed: usize, factors: bool) -> Slice {
+    let sigma: Vec<f64> = (0..r).map(|k| 1.0 / (k + 1 + seed % 3) as f64).collect();
+    let energy = sigma.iter().map(|s| s * s).sum();
+    let (dw, pw) =
+        if factors { (filler(r * K2, seed), filler(r * rows, seed + 1)) } else { (vec![], vec![]) };
+    Slice { sigma, dw, pw, energy }
+}
+
+/// A made-up N×C×3×3 layer's summary in both orderings, with the view of slice 0 (DW→PW).
+fn made_up_layer() -> LayerSummary {
+    let spectra = |order: Order, count: usize, rows: usize| Decomposition {
+        order,
+        n: N,
+        c: C,
+        kh: 3,
+        kw: 3,
+        groups: 1,
+        full_rank: rows.min(K2),
+        slices: (0..count).map(|s| slice(rows.min(K2), rows, s, false)).collect(),
+    };
+    let orders = vec![
+        OrderSummary { spectra: spectra(Order::DwPw, C, N), decouple_ms: 1.0 },
+        OrderSummary { spectra: spectra(Order::PwDw, N, C), decouple_ms: 1.0 },
+    ];
+    let view = SliceView {
+        order: Order::DwPw,
+        index: 0,
+        rows: N,
+        k2: K2,
+        kh: 3,
+        kw: 3,
+        matrix: filler(N * K2, 5),
+        factors: slice(N.min(K2), N, 0, true),
+    };
+    LayerSummary {
+        example: "prewarm".into(),
+        title: "made-up layer".into(),
+        source: String::new(),
+        note: String::new(),
+        preset_t: 2,
+        preset_order: Order::DwPw,
+        n: N,
+        c: C,
+        kh: 3,
+        kw: 3,
+        geometry: ConvGeometry::new(1, 1, 1),
+        orders,
+        input: None,
+        slice: Some(view),
+    }
+}
+
+/// A made-up forward result on a 40×40 output.
+fn made_up_forward() -> ForwardResult {
+    let map = |seed| filler(40 * 40, seed).into_iter().map(|v| v as f32).collect();
+    ForwardResult {
+        t: 2,
+        order: Order::DwPw,
+        out_channel: 0,
+        h: 40,
+        w: 40,
+        original: map(1),
+        decoupled: map(2),
+        rel_error: 0.1,
+        weight_error: 0.1,
+        original_ms: 1.0,
+        decoupled_ms: 1.0,
+        kernels: String::new(),
+        settled: false,
+    }
+}
