@@ -1,5 +1,5 @@
 //! Quick single-thread timing of the conv kernels on a 256→256 3×3 layer at 56×56
-//! (not a benchmark: `cargo run --release --example conv_timing`).
+//! (not a benchmark: `cargo run --release --example conv_timing [reps] [side]`).
 
 use ndlab::conv::{conv2d, decoupled_forward, depthwise, pointwise};
 use ndlab::decouple::Merged;
@@ -45,7 +45,10 @@ fn report(name: &str, ms: f64, macs: f64) {
 }
 
 fn main() -> ndlab::Result<()> {
-    let (c, n, h, w, k, t) = (256usize, 256usize, 56usize, 56usize, 3usize, 2usize);
+    // `conv_timing [reps] [side]`: the input is side × side (56 by default; the page's default
+    // view runs conv3_2 on 40 × 40).
+    let side = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(56usize);
+    let (c, n, h, w, k, t) = (256usize, 256usize, side, side, 3usize, 2usize);
     let reps = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let x = FeatureMap::new(c, h, w, noise(c * h * w, 1))?;
     let kernel = Kernel::new(n, c, k, k, noise(n * c * k * k, 2))?;

@@ -229,8 +229,9 @@ mod glue {
         }
     }
 
-    /// Posts the last forward result again with settled timings (id 0: the page takes it if it
-    /// still shows that view). False when there was nothing to settle or a request is waiting.
+    /// One step of re-timing the last forward (see `Engine::settle_timings`); its last step posts
+    /// the result (id 0: the page takes it if it still shows that view). False when there was
+    /// nothing to settle.
     async fn settle_timings() -> bool {
         if !ENGINE.with(|e| e.borrow().timings_unsettled()) {
             return false;
