@@ -319,19 +319,36 @@ impl PairWork {
 }
 
 /// [`jacobi`] on two symmetric q × q matrices at once, one per lane of `g2` (`v2` receives the
-/// eigenvectors). Sweeps until neither lane rotates; false if that takes over [`MAX_SWEEPS`].
+/// eigenvectors). Sweeps until neither lane rotates; false if that takes over [`MAX_SWEEPS`]
+/// (or if the shapes do not fit). Compiled for q = 9 (3 × 3 kernels) with the loops unrolled.
 fn jacobi2(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> bool {
+    if g2.len() < q * q || v2.len() < q * q || pairs.iter().any(|&(i, j)| i >= j || j >= q) {
+        return false;
+    }
+    match q {
+        9 => jacobi2_q::<9>(g2, v2, q, pairs),
+        _ => jacobi2_q::<0>(g2, v2, q, pairs),
+    }
+}
+
+/// [`jacobi2`] for q = `Q` (known at compile time), or any q when `Q` = 0. The caller checked
+/// that `g2` and `v2` hold q² values and every pair is i < j < q.
+#[inline(always)]
+fn jacobi2_q<const Q: usize>(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> bool {
+    let q = if Q == 0 { q } else { Q };
     let (zero, one) = (F2::zero(), F2::splat(1.0));
-    v2.fill(zero);
+    v2[..q * q].fill(zero);
     for i in 0..q {
         v2[i * q + i] = one;
     }
     let eps2 = F2::splat(f64::EPSILON * f64::EPSILON);
+    let g = g2.as_mut_ptr();
     for _ in 0..MAX_SWEEPS {
         let mut rotated = false;
         for &(i, j) in pairs {
-            let gij = g2[i * q + j];
-            let (gii, gjj) = (g2[i * q + i], g2[j * q + j]);
+            // SAFETY (loop body): i < j < q and r < q, so every index below is < q² ≤ g2.len().
+            let at = |r: usize, c: usize| unsafe { g.add(r * q + c) };
+            let (gij, gii, gjj) = unsafe { (*at(i, j), *at(i, i), *at(j, j)) };
             let mask = (eps2 * (gii * gjj).abs()).lt(gij * gij);
             if !F2::any(mask) {
                 continue;
@@ -340,21 +357,26 @@ fn jacobi2(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> 
             let (c, s, tg) = rotation2(gii, gjj, gij);
             let (c, s, tg) =
                 (F2::select(mask, c, one), F2::select(mask, s, zero), F2::select(mask, tg, zero));
-            // Each lane element is one F2 whatever the layout: rotate the entries (r, i), (r, j)
-            // once and write them to both symmetric places.
-            for r in (0..q).filter(|&r| r != i && r != j) {
-                let (x, y) = (g2[r * q + i], g2[r * q + j]);
-                let (nx, ny) = (c * x - s * y, s * x + c * y);
-                g2[r * q + i] = nx;
-                g2[i * q + r] = nx;
-                g2[r * q + j] = ny;
-                g2[j * q + r] = ny;
+            // Rotate the entries (r, i), (r, j) once and write them to both symmetric places, for
+            // every r (no branch): the four entries with r ∈ {i, j} come out wrong and are set
+            // below, and no other entry reads them.
+            for r in 0..q {
+                unsafe {
+                    let (x, y) = (*at(r, i), *at(r, j));
+                    let (nx, ny) = (c * x - s * y, s * x + c * y);
+                    *at(r, i) = nx;
+                    *at(i, r) = nx;
+                    *at(r, j) = ny;
+                    *at(j, r) = ny;
+                }
             }
-            g2[i * q + i] = gii - tg;
-            g2[j * q + j] = gjj + tg;
             let gij = F2::select(mask, zero, gij);
-            g2[i * q + j] = gij;
-            g2[j * q + i] = gij;
+            unsafe {
+                *at(i, i) = gii - tg;
+                *at(j, j) = gjj + tg;
+                *at(i, j) = gij;
+                *at(j, i) = gij;
+            }
             rotate_pair2(v2, q, i, j, c, s);
         }
         if !rotated {
@@ -379,6 +401,7 @@ fn rotation2(a: F2, b: F2, g: F2) -> (F2, F2, F2) {
 }
 
 /// [`rotate_pair`] on lane pairs.
+#[inline(always)]
 fn rotate_pair2(store: &mut [F2], len: usize, i: usize, j: usize, c: F2, s: F2) {
     let (lo, hi) = store.split_at_mut(j * len);
     let (xi, xj) = (&mut lo[i * len..(i + 1) * len], &mut hi[..len]);
