@@ -192,10 +192,12 @@ impl Work {
         let q = self.q;
         (0..q).step_by(TILE).all(|k0| {
             let tile = Tile { i0: k0, j0: 0, q, ps: self.ps };
-            match TILE.min(q - k0) {
-                3 => tile.product::<3>(&self.cols, w, out, ssq, self.p),
-                2 => tile.product::<2>(&self.cols, w, out, ssq, self.p),
-                _ => tile.product::<1>(&self.cols, w, out, ssq, self.p),
+            match (TILE.min(q - k0), q) {
+                // 3 × 3 kernels: the loop over the nine columns unrolled.
+                (3, 9) => tile.product::<3, 9>(&self.cols, w, out, ssq, self.p),
+                (3, _) => tile.product::<3, 0>(&self.cols, w, out, ssq, self.p),
+                (2, _) => tile.product::<2, 0>(&self.cols, w, out, ssq, self.p),
+                _ => tile.product::<1, 0>(&self.cols, w, out, ssq, self.p),
             }
         })
     }
@@ -508,9 +510,9 @@ impl Tile {
     /// `out[k][r] = Σ_j w[k][j] · col_j[r]` for the K outputs k = i0.. and rows r < p (rows of
     /// `out` have length p), six rows per step, and `ssq[k] = Σ_r out[k][r]²` (the padding rows
     /// are zero and add nothing); the last partial step goes through a buffer. False (nothing
-    /// written) if the shapes do not fit.
+    /// written) if the shapes do not fit. `Q` ≠ 0: compiled for q = `Q` (must equal `self.q`).
     #[inline(always)]
-    fn product<const K: usize>(
+    fn product<const K: usize, const Q: usize>(
         &self,
         cols: &[f64],
         w: &[f64],
@@ -519,7 +521,8 @@ impl Tile {
         p: usize,
     ) -> bool {
         let (ps, q, k0) = (self.ps, self.q, self.i0);
-        if q * ps > cols.len()
+        if (Q != 0 && Q != q)
+            || q * ps > cols.len()
             || (k0 + K) * q > w.len()
             || (k0 + K) * p > out.len()
             || k0 + K > ssq.len()
@@ -530,6 +533,7 @@ impl Tile {
         }
         let (c, wp, o) = (cols.as_ptr(), w.as_ptr(), out.as_mut_ptr().cast::<f64>());
         let mut norms = [F2::zero(); K];
+        let q = if Q == 0 { q } else { Q };
         let mut r = 0;
         while r < p {
             let mut acc = [[F2::zero(); 3]; K];
