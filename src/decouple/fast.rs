@@ -2,8 +2,9 @@
 //!
 //! Per slice, straight from the f32 kernel, with the scratch reused across slices:
 //! 1. the slice's rows are read (DW→PW: strided in OIHW; PW→DW: contiguous) into f64 column
-//!    storage, padded with zero rows to a multiple of [`ROW_BLOCK`]. No scaling is needed: the
-//!    products of f32 values are exact in f64 and can neither overflow nor underflow there;
+//!    storage, padded with zero rows to a multiple of [`ROW_BLOCK`] (contiguous rows two at a
+//!    time with SIMD shuffles). No scaling is needed: the products of f32 values are exact in
+//!    f64 and can neither overflow nor underflow there;
 //! 2. the q × q Gram matrix `G = MᵀM` in f64, two rows per SIMD lane pair, 3 × 3 register tiles
 //!    (for q = 9 exactly the 45 distinct entries); its trace is ‖M‖²_F (not finite: the kernel
 //!    holds a NaN or infinity, and the slice goes to the fallback, which reports it);
@@ -13,7 +14,8 @@
 //! 4. eigenpairs ordered by eigenvalue, then `P = M V` in 3-output × 6-row register tiles,
 //!    written straight into the slice's `pw` (row k = `M v_k = σ_k u_k`, which is what
 //!    [`super::Slice::pw`] stores: nothing is normalised and multiplied back); `σ_k = ‖p_k‖`
-//!    (never `sqrt(λ_k)`), re-sorted if that swaps two nearly equal values;
+//!    (never `sqrt(λ_k)`; ‖p_k‖² summed in the tile while its outputs are in registers),
+//!    re-sorted if that swaps two nearly equal values;
 //! 5. the same run-time checks as [`crate::svd::svd`]'s Gram route, from quantities at hand:
 //!    everything finite (σ finite ⇒ every `p_k` finite), `|Σσ² − ‖M‖²_F| ≤ 1e-10·‖M‖²_F` with
 //!    `‖M‖²_F = trace G` (`Σσ² = ‖MV‖²_F` equals it only if V is orthogonal and P is right),
@@ -21,6 +23,10 @@
 //!    p/2, p − 1 rebuilt to 1e-8·σ_max. A slice that fails any of them (or whose Jacobi does
 //!    not converge) returns `None`, and the caller recomputes it with [`crate::svd::svd_with`]
 //!    (its own checks, then one-sided Jacobi).
+//!
+//! In the `relaxed-simd` (wasm FMA) build the Gram and `M V` tiles use `f64x2.relaxed_madd`
+//! ([`F2::mul_add`]; `Work::gram` and `Work::product` are compiled with the feature); the
+//! Jacobi stays unfused, identical to the scalar solver.
 //!
 //! The numerically-null convention is [`crate::svd`]'s: σ_k ≤ `rank_tol(p, q)·σ_max` → σ_k = 0
 //! with zero vectors on both sides; an all-zero slice gives all-zero factors.
@@ -193,7 +199,9 @@ impl Work {
         (0..q).step_by(TILE).all(|k0| {
             let tile = Tile { i0: k0, j0: 0, q, ps: self.ps };
             match (TILE.min(q - k0), q) {
-                // 3 × 3 kernels: the loop over the nine columns unrolled.
+                // 3 × 3 kernels: the loop over the nine columns unrolled (SIMD128 build only: the
+                // relaxed-SIMD build measured slower with it in Chromium).
+                #[cfg(not(feature = "relaxed-simd"))]
                 (3, 9) => tile.product::<3, 9>(&self.cols, w, out, ssq, self.p),
                 (3, _) => tile.product::<3, 0>(&self.cols, w, out, ssq, self.p),
                 (2, _) => tile.product::<2, 0>(&self.cols, w, out, ssq, self.p),
