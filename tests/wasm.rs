@@ -265,7 +265,8 @@ fn simd_gemm_crosses_its_block_edges_in_the_browser() {
 
 /// The fast decoupling route (SIMD128 Gram, paired Jacobi in f64x2 lanes) in the browser: every
 /// tall slice takes it, and its factors agree with one-sided Jacobi (no Gram matrix) and rebuild
-/// the slice.
+/// the slice. Run with `--features relaxed-simd` (scripts/test-all.sh), this tests the FMA path:
+/// `f64x2.relaxed_madd` in the Gram and `M V` tiles.
 #[wasm_bindgen_test]
 fn fast_decoupling_route_in_the_browser() {
     use ndlab::decouple::{slice_matrix, slice_shape};

@@ -89,17 +89,6 @@ async function loadFma() {
   return mod;
 }
 
-/** [median, min] of `repeat` timed runs, in ms. */
-function timeMs(f, repeat) {
-  const ts = [];
-  for (let i = 0; i < repeat; i++) {
-    const t0 = performance.now();
-    f();
-    ts.push(performance.now() - t0);
-  }
-  return [median(ts), Math.min(...ts)];
-}
-
 async function main() {
   await init();
   const fma = await loadFma();
@@ -132,18 +121,24 @@ async function main() {
   benchFma?.decouple();
   const l256 = new Layer(layerNpy);
   const l512 = new Layer(await bytes('data/w512.npy'));
+  // The FMA build's decoupling (relaxed_madd in its Gram and M·V tiles), interleaved with the SIMD128 one.
+  const fmaLayers = fma ? { 256: new fma.Layer(layerNpy), 512: new fma.Layer(await bytes('data/w512.npy')) } : null;
   for (const [name, layer] of ONLY && !ONLY.includes('decouple') ? [] : [['256', l256], ['512', l512]]) {
     const row = {};
     for (const order of ['dw-pw', 'pw-dw']) {
-      layer.decouple(order); // warm-up: wasm tiers up on the first calls
-      layer.decouple(order);
-      const [ms, min] = timeMs(() => layer.decouple(order), REPEAT);
+      const fs = [() => layer.decouple(order)];
+      if (fmaLayers) fs.push(() => fmaLayers[name].decouple(order));
+      const [plain, fused] = await interleaved(fs); // two warm-ups each: wasm tiers up on the first calls
       const np = numpy.svd_ms[name][order];
       const npMin = numpy.svd_min_ms[name][order];
       row[order] = {
-        ndlab_ms: ms, numpy_native_ms: np, ratio_vs_numpy: ms / np,
-        min: { ndlab_ms: min, numpy_native_ms: npMin, ratio_vs_numpy: min / npMin },
+        ndlab_ms: plain.med, numpy_native_ms: np, ratio_vs_numpy: plain.med / np,
+        min: { ndlab_ms: plain.min, numpy_native_ms: npMin, ratio_vs_numpy: plain.min / npMin },
       };
+      if (fused) {
+        Object.assign(row[order], { ndlab_fma_ms: fused.med, ratio_fma_vs_numpy: fused.med / np });
+        Object.assign(row[order].min, { ndlab_fma_ms: fused.min, ratio_fma_vs_numpy: fused.min / npMin });
+      }
     }
     result.decouple[name] = row;
     log(`decouple ${name}: ${JSON.stringify(row)}`);

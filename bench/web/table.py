@@ -47,6 +47,10 @@ def main():
             m = x["min"]
             print(f"| {size}→{size} 3×3 {order} | {x['ndlab_ms']:.1f} ({m['ndlab_ms']:.1f}) "
                   f"| {x[np_key]:.1f} ({m[np_key]:.1f}) | {x['ratio_vs_numpy']:.2f} ({m['ratio_vs_numpy']:.2f}) |")
+            if "ndlab_fma_ms" in x:
+                print(f"| {size}→{size} 3×3 {order}, FMA build | {x['ndlab_fma_ms']:.1f} ({m['ndlab_fma_ms']:.1f}) "
+                      f"| {x[np_key]:.1f} ({m[np_key]:.1f}) "
+                      f"| {x['ratio_fma_vs_numpy']:.2f} ({m['ratio_fma_vs_numpy']:.2f}) |")
 
 
 if __name__ == "__main__":

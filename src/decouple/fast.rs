@@ -2,8 +2,9 @@
 //!
 //! Per slice, straight from the f32 kernel, with the scratch reused across slices:
 //! 1. the slice's rows are read (DW→PW: strided in OIHW; PW→DW: contiguous) into f64 column
-//!    storage, padded with zero rows to a multiple of [`ROW_BLOCK`]. No scaling is needed: the
-//!    products of f32 values are exact in f64 and can neither overflow nor underflow there;
+//!    storage, padded with zero rows to a multiple of [`ROW_BLOCK`] (contiguous rows two at a
+//!    time with SIMD shuffles). No scaling is needed: the products of f32 values are exact in
+//!    f64 and can neither overflow nor underflow there;
 //! 2. the q × q Gram matrix `G = MᵀM` in f64, two rows per SIMD lane pair, 3 × 3 register tiles
 //!    (for q = 9 exactly the 45 distinct entries); its trace is ‖M‖²_F (not finite: the kernel
 //!    holds a NaN or infinity, and the slice goes to the fallback, which reports it);
@@ -13,7 +14,8 @@
 //! 4. eigenpairs ordered by eigenvalue, then `P = M V` in 3-output × 6-row register tiles,
 //!    written straight into the slice's `pw` (row k = `M v_k = σ_k u_k`, which is what
 //!    [`super::Slice::pw`] stores: nothing is normalised and multiplied back); `σ_k = ‖p_k‖`
-//!    (never `sqrt(λ_k)`), re-sorted if that swaps two nearly equal values;
+//!    (never `sqrt(λ_k)`; ‖p_k‖² summed in the tile while its outputs are in registers),
+//!    re-sorted if that swaps two nearly equal values;
 //! 5. the same run-time checks as [`crate::svd::svd`]'s Gram route, from quantities at hand:
 //!    everything finite (σ finite ⇒ every `p_k` finite), `|Σσ² − ‖M‖²_F| ≤ 1e-10·‖M‖²_F` with
 //!    `‖M‖²_F = trace G` (`Σσ² = ‖MV‖²_F` equals it only if V is orthogonal and P is right),
@@ -22,12 +24,17 @@
 //!    not converge) returns `None`, and the caller recomputes it with [`crate::svd::svd_with`]
 //!    (its own checks, then one-sided Jacobi).
 //!
+//! In the `relaxed-simd` (wasm FMA) build the Gram and `M V` tiles use `f64x2.relaxed_madd`
+//! ([`F2::mul_add`]; `Work::gram` and `Work::product` are compiled with the feature); the
+//! Jacobi stays unfused, identical to the scalar solver.
+//!
 //! The numerically-null convention is [`crate::svd`]'s: σ_k ≤ `rank_tol(p, q)·σ_max` → σ_k = 0
 //! with zero vectors on both sides; an all-zero slice gives all-zero factors.
 
 use super::lanes::F2;
 use super::Slice;
 use crate::svd::{rank_tol, GRAY_ZONE, MAX_SWEEPS};
+use core::mem::MaybeUninit;
 
 /// Rows per step of the `M V` product (three lane pairs); the column storage is padded to a
 /// multiple of it with zero rows (they add nothing to G and give zero rows of P).
@@ -80,8 +87,17 @@ impl Work {
         if last > data.len() || self.cols.len() < q * ps {
             return false;
         }
-        let out = self.cols.as_mut_ptr();
-        for r in 0..p {
+        let (src, out) = (data.as_ptr(), self.cols.as_mut_ptr());
+        let mut r = 0;
+        // Strided rows (DW→PW) read one at a time: two at once measured slower there (V8, A/B).
+        while stride == q && r + 1 < p {
+            let (a, b) = (base + r * stride, base + (r + 1) * stride);
+            // SAFETY: rows r, r + 1 < p lie in `data` (their ends are ≤ last ≤ data.len()), and
+            // column j's entries r, r + 1 are at j·ps + r + 1 < q·ps ≤ cols.len().
+            unsafe { load_two_rows(src.add(a), src.add(b), out.add(r), ps, q) };
+            r += 2;
+        }
+        for r in r..p {
             let row = &data[base + r * stride..base + r * stride + q];
             for (j, &x) in row.iter().enumerate() {
                 // SAFETY: j < q and r < p ≤ ps, so j·ps + r < q·ps ≤ cols.len() (checked above).
@@ -131,9 +147,14 @@ impl Work {
         for &k in &self.idx {
             dw.extend_from_slice(&self.vt[k * q..(k + 1) * q]);
         }
-        let mut pw = vec![0.0; q * p];
-        self.product(&dw, &mut pw);
-        let mut sigma: Vec<f64> = pw.chunks_exact(p).map(|pk| sum_sq(pk).sqrt()).collect();
+        let mut pw: Vec<f64> = Vec::with_capacity(q * p);
+        let mut sigma = vec![0.0; q];
+        if !self.product(&dw, pw.spare_capacity_mut(), &mut sigma) {
+            return None;
+        }
+        // SAFETY: `product` returned true: it wrote all q·p values.
+        unsafe { pw.set_len(q * p) };
+        sigma.iter_mut().for_each(|s| *s = s.sqrt());
         if sigma.windows(2).any(|w| w[0] < w[1]) {
             (sigma, dw, pw) = resort(&sigma, &dw, &pw, p, q);
         }
@@ -143,6 +164,10 @@ impl Work {
     }
 
     /// `g = MᵀM` (full symmetric q × q) from the column storage, by 3 × 3 tiles.
+    #[cfg_attr(
+        all(target_arch = "wasm32", feature = "relaxed-simd"),
+        target_feature(enable = "relaxed-simd")
+    )]
     fn gram(&mut self) {
         let q = self.q;
         for i0 in (0..q).step_by(TILE) {
@@ -163,17 +188,26 @@ impl Work {
     }
 
     /// `out[k] = M w_k` for the q weight vectors (rows of `w`, q × q), rows of `out` of length p,
-    /// by tiles of three outputs.
-    fn product(&self, w: &[f64], out: &mut [f64]) {
+    /// by tiles of three outputs; `ssq[k] = ‖out[k]‖²`. True when every value of `out[..q·p]`
+    /// was written (false only if the shapes do not fit, which the constructor rules out).
+    #[cfg_attr(
+        all(target_arch = "wasm32", feature = "relaxed-simd"),
+        target_feature(enable = "relaxed-simd")
+    )]
+    fn product(&self, w: &[f64], out: &mut [MaybeUninit<f64>], ssq: &mut [f64]) -> bool {
         let q = self.q;
-        for k0 in (0..q).step_by(TILE) {
+        (0..q).step_by(TILE).all(|k0| {
             let tile = Tile { i0: k0, j0: 0, q, ps: self.ps };
-            match TILE.min(q - k0) {
-                3 => tile.product::<3>(&self.cols, w, out, self.p),
-                2 => tile.product::<2>(&self.cols, w, out, self.p),
-                _ => tile.product::<1>(&self.cols, w, out, self.p),
+            match (TILE.min(q - k0), q) {
+                // 3 × 3 kernels: the loop over the nine columns unrolled (SIMD128 build only: the
+                // relaxed-SIMD build measured slower with it in Chromium).
+                #[cfg(not(feature = "relaxed-simd"))]
+                (3, 9) => tile.product::<3, 9>(&self.cols, w, out, ssq, self.p),
+                (3, _) => tile.product::<3, 0>(&self.cols, w, out, ssq, self.p),
+                (2, _) => tile.product::<2, 0>(&self.cols, w, out, ssq, self.p),
+                _ => tile.product::<1, 0>(&self.cols, w, out, ssq, self.p),
             }
-        }
+        })
     }
 
     /// The run-time checks of the module documentation (`slice.energy` is trace G).
@@ -203,6 +237,43 @@ impl Work {
             worst = worst.max((acc - self.cols[j * ps + r]).abs());
         }
         worst
+    }
+}
+
+/// Two rows `a[..q]`, `b[..q]` (f32) into column storage as f64 pairs: `out[j·ps] = a[j]`,
+/// `out[j·ps + 1] = b[j]`. In wasm, four columns per step (two f32x4 loads, lane shuffles,
+/// `f64x2.promote_low_f32x4`).
+///
+/// # Safety
+/// `a` and `b` must hold q readable values, and `out[j·ps ..= j·ps + 1]` be writable for j < q.
+#[inline(always)]
+unsafe fn load_two_rows(a: *const f32, b: *const f32, out: *mut f64, ps: usize, q: usize) {
+    #[allow(unused_mut)]
+    let mut j = 0;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::{f64x2_promote_low_f32x4, i32x4_shuffle, v128, v128_load, v128_store};
+        while j + 4 <= q {
+            // SAFETY (block): j + 4 ≤ q values of each row; columns j..j + 4 are writable.
+            unsafe {
+                let (x, y) = (v128_load(a.add(j) as *const v128), v128_load(b.add(j) as *const v128));
+                let pairs = [
+                    i32x4_shuffle::<0, 4, 0, 4>(x, y),
+                    i32x4_shuffle::<1, 5, 1, 5>(x, y),
+                    i32x4_shuffle::<2, 6, 2, 6>(x, y),
+                    i32x4_shuffle::<3, 7, 3, 7>(x, y),
+                ];
+                for (l, v) in pairs.into_iter().enumerate() {
+                    v128_store(out.add((j + l) * ps) as *mut v128, f64x2_promote_low_f32x4(v));
+                }
+            }
+            j += 4;
+        }
+    }
+    while j < q {
+        // SAFETY: j < q (the caller's extents).
+        unsafe { F2::new(f64::from(*a.add(j)), f64::from(*b.add(j))).store(out.add(j * ps)) };
+        j += 1;
     }
 }
 
@@ -258,19 +329,36 @@ impl PairWork {
 }
 
 /// [`jacobi`] on two symmetric q × q matrices at once, one per lane of `g2` (`v2` receives the
-/// eigenvectors). Sweeps until neither lane rotates; false if that takes over [`MAX_SWEEPS`].
+/// eigenvectors). Sweeps until neither lane rotates; false if that takes over [`MAX_SWEEPS`]
+/// (or if the shapes do not fit). Compiled for q = 9 (3 × 3 kernels) with the loops unrolled.
 fn jacobi2(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> bool {
+    if g2.len() < q * q || v2.len() < q * q || pairs.iter().any(|&(i, j)| i >= j || j >= q) {
+        return false;
+    }
+    match q {
+        9 => jacobi2_q::<9>(g2, v2, q, pairs),
+        _ => jacobi2_q::<0>(g2, v2, q, pairs),
+    }
+}
+
+/// [`jacobi2`] for q = `Q` (known at compile time), or any q when `Q` = 0. The caller checked
+/// that `g2` and `v2` hold q² values and every pair is i < j < q.
+#[inline(always)]
+fn jacobi2_q<const Q: usize>(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> bool {
+    let q = if Q == 0 { q } else { Q };
     let (zero, one) = (F2::zero(), F2::splat(1.0));
-    v2.fill(zero);
+    v2[..q * q].fill(zero);
     for i in 0..q {
         v2[i * q + i] = one;
     }
     let eps2 = F2::splat(f64::EPSILON * f64::EPSILON);
+    let g = g2.as_mut_ptr();
     for _ in 0..MAX_SWEEPS {
         let mut rotated = false;
         for &(i, j) in pairs {
-            let gij = g2[i * q + j];
-            let (gii, gjj) = (g2[i * q + i], g2[j * q + j]);
+            // SAFETY (loop body): i < j < q and r < q, so every index below is < q² ≤ g2.len().
+            let at = |r: usize, c: usize| unsafe { g.add(r * q + c) };
+            let (gij, gii, gjj) = unsafe { (*at(i, j), *at(i, i), *at(j, j)) };
             let mask = (eps2 * (gii * gjj).abs()).lt(gij * gij);
             if !F2::any(mask) {
                 continue;
@@ -279,21 +367,26 @@ fn jacobi2(g2: &mut [F2], v2: &mut [F2], q: usize, pairs: &[(usize, usize)]) -> 
             let (c, s, tg) = rotation2(gii, gjj, gij);
             let (c, s, tg) =
                 (F2::select(mask, c, one), F2::select(mask, s, zero), F2::select(mask, tg, zero));
-            // Each lane element is one F2 whatever the layout: rotate the entries (r, i), (r, j)
-            // once and write them to both symmetric places.
-            for r in (0..q).filter(|&r| r != i && r != j) {
-                let (x, y) = (g2[r * q + i], g2[r * q + j]);
-                let (nx, ny) = (c * x - s * y, s * x + c * y);
-                g2[r * q + i] = nx;
-                g2[i * q + r] = nx;
-                g2[r * q + j] = ny;
-                g2[j * q + r] = ny;
+            // Rotate the entries (r, i), (r, j) once and write them to both symmetric places, for
+            // every r (no branch): the four entries with r ∈ {i, j} come out wrong and are set
+            // below, and no other entry reads them.
+            for r in 0..q {
+                unsafe {
+                    let (x, y) = (*at(r, i), *at(r, j));
+                    let (nx, ny) = (c * x - s * y, s * x + c * y);
+                    *at(r, i) = nx;
+                    *at(i, r) = nx;
+                    *at(r, j) = ny;
+                    *at(j, r) = ny;
+                }
             }
-            g2[i * q + i] = gii - tg;
-            g2[j * q + j] = gjj + tg;
             let gij = F2::select(mask, zero, gij);
-            g2[i * q + j] = gij;
-            g2[j * q + i] = gij;
+            unsafe {
+                *at(i, i) = gii - tg;
+                *at(j, j) = gjj + tg;
+                *at(i, j) = gij;
+                *at(j, i) = gij;
+            }
             rotate_pair2(v2, q, i, j, c, s);
         }
         if !rotated {
@@ -318,6 +411,7 @@ fn rotation2(a: F2, b: F2, g: F2) -> (F2, F2, F2) {
 }
 
 /// [`rotate_pair`] on lane pairs.
+#[inline(always)]
 fn rotate_pair2(store: &mut [F2], len: usize, i: usize, j: usize, c: F2, s: F2) {
     let (lo, hi) = store.split_at_mut(j * len);
     let (xi, xj) = (&mut lo[i * len..(i + 1) * len], &mut hi[..len]);
@@ -353,21 +447,6 @@ fn cut_null(slice: &mut Slice, p: usize, q: usize) {
             slice.pw[k * p..(k + 1) * p].fill(0.0);
         }
     }
-}
-
-/// Σ x² with four lane pairs (independent chains: the loop is not bound by the add latency).
-fn sum_sq(x: &[f64]) -> f64 {
-    let mut acc = [F2::zero(); 4];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, a) in acc.iter_mut().enumerate() {
-            // SAFETY: c has 8 elements, 2l + 1 < 8.
-            let v = unsafe { F2::load(c.as_ptr().add(2 * l)) };
-            *a = a.mul_add(v, v);
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|v| v * v).sum();
-    ((acc[0].sum() + acc[1].sum()) + (acc[2].sum() + acc[3].sum())) + tail
 }
 
 /// Position of one register tile: Gram block (columns i0.., j0..) or product block (outputs i0..).
@@ -437,19 +516,32 @@ impl Tile {
     }
 
     /// `out[k][r] = Σ_j w[k][j] · col_j[r]` for the K outputs k = i0.. and rows r < p (rows of
-    /// `out` have length p), six rows per step; the last partial step goes through a buffer.
+    /// `out` have length p), six rows per step, and `ssq[k] = Σ_r out[k][r]²` (the padding rows
+    /// are zero and add nothing); the last partial step goes through a buffer. False (nothing
+    /// written) if the shapes do not fit. `Q` ≠ 0: compiled for q = `Q` (must equal `self.q`).
     #[inline(always)]
-    fn product<const K: usize>(&self, cols: &[f64], w: &[f64], out: &mut [f64], p: usize) {
+    fn product<const K: usize, const Q: usize>(
+        &self,
+        cols: &[f64],
+        w: &[f64],
+        out: &mut [MaybeUninit<f64>],
+        ssq: &mut [f64],
+        p: usize,
+    ) -> bool {
         let (ps, q, k0) = (self.ps, self.q, self.i0);
-        if q * ps > cols.len()
+        if (Q != 0 && Q != q)
+            || q * ps > cols.len()
             || (k0 + K) * q > w.len()
             || (k0 + K) * p > out.len()
+            || k0 + K > ssq.len()
             || ps % ROW_BLOCK != 0
             || p > ps
         {
-            return;
+            return false;
         }
-        let (c, wp, o) = (cols.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+        let (c, wp, o) = (cols.as_ptr(), w.as_ptr(), out.as_mut_ptr().cast::<f64>());
+        let mut norms = [F2::zero(); K];
+        let q = if Q == 0 { q } else { Q };
         let mut r = 0;
         while r < p {
             let mut acc = [[F2::zero(); 3]; K];
@@ -463,6 +555,9 @@ impl Tile {
                         *a = a.mul_add(wk, xl);
                     }
                 }
+            }
+            for (n, row) in norms.iter_mut().zip(&acc) {
+                *n = n.mul_add(row[0], row[0]).mul_add(row[1], row[1]).mul_add(row[2], row[2]);
             }
             if r + ROW_BLOCK <= p {
                 for (k, row) in acc.iter().enumerate() {
@@ -479,11 +574,16 @@ impl Tile {
                         unsafe { a.store(buf.as_mut_ptr().add(2 * l)) };
                     }
                     let dst = (k0 + k) * p + r;
-                    out[dst..dst + (p - r)].copy_from_slice(&buf[..p - r]);
+                    // SAFETY: dst + (p − r) = (k0 + k)·p + p ≤ out.len(); p − r < ROW_BLOCK.
+                    unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), o.add(dst), p - r) };
                 }
             }
             r += ROW_BLOCK;
         }
+        for (k, n) in norms.iter().enumerate() {
+            ssq[k0 + k] = n.sum();
+        }
+        true
     }
 }
 

@@ -41,11 +41,24 @@ impl F2 {
         unsafe { core::arch::wasm32::v128_store(p as *mut core::arch::wasm32::v128, self.0) }
     }
 
-    /// `self + a·b` (a multiply and an add: wasm SIMD has no FMA).
+    /// `self + a·b` (a multiply and an add: wasm SIMD128 has no FMA).
+    #[cfg(not(feature = "relaxed-simd"))]
     #[inline(always)]
     pub fn mul_add(self, a: F2, b: F2) -> F2 {
         use core::arch::wasm32::{f64x2_add, f64x2_mul};
         F2(f64x2_add(self.0, f64x2_mul(a.0, b.0)))
+    }
+
+    /// `self + a·b` with `f64x2.relaxed_madd` (the `relaxed-simd` build: one fused multiply-add
+    /// where the CPU has FMA). Only inlined into functions compiled with
+    /// `#[target_feature(enable = "relaxed-simd")]` (see [`super::fast`]); elsewhere it would be a
+    /// call per operation.
+    #[cfg(feature = "relaxed-simd")]
+    #[inline(always)]
+    pub fn mul_add(self, a: F2, b: F2) -> F2 {
+        // (Safe in wasm: a module using it only loads where the engine validates relaxed SIMD,
+        // which the page checks before loading the `relaxed-simd` worker.)
+        F2(core::arch::wasm32::f64x2_relaxed_madd(a.0, b.0, self.0))
     }
 
     /// Lane 0 + lane 1.
