@@ -657,15 +657,21 @@ impl Engine {
         if p.settle_steps >= 2 * SETTLE_RUNS {
             p.settled = true;
         }
+        // (A run that fails, which the same forward did not, leaves its time as it was: the
+        // last step still hands back the result, the page waits for it.)
         let start = (self.clock)();
         if step < SETTLE_RUNS {
-            crate::conv::layer_forward(&p.input, &l.layer)?;
-            p.original_ms = p.original_ms.min((self.clock)() - start);
+            if crate::conv::layer_forward(&p.input, &l.layer).is_ok() {
+                p.original_ms = p.original_ms.min((self.clock)() - start);
+            }
             f.original_ms = p.original_ms;
         } else {
-            let merged = l.dec(f.order)?.merged(f.t)?;
-            crate::conv::decoupled_forward(&p.input, &merged, l.layer.bias.as_deref(), &l.layer.geometry)?;
-            f.decoupled_ms = f.decoupled_ms.min((self.clock)() - start);
+            let run = l.dec(f.order).and_then(|d| d.merged(f.t)).and_then(|merged| {
+                crate::conv::decoupled_forward(&p.input, &merged, l.layer.bias.as_deref(), &l.layer.geometry)
+            });
+            if run.is_ok() {
+                f.decoupled_ms = f.decoupled_ms.min((self.clock)() - start);
+            }
         }
         f.settled = p.settled;
         Ok(p.settled.then(|| f.clone()))

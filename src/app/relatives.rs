@@ -288,10 +288,13 @@ pub fn RelativesSection() -> impl IntoView {
     let input_key =
         Memo::new(move |_| ctx.input.with(|i| i.as_ref().map(|i| (i.c, i.h, i.w, i.description.clone()))));
     let speedup = Memo::new(move |_| ctx.state.with(|s| s.speedup));
-    // Started once the main view has its forward result and its output-error curve, so it does
-    // not compete with the first plots for the CPU.
+    // Started once the main view has its output-error curve and its forward result with settled
+    // timings, so that it competes neither with the first plots nor with the re-timing of the
+    // layers (which would then measure this worker's load).
     // (The curves are cleared when the layer or input changes, which restarts it anyway.)
-    let main_ready = Memo::new(move |_| ctx.fwd.with(|f| f.is_some()) && ctx.curves.with(|c| !c.is_empty()));
+    let main_ready = Memo::new(move |_| {
+        ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.settled)) && ctx.curves.with(|c| !c.is_empty())
+    });
     Effect::new(move |_| {
         // Newest wins: any change of layer, input or budget restarts the comparison.
         let (l, i, x) = (layer_key.get(), input_key.get(), speedup.get());
