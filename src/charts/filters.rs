@@ -139,7 +139,8 @@ fn filter_grid<DB: DrawingBackend>(
         mosaic.push(map, (x + cx * (cell + gap), top + cy * (cell + gap), cell, cell), range);
     }
     let bar_y = top + rows as i32 * (cell + gap) + 2;
-    let bar = (x, bar_y, (cols as i32 * (cell + gap) - gap).max(20), fs / 2 + 2);
+    // At least wide enough for its two end labels (one filter alone is narrower).
+    let bar = (x, bar_y, (cols as i32 * (cell + gap) - gap).max(fs * 9).min(w.max(20)), fs / 2 + 2);
     mosaic.push(color_bar_map(range), bar, range);
     mosaic.draw(area, style)?;
     color_bar_labels(area, bar, range, style)
@@ -182,8 +183,7 @@ pub fn draw_filters<DB: DrawingBackend>(
     let y1 = y0 + top_h + 4;
     let bottom_h = h - y1 - 4;
     let half = (w - 16) / 2;
-    let sig = data.sigma.iter().map(|s| fmt_value(*s)).collect::<Vec<_>>().join(", ");
-    let dw_title = format!("depthwise filters v_k, k = 1..{} (σ = {sig})", data.t);
+    let dw_title = fitted(&format!("depthwise filters v_k, k = 1..{}", data.t), &data.sigma, half - 12, fs);
     filter_grid(
         area,
         &dw_title,
@@ -195,6 +195,18 @@ pub fn draw_filters<DB: DrawingBackend>(
         style,
     )?;
     draw_pw(area, data, (8 + half, y1, half - 12, bottom_h), style)
+}
+
+/// `head` followed by ` (σ = …)` with as many of `sigma` as fit in `width` pixels (text at
+/// `fs` px, about 0.6·fs per character), the rest elided with "…".
+fn fitted(head: &str, sigma: &[f64], width: i32, fs: i32) -> String {
+    let fits = |t: &str| (t.chars().count() as i32) * fs * 6 / 10 <= width;
+    let with = |k: usize| {
+        let shown: Vec<String> = sigma.iter().take(k).map(|s| fmt_value(*s)).collect();
+        let more = if k < sigma.len() { ", …" } else { "" };
+        format!("{head} (σ = {}{more})", shown.join(", "))
+    };
+    (1..=sigma.len()).rev().map(with).find(|t| fits(t)).unwrap_or_else(|| head.to_string())
 }
 
 /// The pointwise weights as a rows × T matrix.

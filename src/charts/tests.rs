@@ -926,3 +926,29 @@ fn filter_grids_as_one_bitmap_match_the_rectangles() {
     }
     assert!(on_cells > 1000 && on_frames > 500, "{on_cells} cell and {on_frames} frame pixels compared");
 }
+
+/// The filter chart's texts do not overlap at the page's sizes, even at full rank (the σ list of
+/// the depthwise title is shortened to its half of the chart).
+#[test]
+fn filter_chart_texts_do_not_overlap() {
+    let k =
+        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
+    let d = nalgebra_decomposition(&k, Order::DwPw);
+    let style = ChartStyle { font_size: 14.0, ..ChartStyle::default() };
+    for (w, h) in [(640, 420), (900, 420)] {
+        for t in [1, 3, 9] {
+            let f = FilterGridData::from_decomposition(&k, &d, 7, t).unwrap();
+            let svg = to_svg(w, h, |a| draw_filters(a, &f, &style)).unwrap();
+            let boxes: Vec<TextBox> =
+                texts(&svg).into_iter().filter(|t| t.visible && !t.content.is_empty()).collect();
+            assert!(boxes.iter().any(|b| b.content.starts_with("depthwise filters")));
+            for (i, a) in boxes.iter().enumerate() {
+                for b in &boxes[i + 1..] {
+                    let (p, q) = (a.rect, b.rect);
+                    let apart = p.2 <= q.0 + 1.0 || q.2 <= p.0 + 1.0 || p.3 <= q.1 + 1.0 || q.3 <= p.1 + 1.0;
+                    assert!(apart, "{w}×{h} T={t}: '{}' {:?} overlaps '{}' {:?}", a.content, p, b.content, q);
+                }
+            }
+        }
+    }
+}
