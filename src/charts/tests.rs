@@ -802,6 +802,22 @@ impl plotters_backend::DrawingBackend for Recorder {
     }
 }
 
+/// A pixel's position on the area and its RGB colour.
+type Pixel = ((i32, i32), (u8, u8, u8));
+
+/// Every pixel of the recorded bitmaps.
+fn blit_pixels(blits: &[Blit]) -> Vec<Pixel> {
+    let mut out = Vec::new();
+    for ((x, y), (bw, bh), rgb) in blits {
+        assert_eq!(rgb.len(), (*bw * *bh * 3) as usize);
+        for (i, px) in rgb.chunks_exact(3).enumerate() {
+            let (dx, dy) = ((i % *bw as usize) as i32, (i / *bw as usize) as i32);
+            out.push(((x + dx, y + dy), (px[0], px[1], px[2])));
+        }
+    }
+    out
+}
+
 /// The raster path (the page's canvases) paints exactly the cells the rectangle path (SVG)
 /// paints: every pixel of every bitmap has the colour of the cell rectangle covering it, and the
 /// bitmaps cover the same pixels as the cells.
@@ -836,17 +852,9 @@ fn heat_maps_as_bitmaps_match_the_cells() {
         }
     }
     let mut checked = 0;
-    for ((x, y), (bw, bh), rgb) in &blits {
-        assert_eq!(rgb.len(), (*bw * *bh * 3) as usize);
-        for py in 0..*bh as i32 {
-            for px in 0..*bw as i32 {
-                let i = ((py * *bw as i32 + px) * 3) as usize;
-                let got = (rgb[i], rgb[i + 1], rgb[i + 2]);
-                let want = painted.get(&(x + px, y + py)).copied();
-                assert_eq!(Some(got), want, "pixel ({}, {})", x + px, y + py);
-                checked += 1;
-            }
-        }
+    for (p, got) in blit_pixels(&blits) {
+        assert_eq!(Some(got), painted.get(&p).copied(), "pixel {p:?}");
+        checked += 1;
     }
     assert!(checked > 3 * w * h, "{checked} pixels compared");
 }
@@ -905,24 +913,16 @@ fn filter_grids_as_one_bitmap_match_the_rectangles() {
         (m(fg.0, c.0), m(fg.1, c.1), m(fg.2, c.2))
     };
     let (mut on_cells, mut on_frames) = (0, 0);
-    for ((x, y), (bw, bh), rgb) in &blits {
-        assert_eq!(rgb.len(), (*bw * *bh * 3) as usize);
-        for py in 0..*bh as i32 {
-            for px in 0..*bw as i32 {
-                let i = ((py * *bw as i32 + px) * 3) as usize;
-                let got = (rgb[i], rgb[i + 1], rgb[i + 2]);
-                let p = (x + px, y + py);
-                let below = painted.get(&p).copied().unwrap_or((bg.0, bg.1, bg.2));
-                let want = if outline.contains(&p) {
-                    on_frames += 1;
-                    blend(below)
-                } else {
-                    on_cells += painted.contains_key(&p) as usize;
-                    below
-                };
-                assert_eq!(got, want, "pixel {p:?}");
-            }
-        }
+    for (p, got) in blit_pixels(&blits) {
+        let below = painted.get(&p).copied().unwrap_or((bg.0, bg.1, bg.2));
+        let want = if outline.contains(&p) {
+            on_frames += 1;
+            blend(below)
+        } else {
+            on_cells += painted.contains_key(&p) as usize;
+            below
+        };
+        assert_eq!(got, want, "pixel {p:?}");
     }
     assert!(on_cells > 1000 && on_frames > 500, "{on_cells} cell and {on_frames} frame pixels compared");
 }
