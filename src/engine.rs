@@ -140,11 +140,16 @@ struct Prepared {
     /// The last forward result (asked again when the page repeats a request the worker already
     /// answered on its own at start-up).
     forward: Option<ForwardResult>,
-    /// Whether the timings have been re-measured with the code warm ([`Engine::settle_timings`]):
-    /// until then they come from the first runs on this input.
-    settled: bool,
-    /// Re-timing runs done so far.
+    /// Re-timing runs done so far ([`Engine::settle_timings`]); the timings are settled after
+    /// [`SETTLE_RUNS`] of each layer, until then they come from the first runs on this input.
     settle_steps: usize,
+}
+
+impl Prepared {
+    /// Whether the timings have been re-measured with the code warm.
+    fn settled(&self) -> bool {
+        self.settle_steps >= 2 * SETTLE_RUNS
+    }
 }
 
 /// The engine behind the worker.
@@ -548,7 +553,6 @@ impl Engine {
             original_ms,
             curves: HashMap::new(),
             forward: None,
-            settled: false,
             settle_steps: 0,
         });
         Ok(summary)
@@ -622,7 +626,7 @@ impl Engine {
             original_ms: p.original_ms,
             decoupled_ms,
             kernels: crate::conv::kernels().to_string(),
-            settled: p.settled,
+            settled: p.settled(),
         };
         if let Some(p) = self.prepared.as_mut() {
             p.forward = Some(result.clone());
@@ -633,7 +637,7 @@ impl Engine {
     /// Whether [`Engine::settle_timings`] has work to do: a forward result on this input whose
     /// timings come from first runs.
     pub fn timings_unsettled(&self) -> bool {
-        self.prepared.as_ref().is_some_and(|p| !p.settled && p.forward.is_some())
+        self.prepared.as_ref().is_some_and(|p| !p.settled() && p.forward.is_some())
     }
 
     /// One step of re-timing, the shorter time kept: the original layer [`SETTLE_RUNS`] times,
@@ -650,13 +654,11 @@ impl Engine {
         }
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         let p = self.prepared.as_mut().ok_or_else(no_layer)?;
-        let Some(f) = p.forward.as_mut() else { return Ok(None) };
         let step = p.settle_steps;
         // Counted even if the run fails: each step is tried once per input.
         p.settle_steps += 1;
-        if p.settle_steps >= 2 * SETTLE_RUNS {
-            p.settled = true;
-        }
+        let settled = p.settled();
+        let Some(f) = p.forward.as_mut() else { return Ok(None) };
         // (A run that fails, which the same forward did not, leaves its time as it was: the
         // last step still hands back the result, the page waits for it.)
         let start = (self.clock)();
@@ -673,8 +675,8 @@ impl Engine {
                 f.decoupled_ms = f.decoupled_ms.min((self.clock)() - start);
             }
         }
-        f.settled = p.settled;
-        Ok(p.settled.then(|| f.clone()))
+        f.settled = settled;
+        Ok(settled.then(|| f.clone()))
     }
 
     /// Output relative error for T = 1..=full rank (cached per ordering and input).

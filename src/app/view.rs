@@ -204,15 +204,30 @@ fn wire_keyboard(ctx: Ctx) {
     });
 }
 
-/// A channel typed into a number field: a whole number, clamped to `0..=last`, is applied (and
-/// shown clamped); anything else (empty, negative, fractional, too large to parse) puts the
+/// A number field for a channel in `0..count()`, followed by "of 0–last". Number fields, not
+/// drop-downs: a drop-down of 256–512 channels costs an element, an effect and a text layout per
+/// option (tens of ms when a layer arrives). A whole number, clamped to the range, is applied
+/// (and shown clamped); anything else (empty, negative, fractional, too large to parse) puts the
 /// current channel back in the field.
-fn set_channel(ev: &leptos::ev::Event, last: usize, current: usize, apply: impl FnOnce(usize)) {
-    let input: web_sys::HtmlInputElement = event_target(ev);
-    let v = input.value().trim().parse::<usize>().ok().map(|v| v.min(last));
-    input.set_value(&v.unwrap_or(current).to_string());
-    if let Some(v) = v {
-        apply(v);
+fn channel_field(
+    testid: &'static str,
+    value: Memo<usize>,
+    count: impl Fn() -> usize + Copy + Send + Sync + 'static,
+    apply: impl Fn(usize) + 'static,
+) -> impl IntoView {
+    let last = move || count().saturating_sub(1);
+    let on_change = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let v = input.value().trim().parse::<usize>().ok().map(|v| v.min(last()));
+        input.set_value(&v.unwrap_or(value.get_untracked()).to_string());
+        if let Some(v) = v {
+            apply(v);
+        }
+    };
+    view! {
+        <input type="number" data-testid=testid class="channel" min="0" step="1"
+            max=move || last().to_string() prop:value=move || value.get().to_string() on:change=on_change/>
+        {move || format!(" of 0–{}", last())}
     }
 }
 
@@ -367,24 +382,10 @@ fn Controls() -> impl IntoView {
             // Number fields, not drop-downs: a drop-down of 256–512 channels costs an element, an
             // effect and a text layout per option (tens of ms when a layer arrives).
             <label>{move || if order() == Order::DwPw { "Input channel " } else { "Output channel " }}
-                <input type="number" data-testid="channel-select" class="channel" min="0" step="1"
-                    max=move || slices().saturating_sub(1).to_string()
-                    prop:value=move || channel.get().to_string()
-                    on:change=move |ev| {
-                        let last = slices().saturating_sub(1);
-                        set_channel(&ev, last, channel.get_untracked(), |v| ctx.state.update(|s| s.channel = v));
-                    }/>
-                {move || format!(" of 0–{}", slices().saturating_sub(1))}
+                {channel_field("channel-select", channel, slices, move |v| ctx.state.update(|s| s.channel = v))}
             </label>
             <label>"Output map "
-                <input type="number" data-testid="out-channel-select" class="channel" min="0" step="1"
-                    max=move || outs().saturating_sub(1).to_string()
-                    prop:value=move || out_channel.get().to_string()
-                    on:change=move |ev| {
-                        let last = outs().saturating_sub(1);
-                        set_channel(&ev, last, out_channel.get_untracked(), |v| ctx.state.update(|s| s.out_channel = v));
-                    }/>
-                {move || format!(" of 0–{}", outs().saturating_sub(1))}
+                {channel_field("out-channel-select", out_channel, outs, move |v| ctx.state.update(|s| s.out_channel = v))}
             </label>
             <label>"Image "
                 <select data-testid="image-select" on:change=move |ev| {

@@ -46,6 +46,11 @@ impl HeatMap {
         HeatMap { w: ow, h: oh, values: out }
     }
 
+    /// The colour of cell (column `i`, row `j`) for the range `±range` (a missing cell is 0).
+    fn cell_color(&self, i: usize, j: usize, range: f64) -> RGBColor {
+        diverging_color(self.values.get(j * self.w + i).copied().unwrap_or(0.0) as f64, range)
+    }
+
     /// Largest finite |value| (0 if none).
     pub fn max_abs(&self) -> f32 {
         self.values.iter().filter(|v| v.is_finite()).fold(0.0f32, |m, v| m.max(v.abs()))
@@ -81,9 +86,7 @@ pub(crate) fn draw_heatmap<DB: DrawingBackend>(
     }
     let cell_x = |i: usize| x + (i as i64 * w as i64 / map.w as i64) as i32;
     let cell_y = |j: usize| y + (j as i64 * h as i64 / map.h as i64) as i32;
-    let color = |i: usize, j: usize| {
-        diverging_color(map.values.get(j * map.w + i).copied().unwrap_or(0.0) as f64, range)
-    };
+    let color = |i: usize, j: usize| map.cell_color(i, j, range);
     if style.raster && map.w * map.h > RASTER_MIN_CELLS {
         area.draw(&Raster::of(map, (x, y, w, h), color)).map_err(err)?;
     } else {
@@ -186,22 +189,19 @@ impl Mosaic {
             return Ok(());
         }
         let (aw, ah) = area.dim_in_pixel();
-        let tiles: Vec<_> = self
-            .tiles
-            .iter()
-            .filter(|(m, (x, y, w, h), _)| {
+        let (tiles, others): (Vec<&Tile>, Vec<&Tile>) =
+            self.tiles.iter().partition(|(m, (x, y, w, h), _)| {
                 m.w > 0
                     && m.h > 0
                     && *w > 0
                     && *h > 0
                     && *x >= 0
                     && *y >= 0
-                    && (x + w) < aw as i32
-                    && (y + h) < ah as i32
-            })
-            .collect();
+                    && x + w < aw as i32
+                    && y + h < ah as i32
+            });
         // Tiles that do not fit the area (never, at the page's sizes) are drawn one by one.
-        for (map, rect, range) in self.tiles.iter().filter(|t| !tiles.iter().any(|k| std::ptr::eq(*k, *t))) {
+        for (map, rect, range) in others {
             draw_heatmap(area, map, *rect, *range, style)?;
         }
         let Some(x0) = tiles.iter().map(|t| t.1 .0).min() else { return Ok(()) };
@@ -215,9 +215,7 @@ impl Mosaic {
         let frame = style.foreground;
         for (map, (x, y, w, h), range) in tiles {
             let (ox, oy) = ((x - x0) as usize, (y - y0) as usize);
-            let color = |i: usize, j: usize| {
-                diverging_color(map.values.get(j * map.w + i).copied().unwrap_or(0.0) as f64, *range)
-            };
+            let color = |i: usize, j: usize| map.cell_color(i, j, *range);
             paint_cells(&mut rgb, bw, (ox, oy), map, (*w as usize, *h as usize), color);
             // The frame: the foreground at 40 % over the rectangle's outline, as draw_heatmap strokes it.
             let (w, h) = (*w as usize, *h as usize);
