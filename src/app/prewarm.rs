@@ -3,44 +3,94 @@
 //! V8 compiles a wasm function (and the JS glue around canvas calls) only when it first runs,
 //! in its baseline tier. Left alone, all of the chart and message code is compiled on the first
 //! view's critical path: when the layer arrives, decoding it and drawing four charts pay for
-//! their own compilation. Between the app's mount and that answer the main thread is idle for
-//! several hundred milliseconds; [`prewarm`] spends part of it decoding and drawing a made-up
-//! layer of the same shape of data on a canvas outside the document. Nothing it makes is shown
-//! or kept, and a failure here is ignored (the real view reports its own).
+//! their own compilation. Between the app's mount and that answer the main thread is otherwise
+//! idle; [`prewarm`] spends it decoding and drawing a made-up layer of the same shape of data on
+//! a canvas outside the document, one chart per task, in the order the real charts are drawn,
+//! and stops as soon as the real layer is here (a warm-up must never delay what it warms up).
+//! Nothing it makes is shown or kept, and a failure here is ignored (the real view reports its
+//! own).
 
 use super::canvas::draw_sized;
 use super::plots;
-use crate::charts::ChartLayer;
+use crate::charts::{ChartLayer, ChartStyle};
 use crate::decouple::{Decomposition, Slice};
 use crate::layer::{ConvGeometry, Order};
 use crate::protocol::{
     from_json, to_json, ForwardResult, LayerSummary, OrderSummary, Response, ResponseBody, SliceView,
 };
+use std::rc::Rc;
 
 /// Output channels and input channels of the made-up layer (3×3 kernel).
 const N: usize = 4;
 const C: usize = 3;
 const K2: usize = 9;
 
-/// Decodes a made-up layer, slice and forward result from JSON and draws every chart of them
-/// on a detached canvas, both layers of the layered charts.
-pub fn prewarm() {
+/// What the warm-up draws from: the made-up messages after their JSON round trip.
+struct Made {
+    layer: LayerSummary,
+    fwd: ForwardResult,
+    slice: SliceView,
+    canvas: web_sys::HtmlCanvasElement,
+}
+
+/// The warm-up canvas's drawing area.
+type Area = plotters::prelude::DrawingArea<super::canvas::HiDpi, plotters::coord::Shift>;
+
+/// One chart of the warm-up (each runs in a task of its own).
+type Step = fn(&Made);
+
+/// The charts in the order the page draws them: spectrum, errors, cost, filters, output error,
+/// feature maps (the layered ones in all three layers, as the page draws them).
+const STEPS: [Step; 6] = [
+    |m| layers(m, |a, s| plots::spectrum(a, &m.layer.orders[0].spectra, 2, s)),
+    |m| layers(m, |a, s| plots::errors(a, &m.layer, 2, Order::DwPw, s)),
+    |m| layers(m, |a, s| plots::cost(a, &m.layer, 2, Order::DwPw, (8, 8), s)),
+    |m| {
+        let _ = draw_sized(&m.canvas, (640, 420), |a| {
+            plots::filters(a, &m.slice, 2, &plots::style(ChartLayer::All))
+        });
+    },
+    |m| {
+        let curves = vec![(Order::DwPw, vec![0.5, 0.2, 0.1, 0.0]), (Order::PwDw, vec![0.6, 0.3, 0.0])];
+        layers(m, |a, s| plots::output_error(a, &curves, 2, Order::DwPw, "8×8 input", s))
+    },
+    |m| {
+        let _ = draw_sized(&m.canvas, (900, 300), |a| {
+            plots::feature_maps(a, &m.fwd, &plots::style(ChartLayer::All))
+        });
+    },
+];
+
+/// Draws a layered chart's base, marks and whole on the warm-up canvas.
+fn layers(m: &Made, chart: impl Fn(&Area, &ChartStyle) -> plots::Drawn) {
+    for layer in [ChartLayer::Base, ChartLayer::Marks, ChartLayer::All] {
+        let _ = draw_sized(&m.canvas, (480, 300), |a| chart(a, &plots::style(layer)));
+    }
+}
+
+/// Starts the warm-up: the JSON round trip, then one chart per task while `pending()` holds
+/// (it says whether the real layer is still awaited).
+pub fn prewarm(pending: impl Fn() -> bool + 'static) {
     let Some((layer, fwd)) = roundtrip(&made_up_layer(), &made_up_forward()) else { return };
     let Some(slice) = layer.slice.clone() else { return };
     let Some(canvas) = detached_canvas() else { return };
-    let (t, order) = (2, Order::DwPw);
-    let curves = vec![(Order::DwPw, vec![0.5, 0.2, 0.1, 0.0]), (Order::PwDw, vec![0.6, 0.3, 0.0])];
-    for chart_layer in [ChartLayer::Base, ChartLayer::Marks, ChartLayer::All] {
-        let style = plots::style(chart_layer);
-        let size = (480, 300);
-        let _ = draw_sized(&canvas, size, |a| plots::spectrum(a, &layer.orders[0].spectra, t, &style));
-        let _ = draw_sized(&canvas, size, |a| plots::errors(a, &layer, t, order, &style));
-        let _ = draw_sized(&canvas, size, |a| plots::cost(a, &layer, t, order, (8, 8), &style));
-        let _ = draw_sized(&canvas, size, |a| plots::output_error(a, &curves, t, order, "8×8 input", &style));
+    next_step(Rc::new(Made { layer, fwd, slice, canvas }), Rc::new(pending), 0);
+}
+
+/// Runs step `i` in a new task if the layer is still awaited, then queues the next.
+fn next_step(made: Rc<Made>, pending: Rc<dyn Fn() -> bool>, i: usize) {
+    if i >= STEPS.len() {
+        return;
     }
-    let style = plots::style(ChartLayer::All);
-    let _ = draw_sized(&canvas, (640, 420), |a| plots::filters(a, &slice, t, &style));
-    let _ = draw_sized(&canvas, (900, 300), |a| plots::feature_maps(a, &fwd, &style));
+    leptos::prelude::set_timeout(
+        move || {
+            if pending() {
+                STEPS[i](&made);
+                next_step(made, pending, i + 1);
+            }
+        },
+        std::time::Duration::ZERO,
+    );
 }
 
 /// The two messages through the same JSON encoding and decoding as the worker's answers.
