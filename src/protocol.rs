@@ -286,9 +286,10 @@ pub struct ForwardResult {
     pub rel_error: f64,
     /// Relative weight error at T (from the σ tails), as the core reports it.
     pub weight_error: f64,
-    /// Wall time of the original forward, milliseconds.
+    /// Wall time of the original forward, milliseconds (0: not measured yet; the first forward on
+    /// an input is computed term by term, see `Engine::forward`).
     pub original_ms: f64,
-    /// Wall time of the decoupled forward (merged form), milliseconds.
+    /// Wall time of the decoupled forward (merged form), milliseconds (0: not measured yet).
     pub decoupled_ms: f64,
     /// The GEMM kernels the times were measured with ([`crate::conv::kernels`]).
     #[serde(default)]

@@ -72,18 +72,44 @@ fn load_decouple_and_forward_agree_with_the_core() {
         assert!(err.last().copied().unwrap_or(1.0) < 1e-6);
     }
     assert!(matches!(ask(&mut e, 2, image(40, 32)).0.body, ResponseBody::Input(_)));
+    // The maps against the core's direct convs on the same input (the page's RGBA, normalised as
+    // the engine does for a 3-channel layer): the first forward (T = 4 here) computes both as sums
+    // of the layer's terms, the later ones run the decoupled layer at T directly.
+    let layer = ndlab::layer::ConvLayer::new(kernel.clone(), None, ndlab::layer::ConvGeometry::new(1, 1, 1))
+        .expect("layer");
+    let x = page_input(40, 32);
+    let direct = ndlab::conv::layer_forward(&x, &layer).expect("direct");
     let dec = Decomposition::new(&kernel, 1, Order::DwPw).expect("decouple");
-    for t in 1..=dec.full_rank {
+    for t in [4].into_iter().chain(1..=dec.full_rank) {
         let (resp, _) =
             ask(&mut e, 10 + t as u64, RequestBody::Forward { t, order: Order::DwPw, out_channel: 5 });
         let ResponseBody::Forward(f) = resp.body else { panic!("expected forward, got {:?}", resp.body) };
         assert_eq!(f.weight_error, dec.rel_weight_error()[t - 1]);
         assert_eq!((f.h, f.w), (32, 40), "padding 1 keeps the size");
-        assert_eq!(f.original.len(), 32 * 40);
+        assert!(rel_diff(&f.original, direct.channel(5)) <= 1e-5, "T={t}: original map");
+        let y = ndlab::conv::decoupled_forward(&x, &dec.merged(t).expect("merged"), None, &layer.geometry)
+            .expect("decoupled");
+        assert!(rel_diff(&f.decoupled, y.channel(5)) <= 1e-5, "T={t}: decoupled map");
+        let want = y.rel_error(&direct).expect("error");
+        assert!((f.rel_error - want).abs() <= 1e-4 * want.max(1e-3), "T={t}: {} vs {want}", f.rel_error);
         if t == dec.full_rank {
             assert!(f.rel_error < 1e-4, "full rank reproduces the layer: {}", f.rel_error);
         }
     }
+}
+
+/// The 3-channel input the engine makes of [`image`]`(w, h)`: its RGBA at the working size,
+/// normalised with the ImageNet statistics.
+fn page_input(w: usize, h: usize) -> ndlab::layer::FeatureMap {
+    let RequestBody::LoadImage { rgba, width, height } = image(w, h) else { unreachable!() };
+    ndlab::vgg::image_to_map(
+        &rgba,
+        width,
+        height,
+        ndlab::engine::WORKING_SIDE,
+        ndlab::vgg::Normalisation::ImageNet,
+    )
+    .expect("input")
 }
 
 #[test]
@@ -205,6 +231,67 @@ fn output_error_by_terms_matches_the_direct_measure() {
         }
         assert_eq!(*fast.last().expect("full rank"), 0.0);
         assert!(fast[0] > 0.05, "T = 1 loses a visible part of the output: {}", fast[0]);
+    }
+}
+
+/// One pass over the terms gives the original layer's output (with its bias), the decoupled
+/// layer's at T and the error curve: each against the core's direct convs, on a real layer with
+/// a bias, both orderings, plain and strided + dilated + grouped geometry.
+#[test]
+fn decoupled_by_terms_matches_the_direct_convs() {
+    use ndlab::layer::{ConvGeometry, ConvLayer, FeatureMap};
+    let full = kernel_of("vgg16bn_conv1_2");
+    // Two groups: the first 32 outputs see the first 32 inputs' filters, the rest the others'.
+    let grouped = {
+        let (n, c) = (full.n, full.c / 2);
+        let full = &full;
+        let data = (0..n)
+            .flat_map(|o| (0..c).flat_map(move |i| full.filter(o, i + (o / 32) * c).to_vec()))
+            .collect();
+        ndlab::Kernel::new(n, c, 3, 3, data).expect("grouped kernel")
+    };
+    let strided = ConvGeometry { stride: (2, 1), dilation: (1, 2), groups: 2, ..ConvGeometry::new(1, 2, 1) };
+    for (kernel, geometry) in [(full.clone(), ConvGeometry::new(1, 1, 1)), (grouped, strided)] {
+        let (n, c) = (kernel.n, kernel.c * geometry.groups);
+        let bias: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let layer = ConvLayer::new(kernel, Some(bias.clone()), geometry).expect("layer");
+        let (h, w) = (9, 11);
+        let data: Vec<f32> = (0..c * h * w).map(|i| ((i % 97) as f32 * 0.13).sin().max(0.0)).collect();
+        let x = FeatureMap::new(c, h, w, data).expect("input");
+        let y = ndlab::conv::layer_forward(&x, &layer).expect("forward");
+        for order in [Order::DwPw, Order::PwDw] {
+            let dec = Decomposition::new(&layer.kernel, geometry.groups, order).expect("decouple");
+            let errors = ndlab::engine::output_error_by_terms(&dec, &x, &y, &geometry, &mut |_, _| {})
+                .expect("by terms");
+            for t in [1, 2, dec.full_rank] {
+                let pass = ndlab::engine::decoupled_by_terms(
+                    &dec,
+                    &x,
+                    Some(&bias),
+                    &geometry,
+                    Some(t),
+                    &mut |_, _| {},
+                )
+                .expect("pass");
+                let what = format!("{order:?} groups={} T={t}", geometry.groups);
+                assert!(rel_diff(&pass.original.data, &y.data) <= 1e-5, "{what}: original");
+                let direct = ndlab::conv::decoupled_forward(
+                    &x,
+                    &dec.merged(t).expect("merged"),
+                    Some(&bias),
+                    &geometry,
+                )
+                .expect("decoupled");
+                let at_t = pass.at_t.expect("output at T");
+                assert_eq!((at_t.c, at_t.h, at_t.w), (direct.c, direct.h, direct.w));
+                assert!(rel_diff(&at_t.data, &direct.data) <= 1e-5, "{what}: decoupled");
+                assert_eq!(pass.errors.len(), errors.len());
+                for (a, b) in pass.errors.iter().zip(&errors) {
+                    assert!((a - b).abs() <= 1e-5 * b.max(1e-3), "{what}: {a} vs {b}");
+                }
+                assert_eq!(*pass.errors.last().expect("full rank"), 0.0);
+            }
+        }
     }
 }
 
@@ -404,23 +491,24 @@ fn settle(e: &mut Engine) -> ndlab::protocol::ForwardResult {
     panic!("re-timing did not finish in 10 steps");
 }
 
-/// The first forward on an input is marked unsettled; settling re-times both layers once and
-/// keeps the shorter time of each (the same maps, view and error), marks later forwards on the
-/// input settled, and has nothing left to do until the input changes.
+/// The first forward on an input runs the layer term by term, untimed (0 ms) and unsettled;
+/// settling then times both layers (the same maps, view and error), marks later forwards on the
+/// input settled, keeps the shorter of the times it measures and one a later forward measured,
+/// and has nothing left to do until the input changes.
 #[test]
-fn settling_retimes_the_first_forward_and_keeps_the_shorter_times() {
+fn settling_times_both_layers_and_keeps_the_shorter_times() {
     let (mut e, f) = first_forward(speeding_clock);
+    assert_eq!((f.original_ms, f.decoupled_ms), (0.0, 0.0), "the first forward is not timed");
     assert!(!f.settled && e.timings_unsettled());
     let g = settle(&mut e);
-    assert!(g.settled);
-    assert!(g.original_ms < f.original_ms && g.decoupled_ms < f.decoupled_ms, "{g:?} vs {f:?}");
+    assert!(g.settled && g.original_ms > 0.0 && g.decoupled_ms > 0.0, "{g:?}");
     assert_eq!((g.t, g.order, g.out_channel), (f.t, f.order, f.out_channel));
     assert_eq!((&g.original, &g.decoupled, g.rel_error), (&f.original, &f.decoupled, f.rel_error));
     assert!(!e.timings_unsettled());
     assert!(e.settle_timings().expect("settle").is_none());
     let (resp, _) = ask(&mut e, 4, RequestBody::Forward { t: 3, order: Order::DwPw, out_channel: 1 });
     let ResponseBody::Forward(h) = resp.body else { panic!("{:?}", resp.body) };
-    assert!(h.settled);
+    assert!(h.settled && h.decoupled_ms > 0.0);
     assert_eq!(h.original_ms, g.original_ms, "the original layer is not run again");
     // A new input starts unsettled again.
     ask(&mut e, 5, image(20, 24));
@@ -428,8 +516,19 @@ fn settling_retimes_the_first_forward_and_keeps_the_shorter_times() {
     let ResponseBody::Forward(k) = resp.body else { panic!("{:?}", resp.body) };
     assert!(!k.settled && e.timings_unsettled());
 
-    // When the second runs measure longer, the first times stay.
-    let (mut e, f) = first_forward(slowing_clock);
-    let g = settle(&mut e);
-    assert_eq!((g.original_ms, g.decoupled_ms), (f.original_ms, f.decoupled_ms));
+    // A forward timed before settling (T = 3, run directly): when the re-timing runs measure
+    // shorter, theirs is kept; when they measure longer, the first time stays.
+    for (clock, shorter) in [(speeding_clock as fn() -> f64, true), (slowing_clock, false)] {
+        let (mut e, _) = first_forward(clock);
+        let (resp, _) = ask(&mut e, 7, RequestBody::Forward { t: 3, order: Order::DwPw, out_channel: 1 });
+        let ResponseBody::Forward(timed) = resp.body else { panic!("{:?}", resp.body) };
+        assert!(timed.decoupled_ms > 0.0 && timed.original_ms == 0.0 && !timed.settled);
+        let g = settle(&mut e);
+        assert!(g.original_ms > 0.0);
+        if shorter {
+            assert!(g.decoupled_ms < timed.decoupled_ms, "{g:?} vs {timed:?}");
+        } else {
+            assert_eq!(g.decoupled_ms, timed.decoupled_ms);
+        }
+    }
 }

@@ -434,6 +434,11 @@ fn Numbers() -> impl IntoView {
     };
     let measured = move || {
         ctx.fwd.with(|f| match f {
+            // The first forward on an input is computed term by term, untimed: the worker times
+            // both layers once it is idle (see `Engine::forward`).
+            Some(f) if !(f.original_ms > 0.0 && f.decoupled_ms > 0.0) => {
+                "timing both layers once the worker is idle…".into()
+            }
             Some(f) => format!(
                 "original {:.1} ms, decoupled {:.1} ms → measured {:.2}×{}",
                 f.original_ms,

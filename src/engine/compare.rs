@@ -29,10 +29,14 @@ impl Engine {
         progress: &mut dyn FnMut(Response),
     ) -> Result<CompareReport> {
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
+        // The original layer's output on the prepared input (none yet when no forward ran on it).
+        if let Some(p) = self.prepared.as_mut().filter(|p| p.reference.is_none()) {
+            p.reference = Some(crate::conv::layer_forward(&p.input, &l.layer)?);
+        }
         let input = CompareInput {
             layer: &l.layer,
             nd: &l.decs,
-            activations: self.prepared.as_ref().map(|p| (&p.input, &p.reference)),
+            activations: self.prepared.as_ref().and_then(|p| Some((&p.input, p.reference.as_ref()?))),
             clock: self.clock,
         };
         let mut emit = |ev: CompareEvent| {
