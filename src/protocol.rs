@@ -170,6 +170,11 @@ pub enum ResponseBody {
     CompareRow(Box<crate::relatives::session::MethodRow>),
     /// The finished comparison.
     Compare(Box<crate::relatives::session::CompareReport>),
+    /// The answer to a page request that repeats a boot request already answered with id 0
+    /// (the worker loads the address's view on its own at start-up, see `src/bin/worker.rs`):
+    /// the page has that answer already (a layer summary is ≈ 200 KB of JSON to encode and decode
+    /// again while the first view is being drawn).
+    SameAsBoot,
     /// The request failed; the message is for a person.
     Error {
         /// What went wrong.

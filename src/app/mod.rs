@@ -99,7 +99,8 @@ impl Ctx {
     /// Applies a worker response to the signals.
     fn on_response(&self, resp: Response) {
         match resp.body {
-            ResponseBody::Ready => {}
+            // (The boot's answers, with id 0, have been taken as they came.)
+            ResponseBody::Ready | ResponseBody::SameAsBoot => {}
             ResponseBody::Partial(body) => self.on_response(Response { id: resp.id, body: *body }),
             ResponseBody::Progress { stage, fraction } => self.progress.set(Some((stage, fraction))),
             ResponseBody::Layer(summary) => {

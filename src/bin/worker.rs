@@ -10,9 +10,10 @@
 //! its forward pass and its output-error curve on its own ("boot requests", id 0), while the app
 //! loads, and posts the answers with id 0 (the page takes answers with id 0 as they come; a
 //! boot request's error is not posted: the page's own request reports it). The
-//! page's own requests for the same things are then answered from what the engine holds; they
-//! always run before boot requests still queued, and a page request for a different layer, image
-//! or file drops the boot requests still queued.
+//! page's own requests for the same things are then answered from what the engine holds (its
+//! copy of the layer request, once the boot's is answered, with `SameAsBoot`: the page has the
+//! layer); they always run before boot requests still queued, and a page request for a different
+//! layer, image or file drops the boot requests still queued.
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
@@ -35,6 +36,8 @@ mod glue {
         static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
         /// What the boot requests ask (a page request for something else makes them obsolete).
         static BOOT: RefCell<Vec<ndlab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
+        /// The boot requests whose answers have been posted.
+        static BOOT_ANSWERED: RefCell<Vec<ndlab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
         /// Downloads to start once the queue is empty (the boot's deferred prefetches).
         static LATER: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
         /// Whether the conv kernels have been warmed up.
@@ -151,6 +154,7 @@ mod glue {
             return;
         }
         BOOT.with(|b| b.borrow_mut().clear());
+        BOOT_ANSWERED.with(|b| b.borrow_mut().clear());
         QUEUE.with(|q| q.borrow_mut().retain(|r| r.id != BOOT_ID));
     }
 
@@ -268,6 +272,16 @@ mod glue {
     }
 
     async fn run(req: Request) {
+        // The page's copy of the boot's layer request, answered already: the page has the layer
+        // (a page request for another layer, image or file empties `BOOT` first).
+        let repeat = |b: &RefCell<Vec<ndlab::protocol::RequestBody>>| b.borrow().contains(&req.body);
+        if req.id != BOOT_ID
+            && matches!(req.body, ndlab::protocol::RequestBody::LoadExample { .. })
+            && BOOT.with(repeat)
+            && BOOT_ANSWERED.with(repeat)
+        {
+            return post(&Response { id: req.id, body: ResponseBody::SameAsBoot });
+        }
         warm_up_once(&req).await;
         hand_over_file(&req);
         // A boot request's failure is not reported: its view came from the address unclamped
@@ -294,7 +308,11 @@ mod glue {
                 }
             }
         }
+        let body = req.body.clone();
         let resp = ENGINE.with(|e| e.borrow_mut().handle(req, &mut |p| say(&p)));
+        if boot && !matches!(resp.body, ResponseBody::Error { .. }) {
+            BOOT_ANSWERED.with(|b| b.borrow_mut().push(body));
+        }
         say(&resp);
     }
 
