@@ -148,6 +148,8 @@ test('default view: every control and plot, non-blank canvases, numbers of the c
   figures.decouple_ms_both_orders = Number(await page.getByTestId('decouple-time').getAttribute('data-ms'));
   figures.default_example = s.example;
   mkdirSync(join(ROOT, 'docs'), { recursive: true });
+  // The README's screenshot shows the measured times (taken once the worker is idle).
+  await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
   await page.screenshot({ path: join(ROOT, 'docs/screenshot.png'), fullPage: false });
   await noProblems(p);
   await p.context.close();
@@ -250,12 +252,15 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
   figures.t_change_256_work_ms = redraw.work_ms;
   await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 2);
   // Rapid drag: every value from 1 to 9 and back to 4 without waiting; the page ends on T = 4
-  // (numbers and feature maps), and the longest main-thread task meanwhile is recorded.
+  // (numbers and feature maps), and the longest main-thread task meanwhile is recorded. The bound
+  // is a freeze check, not a speed measure (0–88 ms recorded on this 2-core VM): running a forward
+  // or drawing every chart per step on the main thread would break it.
   await page.evaluate(() => (window.__longTasks.length = 0));
   for (const v of [1, 2, 3, 4, 5, 6, 7, 8, 9, 8, 7, 6, 5, 4]) await page.getByTestId('t-slider').fill(String(v));
   await expectWeightError(page, 'vgg16bn_conv3_2', 'dw-pw', 4);
   await page.waitForSelector('canvas.plot-maps[data-t="4"]', { timeout: TIMEOUT });
   figures.drag_longest_task_ms = await page.evaluate(() => Math.max(0, ...window.__longTasks));
+  assert.ok(figures.drag_longest_task_ms < 300, `a ${figures.drag_longest_task_ms} ms task during the drag`);
   await page.getByTestId('t-slider').fill('2');
   await page.waitForSelector('canvas.plot-maps[data-t="2"]', { timeout: TIMEOUT });
   // Keyboard: ← lowers T, → raises it, o toggles the ordering.
