@@ -470,6 +470,8 @@ fn slowing_clock() -> f64 {
 
 /// Runs an image, an example and a forward at T = 2 through a fresh engine on `clock`.
 fn first_forward(clock: fn() -> f64) -> (Engine, ndlab::protocol::ForwardResult) {
+    // (From tick 0: the speeding clock's steps vanish in f64 after ≈ 50 ticks.)
+    TICKS.with(|t| t.set(0));
     let mut e = Engine::new(clock);
     assert!(!e.timings_unsettled(), "nothing has run yet");
     ask(&mut e, 1, image(24, 20));
@@ -515,6 +517,14 @@ fn settling_times_both_layers_and_keeps_the_shorter_times() {
     let (resp, _) = ask(&mut e, 6, RequestBody::Forward { t: 3, order: Order::DwPw, out_channel: 1 });
     let ResponseBody::Forward(k) = resp.body else { panic!("{:?}", resp.body) };
     assert!(!k.settled && e.timings_unsettled());
+
+    // The two layers are timed in turn: on a clock that slows down each keeps its first run, and
+    // the decoupled layer's first run came right after the original's (on the clock n², runs at
+    // ticks (a, a + 1) and (a + 2, a + 3) measure 2a + 1 and 2a + 5; one layer's three runs before
+    // the other's would give 12 between them).
+    let (mut e, _) = first_forward(slowing_clock);
+    let g = settle(&mut e);
+    assert_eq!(g.decoupled_ms - g.original_ms, 4.0, "{g:?}");
 
     // A forward timed before settling (T = 3, run directly): when the re-timing runs measure
     // shorter, theirs is kept; when they measure longer, the first time stays.
