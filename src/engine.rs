@@ -772,24 +772,12 @@ pub fn output_error_by_terms(
     geometry: &crate::layer::ConvGeometry,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<Vec<f64>> {
-    let r = dec.full_rank;
-    let den: f64 = reference.data.iter().map(|&v| (v as f64) * (v as f64)).sum();
-    let mut errors = vec![0.0; r];
-    let mut tail: Vec<f64> = vec![0.0; reference.data.len()];
-    for k in (1..r).rev() {
-        report(&format!("output error, term {} of {r}", r - k), (r - k) as f64 / r as f64);
-        let merged = dec.term(k)?.merged(1)?;
-        let d = crate::conv::decoupled_forward(x, &merged, None, geometry)?;
-        if d.data.len() != tail.len() {
-            return Err(Error::Shape("a term's output differs in size from the layer's".into()));
-        }
-        for (acc, &v) in tail.iter_mut().zip(&d.data) {
-            *acc += v as f64;
-        }
-        let num: f64 = tail.iter().map(|v| v * v).sum();
-        errors[k - 1] = if den == 0.0 { num.sqrt() } else { (num / den).sqrt() };
+    let tails = tail_sums(dec, x, geometry, 1, None, "output error", report)?;
+    if !tails.sum.is_empty() && tails.sum.len() != reference.data.len() {
+        return Err(Error::Shape("a term's output differs in size from the layer's".into()));
     }
-    Ok(errors)
+    let den: f64 = reference.data.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    Ok(tails.errors(den))
 }
 
 /// What [`decoupled_by_terms`] computes.
@@ -820,62 +808,93 @@ pub fn decoupled_by_terms(
     if let Some(t) = t {
         check_t(t, r)?;
     }
-    let mut acc: Vec<f64> = Vec::new();
-    let mut shape = (0, 0, 0);
-    // ‖Σ_{j ≥ T} term j‖² for T = 1..r−1, and that sum itself at the T asked for.
-    let mut tail_norms = vec![0.0; r];
-    let mut tail_at_t: Option<Vec<f64>> = None;
-    for k in (0..r).rev() {
-        report(&format!("decoupled layer, term {} of {r}", r - k), (r - k) as f64 / (r + 1) as f64);
-        let d = crate::conv::decoupled_forward(x, &dec.term(k)?.merged(1)?, None, geometry)?;
-        if acc.is_empty() {
-            acc = vec![0.0; d.data.len()];
-            shape = (d.c, d.h, d.w);
-        } else if d.data.len() != acc.len() {
-            return Err(Error::Shape("a term's output differs in size from the layer's".into()));
-        }
-        for (a, &v) in acc.iter_mut().zip(&d.data) {
-            *a += v as f64;
-        }
-        if k >= 1 {
-            tail_norms[k - 1] = acc.iter().map(|v| v * v).sum();
-        }
-        if t == Some(k) {
-            tail_at_t = Some(acc.clone());
-        }
-    }
-    let (c, h, w) = shape;
+    let tails = tail_sums(dec, x, geometry, 0, t.filter(|&t| t < r), "decoupled layer", report)?;
+    let (c, h, w) = tails.shape;
     let plane = h * w;
     let bias_of = |i: usize| match bias {
         Some(b) => b.get(i / plane.max(1)).copied().unwrap_or(0.0) as f64,
         None => 0.0,
     };
+    let acc = &tails.sum;
     let original: Vec<f32> = acc.iter().enumerate().map(|(i, &v)| (v + bias_of(i)) as f32).collect();
     let den: f64 = original.iter().map(|&v| (v as f64) * (v as f64)).sum();
-    let errors: Vec<f64> = tail_norms
-        .iter()
-        .enumerate()
-        .map(|(i, &num)| {
-            if i + 1 >= r {
-                0.0
-            } else if den == 0.0 {
-                num.sqrt()
-            } else {
-                (num / den).sqrt()
-            }
-        })
-        .collect();
-    let at_t = match t {
-        None => None,
-        Some(t) if t == r => Some(FeatureMap::new(c, h, w, original.clone())?),
-        Some(_) => {
-            let tail = tail_at_t.ok_or_else(|| Error::Param("T out of range".into()))?;
+    let at_t = match (t, &tails.kept) {
+        (None, _) => None,
+        (Some(_), None) => Some(FeatureMap::new(c, h, w, original.clone())?),
+        (Some(_), Some(tail)) => {
             let y =
-                acc.iter().zip(&tail).enumerate().map(|(i, (&a, &b))| (a - b + bias_of(i)) as f32).collect();
+                acc.iter().zip(tail).enumerate().map(|(i, (&a, &b))| (a - b + bias_of(i)) as f32).collect();
             Some(FeatureMap::new(c, h, w, y)?)
         }
     };
-    Ok(TermsPass { original: FeatureMap::new(c, h, w, original)?, errors, at_t })
+    Ok(TermsPass { original: FeatureMap::new(c, h, w, original)?, errors: tails.errors(den), at_t })
+}
+
+/// Running sums of the terms' outputs, from the last term down (see [`tail_sums`]).
+struct Tails {
+    /// Σ_{j ≥ lo} conv(x, term j), in f64 (empty when no term was run).
+    sum: Vec<f64>,
+    /// (c, h, w) of a term's output.
+    shape: (usize, usize, usize),
+    /// ‖Σ_{j ≥ T} conv(x, term j)‖² for T = 1..r (index T − 1; 0 at T = r).
+    norms: Vec<f64>,
+    /// Σ_{j ≥ keep} conv(x, term j), when asked for.
+    kept: Option<Vec<f64>>,
+}
+
+impl Tails {
+    /// ‖y_T − y‖ / ‖y‖ for T = 1..=r from the tail norms and ‖y‖² = `den` (exact zero at r).
+    fn errors(&self, den: f64) -> Vec<f64> {
+        let r = self.norms.len();
+        self.norms
+            .iter()
+            .enumerate()
+            .map(|(i, &num)| {
+                if i + 1 >= r {
+                    0.0
+                } else if den == 0.0 {
+                    num.sqrt()
+                } else {
+                    (num / den).sqrt()
+                }
+            })
+            .collect()
+    }
+}
+
+/// One single-term decoupled conv per term k = r−1 down to `lo`, summed in f64 as they come;
+/// progress is reported as "`what`, term i of r".
+fn tail_sums(
+    dec: &Decomposition,
+    x: &FeatureMap,
+    geometry: &crate::layer::ConvGeometry,
+    lo: usize,
+    keep: Option<usize>,
+    what: &str,
+    report: &mut dyn FnMut(&str, f64),
+) -> Result<Tails> {
+    let r = dec.full_rank;
+    let mut tails = Tails { sum: Vec::new(), shape: (0, 0, 0), norms: vec![0.0; r], kept: None };
+    for k in (lo..r).rev() {
+        report(&format!("{what}, term {} of {r}", r - k), (r - k) as f64 / (r + 1) as f64);
+        let d = crate::conv::decoupled_forward(x, &dec.term(k)?.merged(1)?, None, geometry)?;
+        if tails.sum.is_empty() {
+            tails.sum = vec![0.0; d.data.len()];
+            tails.shape = (d.c, d.h, d.w);
+        } else if d.data.len() != tails.sum.len() {
+            return Err(Error::Shape("a term's output differs in size from the layer's".into()));
+        }
+        for (a, &v) in tails.sum.iter_mut().zip(&d.data) {
+            *a += v as f64;
+        }
+        if k >= 1 {
+            tails.norms[k - 1] = tails.sum.iter().map(|v| v * v).sum();
+        }
+        if keep == Some(k) {
+            tails.kept = Some(tails.sum.clone());
+        }
+    }
+    Ok(tails)
 }
 
 fn no_layer() -> Error {
