@@ -138,22 +138,77 @@ struct Prepared {
     /// which computes it as the sum of the layer's depthwise-separable terms (see
     /// [`decoupled_by_terms`]).
     reference: Option<FeatureMap>,
-    /// The original layer's shortest time on this input (ms; 0 until [`Engine::settle_timings`]
-    /// has timed it).
-    original_ms: f64,
+    /// The original layer's timing on this input ([`Engine::settle_timings`]).
+    original: Timing,
+    /// The decoupled layer's timings on this input, by ordering and T.
+    decoupled: HashMap<(Order, usize), Timing>,
     curves: HashMap<Order, Vec<f64>>,
+    /// Each term's output on this input, by ordering (from the terms pass; not kept when
+    /// larger than [`TERM_CACHE_MAX`]): a later forward at any T or output channel is a sum of
+    /// them, with no conv run.
+    terms: HashMap<Order, TermCache>,
     /// The last forward result (asked again when the page repeats a request the worker already
     /// answered on its own at start-up).
     forward: Option<ForwardResult>,
-    /// Re-timing runs done so far ([`Engine::settle_timings`]); the timings are settled after
-    /// [`SETTLE_RUNS`] of each layer, until then they come from the first runs on this input.
-    settle_steps: usize,
 }
 
 impl Prepared {
-    /// Whether the timings have been re-measured with the code warm.
-    fn settled(&self) -> bool {
-        self.settle_steps >= 2 * SETTLE_RUNS
+    /// The timing of the decoupled layer at (`order`, `t`) so far.
+    fn decoupled_timing(&self, order: Order, t: usize) -> Timing {
+        self.decoupled.get(&(order, t)).copied().unwrap_or_default()
+    }
+
+    /// Whether both layers of a forward at (`order`, `t`) have been timed [`SETTLE_RUNS`] times.
+    fn settled(&self, order: Order, t: usize) -> bool {
+        self.original.runs >= SETTLE_RUNS && self.decoupled_timing(order, t).runs >= SETTLE_RUNS
+    }
+}
+
+/// The shortest of a layer's timed runs on one input.
+#[derive(Clone, Copy, Default, Debug)]
+struct Timing {
+    /// The shortest run (ms; 0 before the first).
+    best_ms: f64,
+    runs: usize,
+}
+
+impl Timing {
+    fn add(&mut self, ms: f64) {
+        self.best_ms = shorter(self.best_ms, ms);
+        self.runs += 1;
+    }
+}
+
+/// Most floats the per-term outputs of one ordering may hold (32 MB): the default view holds
+/// 9 × 256 × 26 × 40 ≈ 2.4 M, VGG's conv1_1 on a 160 × 106 image 3 × 64 × 160 × 106 ≈ 3.3 M.
+pub const TERM_CACHE_MAX: usize = 8 << 20;
+
+/// Each term's output of one ordering on one input (see [`TermsPass::terms`]).
+struct TermCache {
+    plane: usize,
+    channels: usize,
+    /// Term k's output, all channels (c × h × w).
+    terms: Vec<Vec<f32>>,
+}
+
+impl TermCache {
+    /// Output channel `ch` of the decoupled layer at T: Σ_{k<T} term k + bias, in f64 from the
+    /// last term down (as [`decoupled_by_terms`] sums).
+    fn channel_at(&self, t: usize, ch: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        if t == 0 || t > self.terms.len() || ch >= self.channels {
+            return Err(Error::Param(format!("no cached term outputs for T = {t}, channel {ch}")));
+        }
+        let range = ch * self.plane..(ch + 1) * self.plane;
+        let mut acc = vec![0.0f64; self.plane];
+        for term in self.terms[..t].iter().rev() {
+            let part =
+                term.get(range.clone()).ok_or_else(|| Error::Shape("a cached term is short".into()))?;
+            for (a, &v) in acc.iter_mut().zip(part) {
+                *a += v as f64;
+            }
+        }
+        let b = bias.and_then(|b| b.get(ch)).copied().unwrap_or(0.0) as f64;
+        Ok(acc.into_iter().map(|v| (v + b) as f32).collect())
     }
 }
 
@@ -551,10 +606,11 @@ impl Engine {
             summary: summary.clone(),
             input,
             reference: None,
-            original_ms: 0.0,
+            original: Timing::default(),
+            decoupled: HashMap::new(),
             curves: HashMap::new(),
+            terms: HashMap::new(),
             forward: None,
-            settle_steps: 0,
         });
         Ok(summary)
     }
@@ -581,15 +637,19 @@ impl Engine {
         })
     }
 
-    /// Original vs decoupled output at T for one output channel, with timings.
+    /// Original vs decoupled output at T for one output channel, with the timings so far.
     ///
-    /// The first forward (or curve) on an input runs the decoupled layer term by term
-    /// ([`decoupled_by_terms`]): the sum of all terms is the original output, the sum of the
+    /// The first forward (or curve) on an input in an ordering runs the decoupled layer term by
+    /// term ([`decoupled_by_terms`]): the sum of all terms is the original output, the sum of the
     /// first T the decoupled one, and the running sums give the output error for every T, all for
     /// about the cost of one regular conv (running the original layer, the decoupled one and the
-    /// curve's terms separately costs twice that, on the first view's critical path). Its times
-    /// are 0 (not measured): [`Engine::settle_timings`] times both layers once the worker is idle.
-    /// Later forwards on the input run the decoupled layer at T directly and time it.
+    /// curve's terms separately costs twice that). Each term's output is kept (up to
+    /// [`TERM_CACHE_MAX`] floats), so a later forward at another T or output channel is a sum of
+    /// a few maps: a T change costs the worker microseconds, not a conv that would compete with
+    /// the page's redraw for the CPU. No forward is timed: [`Engine::settle_timings`] times both
+    /// layers once the worker is idle, and the result carries the times measured so far for its
+    /// T (0: not yet). (When the terms are too large to keep, a later forward runs the decoupled
+    /// layer at T and counts as its first timed run.)
     pub fn forward(
         &mut self,
         t: usize,
@@ -616,23 +676,41 @@ impl Engine {
             return Ok(f.clone());
         }
         let bias = l.layer.bias.as_deref();
-        let (y, rel_error, decoupled_ms) = match &p.reference {
-            Some(reference) => {
+        let cached = p.terms.get(&order).zip(p.curves.get(&order));
+        let (decoupled, rel_error) = match (cached, &p.reference) {
+            (Some((terms, curve)), Some(_)) => {
+                let rel_error = curve.get(t - 1).copied().ok_or_else(no_layer)?;
+                (terms.channel_at(t, out_channel, bias)?, rel_error)
+            }
+            // The terms of this ordering ran and were too large to keep.
+            (None, Some(reference)) if p.curves.contains_key(&order) => {
                 let merged = dec.merged(t)?;
                 let start = (self.clock)();
                 let y = crate::conv::decoupled_forward(&p.input, &merged, bias, &l.layer.geometry)?;
                 let ms = (self.clock)() - start;
-                let rel_error = y.rel_error(reference)?;
-                (y, rel_error, ms)
+                p.decoupled.entry((order, t)).or_default().add(ms);
+                (y.channel(out_channel).to_vec(), y.rel_error(reference)?)
             }
-            None => {
-                let pass = decoupled_by_terms(dec, &p.input, bias, &l.layer.geometry, Some(t), report)?;
+            _ => {
+                let pass = decoupled_by_terms(
+                    dec,
+                    &p.input,
+                    bias,
+                    &l.layer.geometry,
+                    Some(t),
+                    TERM_CACHE_MAX,
+                    report,
+                )?;
                 let y =
                     pass.at_t.ok_or_else(|| Error::Param("the decoupled output at T is missing".into()))?;
                 let rel_error = pass.errors[t - 1];
                 p.curves.insert(order, pass.errors);
-                p.reference = Some(pass.original);
-                (y, rel_error, 0.0)
+                if !pass.terms.is_empty() {
+                    let plane = y.h * y.w;
+                    p.terms.insert(order, TermCache { plane, channels: y.c, terms: pass.terms });
+                }
+                p.reference.get_or_insert(pass.original);
+                (y.channel(out_channel).to_vec(), rel_error)
             }
         };
         let reference = p.reference.as_ref().ok_or_else(no_layer)?;
@@ -641,69 +719,79 @@ impl Engine {
             t,
             order,
             out_channel,
-            h: y.h,
-            w: y.w,
+            h: reference.h,
+            w: reference.w,
             original: reference.channel(out_channel).to_vec(),
-            decoupled: y.channel(out_channel).to_vec(),
+            decoupled,
             rel_error,
             weight_error,
-            original_ms: p.original_ms,
-            decoupled_ms,
+            original_ms: p.original.best_ms,
+            decoupled_ms: p.decoupled_timing(order, t).best_ms,
             kernels: crate::conv::kernels().to_string(),
-            settled: p.settled(),
+            settled: p.settled(order, t),
         };
         p.forward = Some(result.clone());
         Ok(result)
     }
 
     /// Whether [`Engine::settle_timings`] has work to do: a forward result on this input whose
-    /// timings come from first runs.
+    /// layers have not both been timed [`SETTLE_RUNS`] times.
     pub fn timings_unsettled(&self) -> bool {
-        self.prepared.as_ref().is_some_and(|p| !p.settled() && p.forward.is_some())
+        self.prepared.as_ref().is_some_and(|p| p.forward.as_ref().is_some_and(|f| !p.settled(f.order, f.t)))
     }
 
-    /// One step of re-timing, the shorter time kept: the original layer and the last forward's
-    /// decoupled layer in turn, [`SETTLE_RUNS`] times each (in turn, so that both see the same
-    /// conditions: the first steps run while the page is still drawing its first view, and timing
-    /// one layer before the other skewed their ratio by up to 1.5×); the last step marks this
-    /// input's timings settled (later forwards on it too) and returns the last forward result with
-    /// them. In a browser the first runs on an input execute code that may still be in the
-    /// engine's baseline tier, so their times can be several times too long and the measured
-    /// speed-up off by as much. The worker calls this while it is idle, one step per task, so that
-    /// a request never waits for more than one run. None while steps remain (or when there is
-    /// nothing to settle).
+    /// One timed run, the shorter time kept: of the original layer and of the last forward's
+    /// decoupled layer in turn, until each has [`SETTLE_RUNS`] runs (in turn, so that both see
+    /// the same conditions: timing one layer's runs before the other's skewed their ratio by up
+    /// to 1.5× while the page was drawing). The original layer's runs count for every T on the
+    /// input, the decoupled layer's for its ordering and T. The step that completes both returns
+    /// the last forward result with its times, marked settled. In a browser the first runs on
+    /// an input execute code that may still be in the engine's baseline tier, so a single run
+    /// can be several times too long and the measured speed-up off by as much. The worker calls
+    /// this while it is idle, one step per task, so that a request never waits for more than
+    /// one run. None while steps remain (or when there is nothing to settle).
     pub fn settle_timings(&mut self) -> Result<Option<ForwardResult>> {
         if !self.timings_unsettled() {
             return Ok(None);
         }
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         let p = self.prepared.as_mut().ok_or_else(no_layer)?;
-        let step = p.settle_steps;
-        // Counted even if the run fails: each step is tried once per input.
-        p.settle_steps += 1;
-        let settled = p.settled();
         let Some(f) = p.forward.as_mut() else { return Ok(None) };
-        // (A run that fails, which the same forward did not, leaves its time as it was: the
-        // last step still hands back the result, the page waits for it.)
+        let key = (f.order, f.t);
+        let dec_runs = p.decoupled.get(&key).map_or(0, |d| d.runs);
+        // (A run that fails, which the forward did not, counts with its time left as it was:
+        // each layer is tried SETTLE_RUNS times, and the last step still hands back the result.)
         let start = (self.clock)();
-        if step % 2 == 0 {
-            if crate::conv::layer_forward(&p.input, &l.layer).is_ok() {
-                p.original_ms = shorter(p.original_ms, (self.clock)() - start);
+        if p.original.runs < SETTLE_RUNS && p.original.runs <= dec_runs {
+            let ok = crate::conv::layer_forward(&p.input, &l.layer).is_ok();
+            let ms = (self.clock)() - start;
+            if ok {
+                p.original.add(ms);
+            } else {
+                p.original.runs += 1;
             }
-            f.original_ms = p.original_ms;
         } else {
             let run = l.dec(f.order).and_then(|d| d.merged(f.t)).and_then(|merged| {
                 crate::conv::decoupled_forward(&p.input, &merged, l.layer.bias.as_deref(), &l.layer.geometry)
             });
+            let ms = (self.clock)() - start;
+            let timing = p.decoupled.entry(key).or_default();
             if run.is_ok() {
-                f.decoupled_ms = shorter(f.decoupled_ms, (self.clock)() - start);
+                timing.add(ms);
+            } else {
+                timing.runs += 1;
             }
         }
+        f.original_ms = p.original.best_ms;
+        f.decoupled_ms = p.decoupled.get(&key).map_or(0.0, |d| d.best_ms);
+        let settled =
+            p.original.runs >= SETTLE_RUNS && p.decoupled.get(&key).map_or(0, |d| d.runs) >= SETTLE_RUNS;
         f.settled = settled;
         Ok(settled.then(|| f.clone()))
     }
 
-    /// Output relative error for T = 1..=full rank (cached per ordering and input).
+    /// Output relative error for T = 1..=full rank (cached per ordering and input; the pass that
+    /// computes it keeps the terms' outputs for later forwards, see [`Engine::forward`]).
     pub fn output_error_curve(
         &mut self,
         order: Order,
@@ -718,17 +806,15 @@ impl Engine {
             return Ok(c.clone());
         }
         let dec = l.dec(order)?;
-        let errors = match &p.reference {
-            Some(reference) => output_error_by_terms(dec, &p.input, reference, &l.layer.geometry, report)?,
-            None => {
-                let bias = l.layer.bias.as_deref();
-                let pass = decoupled_by_terms(dec, &p.input, bias, &l.layer.geometry, None, report)?;
-                p.reference = Some(pass.original);
-                pass.errors
-            }
-        };
-        p.curves.insert(order, errors.clone());
-        Ok(errors)
+        let bias = l.layer.bias.as_deref();
+        let pass = decoupled_by_terms(dec, &p.input, bias, &l.layer.geometry, None, TERM_CACHE_MAX, report)?;
+        if !pass.terms.is_empty() {
+            let (c, h, w) = (pass.original.c, pass.original.h, pass.original.w);
+            p.terms.insert(order, TermCache { plane: h * w, channels: c, terms: pass.terms });
+        }
+        p.reference.get_or_insert(pass.original);
+        p.curves.insert(order, pass.errors.clone());
+        Ok(pass.errors)
     }
 }
 
@@ -772,7 +858,7 @@ pub fn output_error_by_terms(
     geometry: &crate::layer::ConvGeometry,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<Vec<f64>> {
-    let tails = tail_sums(dec, x, geometry, 1, None, "output error", report)?;
+    let tails = tail_sums(dec, x, geometry, 1, None, 0, "output error", report)?;
     if !tails.sum.is_empty() && tails.sum.len() != reference.data.len() {
         return Err(Error::Shape("a term's output differs in size from the layer's".into()));
     }
@@ -790,25 +876,32 @@ pub struct TermsPass {
     pub errors: Vec<f64>,
     /// The decoupled layer's output at the T asked for (with the bias).
     pub at_t: Option<FeatureMap>,
+    /// Term k's output (c × h × w, no bias) at index k, when all r of them fit in the number of
+    /// floats allowed; else empty.
+    pub terms: Vec<Vec<f32>>,
 }
 
 /// The decoupled layer on `x` term by term: one single-term decoupled conv per term, from the
 /// last, summed in f64. Their sum (with the bias) is the original layer's output, the sum of the
 /// first T the decoupled layer's at T, and the running sums give the output error for every T:
-/// all three for about the cost of one regular conv.
+/// all three for about the cost of one regular conv. Each term's output is kept too when all
+/// of them hold at most `max_kept` floats (0: never).
 pub fn decoupled_by_terms(
     dec: &Decomposition,
     x: &FeatureMap,
     bias: Option<&[f32]>,
     geometry: &crate::layer::ConvGeometry,
     t: Option<usize>,
+    max_kept: usize,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<TermsPass> {
     let r = dec.full_rank;
     if let Some(t) = t {
         check_t(t, r)?;
     }
-    let tails = tail_sums(dec, x, geometry, 0, t.filter(|&t| t < r), "decoupled layer", report)?;
+    let mut tails =
+        tail_sums(dec, x, geometry, 0, t.filter(|&t| t < r), max_kept, "decoupled layer", report)?;
+    let terms = std::mem::take(&mut tails.terms);
     let (c, h, w) = tails.shape;
     let plane = h * w;
     let bias_of = |i: usize| match bias {
@@ -827,7 +920,7 @@ pub fn decoupled_by_terms(
             Some(FeatureMap::new(c, h, w, y)?)
         }
     };
-    Ok(TermsPass { original: FeatureMap::new(c, h, w, original)?, errors: tails.errors(den), at_t })
+    Ok(TermsPass { original: FeatureMap::new(c, h, w, original)?, errors: tails.errors(den), at_t, terms })
 }
 
 /// Running sums of the terms' outputs, from the last term down (see [`tail_sums`]).
@@ -840,6 +933,8 @@ struct Tails {
     norms: Vec<f64>,
     /// Σ_{j ≥ keep} conv(x, term j), when asked for.
     kept: Option<Vec<f64>>,
+    /// conv(x, term j) at index j − lo, when all fit in the floats allowed; else empty.
+    terms: Vec<Vec<f32>>,
 }
 
 impl Tails {
@@ -862,25 +957,31 @@ impl Tails {
     }
 }
 
-/// One single-term decoupled conv per term k = r−1 down to `lo`, summed in f64 as they come;
-/// progress is reported as "`what`, term i of r".
+/// One single-term decoupled conv per term k = r−1 down to `lo`, summed in f64 as they come
+/// (and kept, when all r − lo outputs hold at most `max_kept` floats); progress is reported as
+/// "`what`, term i of r".
+#[allow(clippy::too_many_arguments)]
 fn tail_sums(
     dec: &Decomposition,
     x: &FeatureMap,
     geometry: &crate::layer::ConvGeometry,
     lo: usize,
     keep: Option<usize>,
+    max_kept: usize,
     what: &str,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<Tails> {
     let r = dec.full_rank;
-    let mut tails = Tails { sum: Vec::new(), shape: (0, 0, 0), norms: vec![0.0; r], kept: None };
+    let mut tails =
+        Tails { sum: Vec::new(), shape: (0, 0, 0), norms: vec![0.0; r], kept: None, terms: Vec::new() };
+    let mut keep_terms = max_kept > 0;
     for k in (lo..r).rev() {
         report(&format!("{what}, term {} of {r}", r - k), (r - k) as f64 / (r + 1) as f64);
         let d = crate::conv::decoupled_forward(x, &dec.term(k)?.merged(1)?, None, geometry)?;
         if tails.sum.is_empty() {
             tails.sum = vec![0.0; d.data.len()];
             tails.shape = (d.c, d.h, d.w);
+            keep_terms &= d.data.len().saturating_mul(r - lo) <= max_kept;
         } else if d.data.len() != tails.sum.len() {
             return Err(Error::Shape("a term's output differs in size from the layer's".into()));
         }
@@ -893,7 +994,12 @@ fn tail_sums(
         if keep == Some(k) {
             tails.kept = Some(tails.sum.clone());
         }
+        if keep_terms {
+            tails.terms.push(d.data);
+        }
     }
+    // (Run from the last term down.)
+    tails.terms.reverse();
     Ok(tails)
 }
 
@@ -1030,6 +1136,28 @@ fn layer_input(ex: &Example, image: &RgbaImage, vgg: Option<&VggPrefix>) -> Resu
                  measured on noise"
                     .to_string(),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod term_cache_tests {
+    use super::TermCache;
+
+    /// Hand-computed sums: two terms, two channels of two pixels, with and without a bias.
+    #[test]
+    fn channel_at_sums_the_first_t_terms_and_adds_the_bias() {
+        let cache = TermCache {
+            plane: 2,
+            channels: 2,
+            terms: vec![vec![1.0, 2.0, 3.0, 4.0], vec![10.0, 20.0, 30.0, 40.0]],
+        };
+        let bias = [0.5f32, -1.0];
+        assert_eq!(cache.channel_at(1, 1, Some(&bias)).expect("T = 1"), vec![2.0, 3.0]);
+        assert_eq!(cache.channel_at(2, 0, Some(&bias)).expect("T = 2"), vec![11.5, 22.5]);
+        assert_eq!(cache.channel_at(2, 1, None).expect("no bias"), vec![33.0, 44.0]);
+        for (t, ch) in [(0, 0), (3, 0), (1, 2)] {
+            assert!(cache.channel_at(t, ch, None).is_err(), "T = {t}, channel {ch}");
         }
     }
 }

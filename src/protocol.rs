@@ -291,16 +291,18 @@ pub struct ForwardResult {
     pub rel_error: f64,
     /// Relative weight error at T (from the σ tails), as the core reports it.
     pub weight_error: f64,
-    /// Wall time of the original forward, milliseconds (0: not measured yet; the first forward on
-    /// an input is computed term by term, see `Engine::forward`).
+    /// Wall time of the original forward, milliseconds: the shortest run on this input so far
+    /// (0: not measured yet; forwards are computed from the layer's terms, untimed, and the worker
+    /// times the layers when idle, see `Engine::forward`).
     pub original_ms: f64,
-    /// Wall time of the decoupled forward (merged form), milliseconds (0: not measured yet).
+    /// Wall time of the decoupled forward at this T (merged form), milliseconds: the shortest run
+    /// so far (0: not measured yet).
     pub decoupled_ms: f64,
     /// The GEMM kernels the times were measured with ([`crate::conv::kernels`]).
     #[serde(default)]
     pub kernels: String,
-    /// Whether the times were re-measured with the code warm (`Engine::settle_timings`); false:
-    /// they come from the first runs on this input and may be several times too long.
+    /// Whether both layers have been timed three times (`Engine::settle_timings`); false: the
+    /// times are missing or come from a first run, which may be several times too long.
     #[serde(default)]
     pub settled: bool,
 }
