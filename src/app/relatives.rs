@@ -292,9 +292,20 @@ pub fn RelativesSection() -> impl IntoView {
     // timings, so that it competes neither with the first plots nor with the re-timing of the
     // layers (which would then measure this worker's load).
     // (The curves are cleared when the layer or input changes, which restarts it anyway.)
-    let main_ready = Memo::new(move |_| {
-        ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.settled)) && ctx.curves.with(|c| !c.is_empty())
+    // Latched per layer and input: a T change unsettles the forward result again (the worker
+    // times the decoupled layer at the new T), which must not restart the comparison.
+    let ready_for = RwSignal::new(None);
+    Effect::new(move |_| {
+        let settled = ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.settled));
+        if settled && ctx.curves.with(|c| !c.is_empty()) {
+            let key = (layer_key.get_untracked(), input_key.get_untracked());
+            if ready_for.with_untracked(|r| r.as_ref() != Some(&key)) {
+                ready_for.set(Some(key));
+            }
+        }
     });
+    let main_ready =
+        Memo::new(move |_| ready_for.with(|r| r.as_ref() == Some(&(layer_key.get(), input_key.get()))));
     Effect::new(move |_| {
         // Newest wins: any change of layer, input or budget restarts the comparison.
         let (l, i, x) = (layer_key.get(), input_key.get(), speedup.get());

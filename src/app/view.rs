@@ -125,7 +125,10 @@ fn wire_requests(ctx: Ctx) {
     Effect::new(move |_| {
         let _ = input_key.get();
         if loaded.get().is_some() && has_input.get() {
-            ctx.send(RequestBody::Forward { t: t.get(), order: order.get(), out_channel: out.get() });
+            send_after_frame(
+                ctx,
+                RequestBody::Forward { t: t.get(), order: order.get(), out_channel: out.get() },
+            );
         }
     });
     Effect::new(move |_| {
@@ -134,6 +137,29 @@ fn wire_requests(ctx: Ctx) {
             ctx.send(RequestBody::OutputErrorCurve { order: order.get() });
         }
     });
+}
+
+thread_local! {
+    /// The forward request waiting for the next frame (see [`send_after_frame`]).
+    static PENDING_FORWARD: std::cell::RefCell<Option<RequestBody>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sends `body` once the page has drawn its next frame (the newest such request wins): a T
+/// change redraws the layer charts in that frame, and the worker's answer (the feature maps,
+/// drawn in the frame after) then neither competes with it for the CPU nor lands in it. A timer
+/// sends it too, for a hidden tab, which draws no frames.
+fn send_after_frame(ctx: Ctx, body: RequestBody) {
+    let first = PENDING_FORWARD.with(|p| p.borrow_mut().replace(body).is_none());
+    if !first {
+        return;
+    }
+    let flush = move || {
+        if let Some(body) = PENDING_FORWARD.with(|p| p.borrow_mut().take()) {
+            ctx.send(body);
+        }
+    };
+    request_animation_frame(move || set_timeout(flush, std::time::Duration::ZERO));
+    set_timeout(flush, std::time::Duration::from_millis(100));
 }
 
 /// Keeps the address bar in step with the state.
@@ -434,8 +460,13 @@ fn Numbers() -> impl IntoView {
     };
     let measured = move || {
         ctx.fwd.with(|f| match f {
-            // The first forward on an input is computed term by term, untimed: the worker times
-            // both layers once it is idle (see `Engine::forward`).
+            // Forwards are not timed (the first on an input is computed term by term, later ones
+            // from its terms): the worker times both layers once it is idle (see
+            // `Engine::forward`), the original once per input, the decoupled layer once per T.
+            Some(f) if f.original_ms > 0.0 && f.decoupled_ms <= 0.0 => format!(
+                "original {:.1} ms; timing the decoupled layer at T = {} once the worker is idle…",
+                f.original_ms, f.t
+            ),
             Some(f) if !(f.original_ms > 0.0 && f.decoupled_ms > 0.0) => {
                 "timing both layers once the worker is idle…".into()
             }

@@ -42,7 +42,14 @@ mod glue {
         static LATER: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
         /// Whether the conv kernels have been warmed up.
         static WARM: Cell<bool> = const { Cell::new(false) };
+        /// When the last request was answered (`performance.now()`, ms).
+        static LAST_ANSWER: Cell<f64> = const { Cell::new(0.0) };
     }
+
+    /// How long the worker waits after its last answer before it times a layer (ms). The page
+    /// redraws on the answer (a T change: its next frame); a timing run then (tens of ms on one
+    /// core) would compete with that frame for the CPU, and during a slider drag every step would.
+    const SETTLE_QUIET_MS: f64 = 150.0;
 
     /// Rounds of [`ndlab::engine::warm_up`] before the first request that runs convs (0 disables
     /// it; see its doc). Loading and decoupling a layer does not wait for it.
@@ -218,13 +225,21 @@ mod glue {
             });
             let Some(req) = next else {
                 // Idle: re-time the last forward with the code warm (see
-                // `Engine::settle_timings`), unless a request arrived meanwhile.
+                // `Engine::settle_timings`), unless a request arrived meanwhile; not until the
+                // page has had its redraw (the loop ends and a timer starts it again; a message
+                // arriving meanwhile starts it at once).
+                let quiet = now_ms() - LAST_ANSWER.with(Cell::get);
+                if quiet < SETTLE_QUIET_MS && ENGINE.with(|e| e.borrow().timings_unsettled()) {
+                    drain_after(SETTLE_QUIET_MS - quiet);
+                    break;
+                }
                 if !settle_timings().await {
                     break;
                 }
                 continue;
             };
             run(req).await;
+            LAST_ANSWER.with(|t| t.set(now_ms()));
             sleep0().await;
         }
         RUNNING.with(|r| r.set(false));
@@ -346,6 +361,17 @@ mod glue {
             let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
         });
         let _ = JsFuture::from(promise).await;
+    }
+
+    /// Starts [`drain`] after `ms`, unless it is running then.
+    fn drain_after(ms: f64) {
+        let start = Closure::once_into_js(|| {
+            if !RUNNING.with(|r| r.replace(true)) {
+                wasm_bindgen_futures::spawn_local(drain());
+            }
+        });
+        let ms = ms.ceil() as i32;
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(start.unchecked_ref(), ms);
     }
 
     /// Starts `fetch(path)` (relative to the worker script, i.e. the app's root).

@@ -136,6 +136,15 @@ test('small layer: all seven methods, the Pareto plot, numbers of the core', asy
   assert.ok((await page.locator('[data-testid="family-view"] math').count()) >= 5, 'MathML formulas');
   assert.match(await page.getByTestId('budget').innerText(), /budget 432 MACs per output pixel/);
   figures.mtcnn_total_s = Number((await page.getByTestId('compare-status').innerText()).match(/([\d.]+) s/)?.[1]);
+  // A T change (the worker then times the decoupled layer at the new T) leaves the comparison
+  // as it is: it depends on the layer, the input and the budget only.
+  const statusBefore = await page.getByTestId('compare-status').innerText();
+  const t2 = t === 1 ? 2 : 1;
+  await page.getByTestId('t-slider').fill(String(t2));
+  await page.waitForSelector(`canvas.plot-maps[data-t="${t2}"]`, { timeout: TIMEOUT });
+  await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
+  assert.equal(await page.getByTestId('compare-status').getAttribute('data-state'), 'done');
+  assert.equal(await page.getByTestId('compare-status').innerText(), statusBefore, 'the comparison did not restart');
   assert.deepEqual(p.problems, []);
   await p.context.close();
 });
