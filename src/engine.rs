@@ -180,14 +180,30 @@ impl Timing {
 }
 
 /// Most floats the per-term outputs of one ordering may hold (32 MB): the default view holds
-/// 9 × 256 × 26 × 40 ≈ 2.4 M, VGG's conv1_1 on a 160 × 106 image 3 × 64 × 160 × 106 ≈ 3.3 M.
+/// 9 × 256 × 40 × 40 ≈ 3.7 M, VGG's conv1_1 on a 160 × 106 image 3 × 64 × 160 × 106 ≈ 3.3 M.
+/// Larger layers keep the shown output channel's only.
 pub const TERM_CACHE_MAX: usize = 8 << 20;
+
+/// Which term outputs a terms pass keeps (see [`decoupled_by_terms`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KeepTerms {
+    /// Most floats they may hold (0: none are kept).
+    pub max_floats: usize,
+    /// The output channel to keep when all channels would not fit.
+    pub channel: Option<usize>,
+}
+
+impl KeepTerms {
+    /// Keep nothing.
+    pub const NONE: KeepTerms = KeepTerms { max_floats: 0, channel: None };
+}
 
 /// Each term's output of one ordering on one input (see [`TermsPass::terms`]).
 struct TermCache {
     plane: usize,
-    channels: usize,
-    /// Term k's output, all channels (c × h × w).
+    /// The output channels held: all of them, or only the one shown when all would not fit.
+    channels: std::ops::Range<usize>,
+    /// Term k's output on those channels (channels × h × w).
     terms: Vec<Vec<f32>>,
 }
 
@@ -195,10 +211,11 @@ impl TermCache {
     /// Output channel `ch` of the decoupled layer at T: Σ_{k<T} term k + bias, in f64 from the
     /// last term down (as [`decoupled_by_terms`] sums).
     fn channel_at(&self, t: usize, ch: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        if t == 0 || t > self.terms.len() || ch >= self.channels {
+        if t == 0 || t > self.terms.len() || !self.channels.contains(&ch) {
             return Err(Error::Param(format!("no cached term outputs for T = {t}, channel {ch}")));
         }
-        let range = ch * self.plane..(ch + 1) * self.plane;
+        let at = ch - self.channels.start;
+        let range = at * self.plane..(at + 1) * self.plane;
         let mut acc = vec![0.0f64; self.plane];
         for term in self.terms[..t].iter().rev() {
             let part =
@@ -228,6 +245,8 @@ pub struct Engine {
     file: Option<OpenedFile>,
     /// Number of file layers loaded so far.
     file_loads: u64,
+    /// Most floats of term outputs kept per ordering ([`TERM_CACHE_MAX`] by default).
+    term_cache_max: usize,
 }
 
 impl Engine {
@@ -244,7 +263,15 @@ impl Engine {
             pending_file: None,
             file: None,
             file_loads: 0,
+            term_cache_max: TERM_CACHE_MAX,
         }
+    }
+
+    /// The same engine keeping at most `floats` floats of term outputs per ordering (see
+    /// [`Engine::forward`]); past that, the shown output channel's only.
+    pub fn with_term_cache_max(mut self, floats: usize) -> Self {
+        self.term_cache_max = floats;
+        self
     }
 
     /// Files (paths relative to the page) that `body` needs and the engine does not hold yet.
@@ -644,12 +671,13 @@ impl Engine {
     /// first T the decoupled one, and the running sums give the output error for every T, all for
     /// about the cost of one regular conv (running the original layer, the decoupled one and the
     /// curve's terms separately costs twice that). Each term's output is kept (up to
-    /// [`TERM_CACHE_MAX`] floats), so a later forward at another T or output channel is a sum of
+    /// [`TERM_CACHE_MAX`] floats, see [`Engine::with_term_cache_max`]; past that, the output
+    /// channel asked for only), so a later forward at another T (or output channel) is a sum of
     /// a few maps: a T change costs the worker microseconds, not a conv that would compete with
     /// the page's redraw for the CPU. No forward is timed: [`Engine::settle_timings`] times both
     /// layers once the worker is idle, and the result carries the times measured so far for its
-    /// T (0: not yet). (When the terms are too large to keep, a later forward runs the decoupled
-    /// layer at T and counts as its first timed run.)
+    /// T (0: not yet). (A forward on a channel whose terms were not kept runs the decoupled layer
+    /// at T, which counts as its first timed run.)
     pub fn forward(
         &mut self,
         t: usize,
@@ -676,13 +704,14 @@ impl Engine {
             return Ok(f.clone());
         }
         let bias = l.layer.bias.as_deref();
-        let cached = p.terms.get(&order).zip(p.curves.get(&order));
+        let cached =
+            p.terms.get(&order).filter(|c| c.channels.contains(&out_channel)).zip(p.curves.get(&order));
         let (decoupled, rel_error) = match (cached, &p.reference) {
             (Some((terms, curve)), Some(_)) => {
                 let rel_error = curve.get(t - 1).copied().ok_or_else(no_layer)?;
                 (terms.channel_at(t, out_channel, bias)?, rel_error)
             }
-            // The terms of this ordering ran and were too large to keep.
+            // The terms of this ordering ran, and this channel's were not kept.
             (None, Some(reference)) if p.curves.contains_key(&order) => {
                 let merged = dec.merged(t)?;
                 let start = (self.clock)();
@@ -698,7 +727,7 @@ impl Engine {
                     bias,
                     &l.layer.geometry,
                     Some(t),
-                    TERM_CACHE_MAX,
+                    KeepTerms { max_floats: self.term_cache_max, channel: Some(out_channel) },
                     report,
                 )?;
                 let y =
@@ -706,8 +735,8 @@ impl Engine {
                 let rel_error = pass.errors[t - 1];
                 p.curves.insert(order, pass.errors);
                 if !pass.terms.is_empty() {
-                    let plane = y.h * y.w;
-                    p.terms.insert(order, TermCache { plane, channels: y.c, terms: pass.terms });
+                    let (plane, channels) = (y.h * y.w, pass.terms_channels);
+                    p.terms.insert(order, TermCache { plane, channels, terms: pass.terms });
                 }
                 p.reference.get_or_insert(pass.original);
                 (y.channel(out_channel).to_vec(), rel_error)
@@ -807,10 +836,15 @@ impl Engine {
         }
         let dec = l.dec(order)?;
         let bias = l.layer.bias.as_deref();
-        let pass = decoupled_by_terms(dec, &p.input, bias, &l.layer.geometry, None, TERM_CACHE_MAX, report)?;
+        // (Past the cap, the terms of the last forward's output channel are kept.)
+        let keep = KeepTerms {
+            max_floats: self.term_cache_max,
+            channel: Some(p.forward.as_ref().map_or(0, |f| f.out_channel)),
+        };
+        let pass = decoupled_by_terms(dec, &p.input, bias, &l.layer.geometry, None, keep, report)?;
         if !pass.terms.is_empty() {
-            let (c, h, w) = (pass.original.c, pass.original.h, pass.original.w);
-            p.terms.insert(order, TermCache { plane: h * w, channels: c, terms: pass.terms });
+            let (plane, channels) = (pass.original.h * pass.original.w, pass.terms_channels);
+            p.terms.insert(order, TermCache { plane, channels, terms: pass.terms });
         }
         p.reference.get_or_insert(pass.original);
         p.curves.insert(order, pass.errors.clone());
@@ -858,7 +892,7 @@ pub fn output_error_by_terms(
     geometry: &crate::layer::ConvGeometry,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<Vec<f64>> {
-    let tails = tail_sums(dec, x, geometry, 1, None, 0, "output error", report)?;
+    let tails = tail_sums(dec, x, geometry, 1, None, KeepTerms::NONE, "output error", report)?;
     if !tails.sum.is_empty() && tails.sum.len() != reference.data.len() {
         return Err(Error::Shape("a term's output differs in size from the layer's".into()));
     }
@@ -876,32 +910,35 @@ pub struct TermsPass {
     pub errors: Vec<f64>,
     /// The decoupled layer's output at the T asked for (with the bias).
     pub at_t: Option<FeatureMap>,
-    /// Term k's output (c × h × w, no bias) at index k, when all r of them fit in the number of
-    /// floats allowed; else empty.
+    /// Term k's output (no bias) at index k, on the channels `terms_channels`: all of them when
+    /// they fit in the floats allowed, else the one channel asked for when it fits, else none
+    /// (empty).
     pub terms: Vec<Vec<f32>>,
+    /// The output channels [`TermsPass::terms`] hold.
+    pub terms_channels: std::ops::Range<usize>,
 }
 
 /// The decoupled layer on `x` term by term: one single-term decoupled conv per term, from the
 /// last, summed in f64. Their sum (with the bias) is the original layer's output, the sum of the
 /// first T the decoupled layer's at T, and the running sums give the output error for every T:
-/// all three for about the cost of one regular conv. Each term's output is kept too when all
-/// of them hold at most `max_kept` floats (0: never).
+/// all three for about the cost of one regular conv. Each term's output is kept too, as `keep`
+/// allows.
 pub fn decoupled_by_terms(
     dec: &Decomposition,
     x: &FeatureMap,
     bias: Option<&[f32]>,
     geometry: &crate::layer::ConvGeometry,
     t: Option<usize>,
-    max_kept: usize,
+    keep: KeepTerms,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<TermsPass> {
     let r = dec.full_rank;
     if let Some(t) = t {
         check_t(t, r)?;
     }
-    let mut tails =
-        tail_sums(dec, x, geometry, 0, t.filter(|&t| t < r), max_kept, "decoupled layer", report)?;
+    let mut tails = tail_sums(dec, x, geometry, 0, t.filter(|&t| t < r), keep, "decoupled layer", report)?;
     let terms = std::mem::take(&mut tails.terms);
+    let terms_channels = tails.terms_channels.clone();
     let (c, h, w) = tails.shape;
     let plane = h * w;
     let bias_of = |i: usize| match bias {
@@ -920,7 +957,13 @@ pub fn decoupled_by_terms(
             Some(FeatureMap::new(c, h, w, y)?)
         }
     };
-    Ok(TermsPass { original: FeatureMap::new(c, h, w, original)?, errors: tails.errors(den), at_t, terms })
+    Ok(TermsPass {
+        original: FeatureMap::new(c, h, w, original)?,
+        errors: tails.errors(den),
+        at_t,
+        terms,
+        terms_channels,
+    })
 }
 
 /// Running sums of the terms' outputs, from the last term down (see [`tail_sums`]).
@@ -933,8 +976,9 @@ struct Tails {
     norms: Vec<f64>,
     /// Σ_{j ≥ keep} conv(x, term j), when asked for.
     kept: Option<Vec<f64>>,
-    /// conv(x, term j) at index j − lo, when all fit in the floats allowed; else empty.
+    /// conv(x, term j) at index j − lo on the channels `terms_channels` (see [`KeepTerms`]).
     terms: Vec<Vec<f32>>,
+    terms_channels: std::ops::Range<usize>,
 }
 
 impl Tails {
@@ -958,7 +1002,7 @@ impl Tails {
 }
 
 /// One single-term decoupled conv per term k = r−1 down to `lo`, summed in f64 as they come
-/// (and kept, when all r − lo outputs hold at most `max_kept` floats); progress is reported as
+/// (and kept as `keep` allows: all channels, or the one asked for); progress is reported as
 /// "`what`, term i of r".
 #[allow(clippy::too_many_arguments)]
 fn tail_sums(
@@ -967,21 +1011,37 @@ fn tail_sums(
     geometry: &crate::layer::ConvGeometry,
     lo: usize,
     keep: Option<usize>,
-    max_kept: usize,
+    keep_terms: KeepTerms,
     what: &str,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<Tails> {
     let r = dec.full_rank;
-    let mut tails =
-        Tails { sum: Vec::new(), shape: (0, 0, 0), norms: vec![0.0; r], kept: None, terms: Vec::new() };
-    let mut keep_terms = max_kept > 0;
+    let mut tails = Tails {
+        sum: Vec::new(),
+        shape: (0, 0, 0),
+        norms: vec![0.0; r],
+        kept: None,
+        terms: Vec::new(),
+        terms_channels: 0..0,
+    };
+    let n_terms = r.saturating_sub(lo);
     for k in (lo..r).rev() {
         report(&format!("{what}, term {} of {r}", r - k), (r - k) as f64 / (r + 1) as f64);
         let d = crate::conv::decoupled_forward(x, &dec.term(k)?.merged(1)?, None, geometry)?;
         if tails.sum.is_empty() {
             tails.sum = vec![0.0; d.data.len()];
             tails.shape = (d.c, d.h, d.w);
-            keep_terms &= d.data.len().saturating_mul(r - lo) <= max_kept;
+            let plane = d.h * d.w;
+            tails.terms_channels = if d.data.len().saturating_mul(n_terms) <= keep_terms.max_floats {
+                0..d.c
+            } else {
+                match keep_terms.channel {
+                    Some(ch) if ch < d.c && plane.saturating_mul(n_terms) <= keep_terms.max_floats => {
+                        ch..ch + 1
+                    }
+                    _ => 0..0,
+                }
+            };
         } else if d.data.len() != tails.sum.len() {
             return Err(Error::Shape("a term's output differs in size from the layer's".into()));
         }
@@ -994,8 +1054,11 @@ fn tail_sums(
         if keep == Some(k) {
             tails.kept = Some(tails.sum.clone());
         }
-        if keep_terms {
-            tails.terms.push(d.data);
+        if !tails.terms_channels.is_empty() {
+            let plane = d.h * d.w;
+            let range = tails.terms_channels.start * plane..tails.terms_channels.end * plane;
+            let part = d.data.get(range).ok_or_else(|| Error::Shape("a term's output is short".into()))?;
+            tails.terms.push(part.to_vec());
         }
     }
     // (Run from the last term down.)
@@ -1149,7 +1212,7 @@ mod term_cache_tests {
     fn channel_at_sums_the_first_t_terms_and_adds_the_bias() {
         let cache = TermCache {
             plane: 2,
-            channels: 2,
+            channels: 0..2,
             terms: vec![vec![1.0, 2.0, 3.0, 4.0], vec![10.0, 20.0, 30.0, 40.0]],
         };
         let bias = [0.5f32, -1.0];
@@ -1159,5 +1222,9 @@ mod term_cache_tests {
         for (t, ch) in [(0, 0), (3, 0), (1, 2)] {
             assert!(cache.channel_at(t, ch, None).is_err(), "T = {t}, channel {ch}");
         }
+        // Channel 1 only (a layer whose terms do not all fit).
+        let one = TermCache { plane: 2, channels: 1..2, terms: vec![vec![3.0, 4.0], vec![30.0, 40.0]] };
+        assert_eq!(one.channel_at(2, 1, Some(&bias)).expect("channel 1"), vec![32.0, 43.0]);
+        assert!(one.channel_at(1, 0, None).is_err(), "channel 0 is not held");
     }
 }

@@ -3,7 +3,7 @@
 //! response, never a panic.
 
 use ndlab::decouple::Decomposition;
-use ndlab::engine::Engine;
+use ndlab::engine::{Engine, KeepTerms};
 use ndlab::examples::{self, KernelSource};
 use ndlab::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
 use ndlab::Order;
@@ -277,22 +277,38 @@ fn decoupled_by_terms_matches_the_direct_convs() {
                     Some(&bias),
                     &geometry,
                     Some(t),
-                    // The terms' outputs are kept when they fit (here: at T = 1 only).
-                    if t == 1 { y.data.len() * dec.full_rank } else { y.data.len() * dec.full_rank - 1 },
+                    // The terms' outputs are kept when they fit: all channels at T = 1, one
+                    // channel at T = 2, none at full rank.
+                    KeepTerms {
+                        max_floats: if t == 1 {
+                            y.data.len() * dec.full_rank
+                        } else {
+                            y.data.len() * dec.full_rank - 1
+                        },
+                        channel: (t == 2).then_some(3),
+                    },
                     &mut |_, _| {},
                 )
                 .expect("pass");
                 let what = format!("{order:?} groups={} T={t}", geometry.groups);
-                if t == 1 {
-                    assert_eq!(pass.terms.len(), dec.full_rank, "{what}: kept terms");
-                    for (k, term) in pass.terms.iter().enumerate() {
-                        let one = dec.term(k).and_then(|d| d.merged(1)).expect("term");
-                        let direct =
-                            ndlab::conv::decoupled_forward(&x, &one, None, &geometry).expect("term conv");
-                        assert_eq!(term, &direct.data, "{what}: term {k}");
-                    }
-                } else {
-                    assert!(pass.terms.is_empty(), "{what}: the terms do not fit");
+                let plane = y.h * y.w;
+                let want_channels = match t {
+                    1 => 0..n,
+                    2 => 3..4,
+                    _ => 0..0,
+                };
+                assert_eq!(pass.terms_channels, want_channels, "{what}: kept channels");
+                assert_eq!(
+                    pass.terms.len(),
+                    if want_channels.is_empty() { 0 } else { dec.full_rank },
+                    "{what}"
+                );
+                for (k, term) in pass.terms.iter().enumerate() {
+                    let one = dec.term(k).and_then(|d| d.merged(1)).expect("term");
+                    let direct =
+                        ndlab::conv::decoupled_forward(&x, &one, None, &geometry).expect("term conv");
+                    let range = want_channels.start * plane..want_channels.end * plane;
+                    assert_eq!(term.as_slice(), &direct.data[range], "{what}: term {k}");
                 }
                 assert!(rel_diff(&pass.original.data, &y.data) <= 1e-5, "{what}: original");
                 let direct = ndlab::conv::decoupled_forward(
@@ -573,4 +589,44 @@ fn settling_times_both_layers_and_keeps_the_shorter_times() {
     let g = settle(&mut e);
     assert_eq!(g.decoupled_ms - g.original_ms, 4.0, "{g:?}");
     assert_eq!(g.original_ms, once.original_ms, "a slowing clock: the first, shorter run is kept");
+}
+
+/// A layer whose term outputs do not all fit keeps the shown output channel's: a T change on it
+/// is a sum of kept maps (no run: the clock is not read), another channel runs the decoupled
+/// layer at T (its first timed run); both agree with an engine that kept every channel.
+#[test]
+fn past_the_cache_cap_the_shown_channel_is_kept() {
+    let run = |e: &mut Engine, id: u64, t: usize, ch: usize| {
+        let (resp, _) = ask(e, id, RequestBody::Forward { t, order: Order::DwPw, out_channel: ch });
+        let ResponseBody::Forward(f) = resp.body else { panic!("{:?}", resp.body) };
+        *f
+    };
+    let (mut full, f) = first_forward(speeding_clock);
+    let r = ndlab::decouple::Decomposition::new(&kernel_of("mtcnn_onet_conv1"), 1, Order::DwPw)
+        .expect("decouple")
+        .full_rank;
+    // Room for one channel's terms, not for all 32.
+    TICKS.with(|t| t.set(0));
+    let mut e = Engine::new(speeding_clock).with_term_cache_max(2 * r * f.h * f.w);
+    ask(&mut e, 1, image(24, 20));
+    ask(&mut e, 2, RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: None });
+    let first = run(&mut e, 3, 2, 1);
+    assert_eq!((&first.original, &first.decoupled), (&f.original, &f.decoupled));
+    let ticks = TICKS.with(|t| t.get());
+    let kept = run(&mut e, 4, 3, 1);
+    assert_eq!(TICKS.with(|t| t.get()), ticks, "T = 3 on the kept channel runs nothing");
+    assert!(kept.decoupled_ms == 0.0 && !kept.settled);
+    let want = run(&mut full, 10, 3, 1);
+    assert!(rel_diff(&kept.decoupled, &want.decoupled) <= 1e-6 && kept.rel_error == want.rel_error);
+    let other = run(&mut e, 5, 3, 2);
+    assert!(TICKS.with(|t| t.get()) > ticks && other.decoupled_ms > 0.0, "another channel is run and timed");
+    let want = run(&mut full, 11, 3, 2);
+    assert!(rel_diff(&other.decoupled, &want.decoupled) <= 1e-5);
+    assert!(rel_diff(&other.original, &want.original) <= 1e-6);
+    assert!(
+        (other.rel_error - want.rel_error).abs() <= 1e-4 * want.rel_error,
+        "{} vs {}",
+        other.rel_error,
+        want.rel_error
+    );
 }
