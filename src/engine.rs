@@ -162,6 +162,18 @@ impl Prepared {
     fn settled(&self, order: Order, t: usize) -> bool {
         self.original.runs >= SETTLE_RUNS && self.decoupled_timing(order, t).runs >= SETTLE_RUNS
     }
+
+    /// Keeps what a terms pass in `order` computed (its curve, its term outputs, and the original
+    /// output if none is held yet); returns its output at T, if it computed one.
+    fn keep_pass(&mut self, order: Order, pass: TermsPass) -> Option<FeatureMap> {
+        self.curves.insert(order, pass.errors);
+        if !pass.terms.is_empty() {
+            let plane = pass.original.h * pass.original.w;
+            self.terms.insert(order, TermCache { plane, channels: pass.terms_channels, terms: pass.terms });
+        }
+        self.reference.get_or_insert(pass.original);
+        pass.at_t
+    }
 }
 
 /// The shortest of a layer's timed runs on one input.
@@ -173,8 +185,11 @@ struct Timing {
 }
 
 impl Timing {
-    fn add(&mut self, ms: f64) {
-        self.best_ms = shorter(self.best_ms, ms);
+    /// Counts a run; its time (None: the run failed) is kept if it is the shortest.
+    fn add(&mut self, ms: Option<f64>) {
+        if let Some(ms) = ms {
+            self.best_ms = shorter(self.best_ms, ms);
+        }
         self.runs += 1;
     }
 }
@@ -717,7 +732,7 @@ impl Engine {
                 let start = (self.clock)();
                 let y = crate::conv::decoupled_forward(&p.input, &merged, bias, &l.layer.geometry)?;
                 let ms = (self.clock)() - start;
-                p.decoupled.entry((order, t)).or_default().add(ms);
+                p.decoupled.entry((order, t)).or_default().add(Some(ms));
                 (y.channel(out_channel).to_vec(), y.rel_error(reference)?)
             }
             _ => {
@@ -730,15 +745,10 @@ impl Engine {
                     KeepTerms { max_floats: self.term_cache_max, channel: Some(out_channel) },
                     report,
                 )?;
-                let y =
-                    pass.at_t.ok_or_else(|| Error::Param("the decoupled output at T is missing".into()))?;
                 let rel_error = pass.errors[t - 1];
-                p.curves.insert(order, pass.errors);
-                if !pass.terms.is_empty() {
-                    let (plane, channels) = (y.h * y.w, pass.terms_channels);
-                    p.terms.insert(order, TermCache { plane, channels, terms: pass.terms });
-                }
-                p.reference.get_or_insert(pass.original);
+                let y = p
+                    .keep_pass(order, pass)
+                    .ok_or_else(|| Error::Param("the decoupled output at T is missing".into()))?;
                 (y.channel(out_channel).to_vec(), rel_error)
             }
         };
@@ -785,37 +795,25 @@ impl Engine {
         }
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         let p = self.prepared.as_mut().ok_or_else(no_layer)?;
-        let Some(f) = p.forward.as_mut() else { return Ok(None) };
-        let key = (f.order, f.t);
-        let dec_runs = p.decoupled.get(&key).map_or(0, |d| d.runs);
-        // (A run that fails, which the forward did not, counts with its time left as it was:
-        // each layer is tried SETTLE_RUNS times, and the last step still hands back the result.)
+        let Some((order, t)) = p.forward.as_ref().map(|f| (f.order, f.t)) else { return Ok(None) };
+        // (A run that fails, which the forward did not, counts with no time: each layer is tried
+        // SETTLE_RUNS times, and the last step still hands back the result.)
         let start = (self.clock)();
-        if p.original.runs < SETTLE_RUNS && p.original.runs <= dec_runs {
+        if p.original.runs < SETTLE_RUNS && p.original.runs <= p.decoupled_timing(order, t).runs {
             let ok = crate::conv::layer_forward(&p.input, &l.layer).is_ok();
             let ms = (self.clock)() - start;
-            if ok {
-                p.original.add(ms);
-            } else {
-                p.original.runs += 1;
-            }
+            p.original.add(ok.then_some(ms));
         } else {
-            let run = l.dec(f.order).and_then(|d| d.merged(f.t)).and_then(|merged| {
+            let run = l.dec(order).and_then(|d| d.merged(t)).and_then(|merged| {
                 crate::conv::decoupled_forward(&p.input, &merged, l.layer.bias.as_deref(), &l.layer.geometry)
             });
             let ms = (self.clock)() - start;
-            let timing = p.decoupled.entry(key).or_default();
-            if run.is_ok() {
-                timing.add(ms);
-            } else {
-                timing.runs += 1;
-            }
+            p.decoupled.entry((order, t)).or_default().add(run.is_ok().then_some(ms));
         }
-        f.original_ms = p.original.best_ms;
-        f.decoupled_ms = p.decoupled.get(&key).map_or(0.0, |d| d.best_ms);
-        let settled =
-            p.original.runs >= SETTLE_RUNS && p.decoupled.get(&key).map_or(0, |d| d.runs) >= SETTLE_RUNS;
-        f.settled = settled;
+        let (original_ms, decoupled_ms) = (p.original.best_ms, p.decoupled_timing(order, t).best_ms);
+        let settled = p.settled(order, t);
+        let Some(f) = p.forward.as_mut() else { return Ok(None) };
+        (f.original_ms, f.decoupled_ms, f.settled) = (original_ms, decoupled_ms, settled);
         Ok(settled.then(|| f.clone()))
     }
 
@@ -842,13 +840,9 @@ impl Engine {
             channel: Some(p.forward.as_ref().map_or(0, |f| f.out_channel)),
         };
         let pass = decoupled_by_terms(dec, &p.input, bias, &l.layer.geometry, None, keep, report)?;
-        if !pass.terms.is_empty() {
-            let (plane, channels) = (pass.original.h * pass.original.w, pass.terms_channels);
-            p.terms.insert(order, TermCache { plane, channels, terms: pass.terms });
-        }
-        p.reference.get_or_insert(pass.original);
-        p.curves.insert(order, pass.errors.clone());
-        Ok(pass.errors)
+        let errors = pass.errors.clone();
+        p.keep_pass(order, pass);
+        Ok(errors)
     }
 }
 
@@ -876,28 +870,11 @@ pub fn warm_up() -> Result<f64> {
         let dec = Decomposition::new(&layer.kernel, 1, order)?;
         let out = crate::conv::decoupled_forward(&x, &dec.merged(2)?, None, &geometry)?;
         sum += out.data.iter().map(|&v| v as f64).sum::<f64>();
-        sum += output_error_by_terms(&dec, &x, &y, &geometry, &mut |_, _| {})?.iter().sum::<f64>();
+        let keep = KeepTerms { max_floats: usize::MAX, channel: None };
+        let pass = decoupled_by_terms(&dec, &x, None, &geometry, Some(2), keep, &mut |_, _| {})?;
+        sum += pass.errors.iter().sum::<f64>();
     }
     Ok(sum)
-}
-
-/// ‖y_T − y‖ / ‖y‖ for T = 1..=r, where y is the original layer's output: the decoupled layer
-/// at T differs from the original by −Σ_{k ≥ T} conv(x, term k) (the bias cancels), so one
-/// single-term decoupled conv per term and running suffix sums give every T, for the cost of
-/// about one regular conv instead of Σ_T T single-term convs. Exact zero at full rank.
-pub fn output_error_by_terms(
-    dec: &Decomposition,
-    x: &FeatureMap,
-    reference: &FeatureMap,
-    geometry: &crate::layer::ConvGeometry,
-    report: &mut dyn FnMut(&str, f64),
-) -> Result<Vec<f64>> {
-    let tails = tail_sums(dec, x, geometry, 1, None, KeepTerms::NONE, "output error", report)?;
-    if !tails.sum.is_empty() && tails.sum.len() != reference.data.len() {
-        return Err(Error::Shape("a term's output differs in size from the layer's".into()));
-    }
-    let den: f64 = reference.data.iter().map(|&v| (v as f64) * (v as f64)).sum();
-    Ok(tails.errors(den))
 }
 
 /// What [`decoupled_by_terms`] computes.
@@ -906,7 +883,8 @@ pub struct TermsPass {
     /// The sum of all terms plus the bias: the original layer's output (to f32 rounding: the
     /// decomposition at full rank is exact).
     pub original: FeatureMap,
-    /// ‖y_T − y‖ / ‖y‖ for T = 1..=r (as [`output_error_by_terms`]; exact zero at full rank).
+    /// ‖y_T − y‖ / ‖y‖ for T = 1..=r: y_T differs from y by −Σ_{k ≥ T} conv(x, term k) (the bias
+    /// cancels), so the running sums give every T (exact zero at full rank).
     pub errors: Vec<f64>,
     /// The decoupled layer's output at the T asked for (with the bias).
     pub at_t: Option<FeatureMap>,
@@ -936,7 +914,7 @@ pub fn decoupled_by_terms(
     if let Some(t) = t {
         check_t(t, r)?;
     }
-    let mut tails = tail_sums(dec, x, geometry, 0, t.filter(|&t| t < r), keep, "decoupled layer", report)?;
+    let mut tails = tail_sums(dec, x, geometry, t.filter(|&t| t < r), keep, report)?;
     let terms = std::mem::take(&mut tails.terms);
     let terms_channels = tails.terms_channels.clone();
     let (c, h, w) = tails.shape;
@@ -968,7 +946,7 @@ pub fn decoupled_by_terms(
 
 /// Running sums of the terms' outputs, from the last term down (see [`tail_sums`]).
 struct Tails {
-    /// Σ_{j ≥ lo} conv(x, term j), in f64 (empty when no term was run).
+    /// Σ_j conv(x, term j), in f64 (empty when no term was run).
     sum: Vec<f64>,
     /// (c, h, w) of a term's output.
     shape: (usize, usize, usize),
@@ -976,7 +954,7 @@ struct Tails {
     norms: Vec<f64>,
     /// Σ_{j ≥ keep} conv(x, term j), when asked for.
     kept: Option<Vec<f64>>,
-    /// conv(x, term j) at index j − lo on the channels `terms_channels` (see [`KeepTerms`]).
+    /// conv(x, term j) at index j on the channels `terms_channels` (see [`KeepTerms`]).
     terms: Vec<Vec<f32>>,
     terms_channels: std::ops::Range<usize>,
 }
@@ -1001,18 +979,15 @@ impl Tails {
     }
 }
 
-/// One single-term decoupled conv per term k = r−1 down to `lo`, summed in f64 as they come
-/// (and kept as `keep` allows: all channels, or the one asked for); progress is reported as
-/// "`what`, term i of r".
-#[allow(clippy::too_many_arguments)]
+/// One single-term decoupled conv per term k = r−1 down to 0, summed in f64 as they come (the
+/// sum kept at k = `keep`, and the terms' outputs as `keep_terms` allows: all channels, or the
+/// one asked for).
 fn tail_sums(
     dec: &Decomposition,
     x: &FeatureMap,
     geometry: &crate::layer::ConvGeometry,
-    lo: usize,
     keep: Option<usize>,
     keep_terms: KeepTerms,
-    what: &str,
     report: &mut dyn FnMut(&str, f64),
 ) -> Result<Tails> {
     let r = dec.full_rank;
@@ -1024,21 +999,18 @@ fn tail_sums(
         terms: Vec::new(),
         terms_channels: 0..0,
     };
-    let n_terms = r.saturating_sub(lo);
-    for k in (lo..r).rev() {
-        report(&format!("{what}, term {} of {r}", r - k), (r - k) as f64 / (r + 1) as f64);
+    for k in (0..r).rev() {
+        report(&format!("decoupled layer, term {} of {r}", r - k), (r - k) as f64 / (r + 1) as f64);
         let d = crate::conv::decoupled_forward(x, &dec.term(k)?.merged(1)?, None, geometry)?;
         if tails.sum.is_empty() {
             tails.sum = vec![0.0; d.data.len()];
             tails.shape = (d.c, d.h, d.w);
             let plane = d.h * d.w;
-            tails.terms_channels = if d.data.len().saturating_mul(n_terms) <= keep_terms.max_floats {
+            tails.terms_channels = if d.data.len().saturating_mul(r) <= keep_terms.max_floats {
                 0..d.c
             } else {
                 match keep_terms.channel {
-                    Some(ch) if ch < d.c && plane.saturating_mul(n_terms) <= keep_terms.max_floats => {
-                        ch..ch + 1
-                    }
+                    Some(ch) if ch < d.c && plane.saturating_mul(r) <= keep_terms.max_floats => ch..ch + 1,
                     _ => 0..0,
                 }
             };
