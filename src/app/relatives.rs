@@ -306,11 +306,28 @@ pub fn RelativesSection() -> impl IntoView {
     });
     let main_ready =
         Memo::new(move |_| ready_for.with(|r| r.as_ref() == Some(&(layer_key.get(), input_key.get()))));
+    // Started only once the section is on screen (or near it): the comparison takes one core for
+    // minutes on a large layer, and a visitor who stays with the plots above (a lecturer moving
+    // the slider) should not share the machine with it. Once started for a layer, input and
+    // budget, it runs to the end wherever the page is scrolled.
+    let section = NodeRef::<leptos::html::Section>::new();
+    let on_screen = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(el) = section.get() {
+            observe_on_screen(&el, move |seen| on_screen.set(seen));
+        }
+    });
+    let waiting_for_view = Memo::new(move |_| main_ready.get() && !on_screen.get());
+    let started_for = StoredValue::new(None);
     Effect::new(move |_| {
         // Newest wins: any change of layer, input or budget restarts the comparison.
         let (l, i, x) = (layer_key.get(), input_key.get(), speedup.get());
-        if l.is_some() && i.is_some() && main_ready.get() {
-            start(rel, x);
+        if l.is_some() && i.is_some() && main_ready.get() && on_screen.get() {
+            let key = (l, i, x.to_bits());
+            if started_for.with_value(|s| s.as_ref() != Some(&key)) {
+                started_for.set_value(Some(key));
+                start(rel, x);
+            }
         }
     });
     let dims = move || ctx.layer.with(|l| l.as_ref().map(|l| Dims { n: l.n, c: l.c, kh: l.kh, kw: l.kw }));
@@ -339,7 +356,7 @@ pub fn RelativesSection() -> impl IntoView {
     let restart = move |_| start(rel, ctx.state.with_untracked(|s| s.speedup));
     let running = move || matches!(rel.status.get(), Status::Running(..));
     view! {
-        <section class="relatives" data-testid="relatives" aria-label="decoupling among its relatives">
+        <section node_ref=section class="relatives" data-testid="relatives" aria-label="decoupling among its relatives">
             <h2>"Decoupling among its relatives, at equal cost"</h2>
             <p class="blurb">"Channel (CD) and spatial (SD) decompositions, four-factor CP, MobileNet-style CP and Tucker-2 of the same layer, each at its largest rank whose MACs fit the budget; errors on the weights and on this image's real activations, through each method's own layers. CP and Tucker-2 are iterative (ALS, HOOI; at most 200 sweeps) and run in a second worker: cancel stops it."</p>
             <div class="rel-controls">
@@ -349,9 +366,11 @@ pub fn RelativesSection() -> impl IntoView {
                 </label>
                 <span class="budget" data-testid="budget">{budget_text}</span>
                 <button data-testid="compare-cancel" disabled=move || !running() on:click=move |_| cancel(rel)>"cancel"</button>
-                <button data-testid="compare-run" disabled=running on:click=restart>"run again"</button>
+                <button data-testid="compare-run" disabled=running on:click=restart>
+                    {move || if rel.status.with(|s| *s == Status::Idle) { "run" } else { "run again" }}
+                </button>
                 <span class="status" data-testid="compare-status" data-state=move || rel.status.get().key()>
-                    {move || status_text(&rel.status.get(), rel.elapsed.get())}
+                    {move || status_text(&rel.status.get(), rel.elapsed.get(), waiting_for_view.get())}
                 </span>
             </div>
             <Show when=grouped>
@@ -364,8 +383,35 @@ pub fn RelativesSection() -> impl IntoView {
     }
 }
 
-fn status_text(s: &Status, elapsed: Option<f64>) -> String {
+/// Calls `on_change(true)` when `el` comes within a quarter of the viewport's height below the
+/// visible area (or into it), and `on_change(false)` when it leaves.
+fn observe_on_screen(el: &web_sys::Element, on_change: impl Fn(bool) + 'static) {
+    let on_change = std::rc::Rc::new(on_change);
+    let call = on_change.clone();
+    let callback = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+        let last = entries
+            .iter()
+            .filter_map(|e| e.dyn_into::<web_sys::IntersectionObserverEntry>().ok())
+            .next_back();
+        if let Some(entry) = last {
+            call(entry.is_intersecting());
+        }
+    });
+    let options = web_sys::IntersectionObserverInit::new();
+    options.set_root_margin("0px 0px 25% 0px");
+    match web_sys::IntersectionObserver::new_with_options(callback.as_ref().unchecked_ref(), &options) {
+        Ok(observer) => {
+            observer.observe(el);
+            callback.forget();
+        }
+        // No IntersectionObserver (very old browsers): the section counts as on screen.
+        Err(_) => on_change(true),
+    }
+}
+
+fn status_text(s: &Status, elapsed: Option<f64>, waiting_for_view: bool) -> String {
     match s {
+        Status::Idle if waiting_for_view => "starts when this section is on screen (or press “run”)".into(),
         Status::Idle => "waiting for the layer and the image".into(),
         Status::Running(stage, f) => format!("{stage} ({:.0} %)", f * 100.0),
         Status::Done => format!("done in {:.1} s", elapsed.unwrap_or(0.0) / 1e3),

@@ -48,8 +48,9 @@ mod glue {
 
     /// How long the worker waits after its last answer before it times a layer (ms). The page
     /// redraws on the answer (a T change: its next frame); a timing run then (tens of ms on one
-    /// core) would compete with that frame for the CPU, and during a slider drag every step would.
-    const SETTLE_QUIET_MS: f64 = 150.0;
+    /// core) would compete with that frame for the CPU, and so would every step of a slider drag
+    /// or of T stepped with the arrow keys (a few steps a second) that came during the runs.
+    const SETTLE_QUIET_MS: f64 = 600.0;
 
     /// Rounds of [`ndlab::engine::warm_up`] before the first request that runs convs (0 disables
     /// it; see its doc). Loading and decoupling a layer does not wait for it.

@@ -43,7 +43,11 @@ after(async () => {
   console.log('relatives e2e figures: ' + JSON.stringify(figures));
 });
 
-async function openPage(query = '') {
+/**
+ * Opens the page; with `scroll` (the default) brings the section on screen, which starts the
+ * comparison (it waits for that, so that it never competes with a visitor who stays above).
+ */
+async function openPage(query = '', { scroll = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, deviceScaleFactor: 1 });
   await context.addInitScript(() => {
     window.__longTasks = [];
@@ -65,6 +69,7 @@ async function openPage(query = '') {
   });
   await page.goto(server.url + query);
   await page.waitForSelector('[data-testid="compare-table"]', { timeout: TIMEOUT });
+  if (scroll) await page.getByTestId('relatives').scrollIntoViewIfNeeded();
   return { page, context, problems };
 }
 
@@ -149,10 +154,51 @@ test('small layer: all seven methods, the Pareto plot, numbers of the core', asy
   await p.context.close();
 });
 
+/** Medians of `n` T changes (the slider's input to the next frame's end, main-thread work, as in app.test.mjs). */
+async function tChangeWork(page, n) {
+  const ms = [];
+  for (let i = 0; i < n; i++) {
+    ms.push(
+      await page.evaluate(async (v) => {
+        const slider = document.querySelector('[data-testid="t-slider"]');
+        const nextTask = () => new Promise((r) => { const ch = new MessageChannel(); ch.port1.onmessage = () => r(performance.now()); ch.port2.postMessage(0); });
+        await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+        const t0 = performance.now();
+        const handled = nextTask();
+        slider.value = v;
+        slider.dispatchEvent(new Event('input', { bubbles: true }));
+        const t1 = await handled;
+        const r0 = await new Promise((r) => requestAnimationFrame(() => r(performance.now())));
+        const r1 = await nextTask();
+        return t1 - t0 + (r1 - r0);
+      }, String(2 + (i % 6))),
+    );
+    // The main worker idle again (maps drawn, the new T timed): only the comparison computes.
+    await page.waitForSelector(`canvas.plot-maps[data-t="${2 + (i % 6)}"]`, { timeout: TIMEOUT });
+    await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
+  }
+  ms.sort((a, b) => a - b);
+  return Math.round(10 * ms[Math.floor(n / 2)]) / 10;
+}
+
 test('default layer: closed-form rows agree with the core, the budget is in the URL, cancel stops the worker', async () => {
-  const p = await openPage();
+  const p = await openPage('', { scroll: false });
   const { page } = p;
+  // The comparison waits for the section to come on screen.
+  await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
+  await page.waitForTimeout(1000);
+  assert.equal(await page.getByTestId('compare-status').getAttribute('data-state'), 'idle');
+  assert.match(await page.getByTestId('compare-status').innerText(), /starts when this section is on screen/);
+  assert.equal(await page.getByTestId('compare-run').innerText(), 'run');
+  await page.getByTestId('relatives').scrollIntoViewIfNeeded();
   await waitRows(page, CLOSED);
+  // T changes at the top of the page while the comparison computes in its worker (on this 2-core
+  // machine it takes one core; the figure for the README next to app.test.mjs's idle one).
+  await page.waitForSelector('[data-testid="compare-status"][data-state="running"]');
+  await page.locator('h1').scrollIntoViewIfNeeded();
+  figures.t_change_256_work_ms_while_comparing = await tChangeWork(page, 9);
+  assert.equal(await page.getByTestId('compare-status').getAttribute('data-state'), 'running', 'still running off screen');
+  await page.getByTestId('relatives').scrollIntoViewIfNeeded();
   const got = await rows(page);
   const want = cli('assets/layers/craft_vgg16bn_conv3_2_256x256x3x3.npy', 4);
   agree(got, want, CLOSED, () => 2e-6);
