@@ -150,6 +150,9 @@ struct Prepared {
     /// The last forward result (asked again when the page repeats a request the worker already
     /// answered on its own at start-up).
     forward: Option<ForwardResult>,
+    /// The (ordering, output channel) whose term maps went out with a forward answer on this
+    /// input ([`ForwardResult::terms`]).
+    terms_sent: Option<(Order, usize)>,
 }
 
 impl Prepared {
@@ -229,20 +232,43 @@ impl TermCache {
         if t == 0 || t > self.terms.len() || !self.channels.contains(&ch) {
             return Err(Error::Param(format!("no cached term outputs for T = {t}, channel {ch}")));
         }
+        let maps = self.channel_terms(ch)?;
+        let b = bias.and_then(|b| b.get(ch)).copied().unwrap_or(0.0);
+        Ok(sum_terms(&maps[..t], b))
+    }
+
+    /// Output channel `ch`'s map of every kept term.
+    fn channel_terms(&self, ch: usize) -> Result<Vec<&[f32]>> {
+        if !self.channels.contains(&ch) {
+            return Err(Error::Param(format!("no cached term outputs for channel {ch}")));
+        }
         let at = ch - self.channels.start;
         let range = at * self.plane..(at + 1) * self.plane;
-        let mut acc = vec![0.0f64; self.plane];
-        for term in self.terms[..t].iter().rev() {
-            let part =
-                term.get(range.clone()).ok_or_else(|| Error::Shape("a cached term is short".into()))?;
-            for (a, &v) in acc.iter_mut().zip(part) {
-                *a += v as f64;
-            }
-        }
-        let b = bias.and_then(|b| b.get(ch)).copied().unwrap_or(0.0) as f64;
-        Ok(acc.into_iter().map(|v| (v + b) as f32).collect())
+        self.terms
+            .iter()
+            .map(|term| term.get(range.clone()).ok_or_else(|| Error::Shape("a cached term is short".into())))
+            .collect()
     }
 }
+
+/// The sum of term maps plus a bias, in f64 from the last term down, rounded once to f32: how
+/// the worker sums its kept terms for a forward at T (the first T maps), and how the page sums
+/// the term maps it was sent ([`ForwardResult::terms`]), so that both give the same bits.
+pub fn sum_terms<T: AsRef<[f32]>>(maps: &[T], bias: f32) -> Vec<f32> {
+    let plane = maps.first().map_or(0, |m| m.as_ref().len());
+    let mut acc = vec![0.0f64; plane];
+    for term in maps.iter().rev() {
+        for (a, &v) in acc.iter_mut().zip(term.as_ref()) {
+            *a += v as f64;
+        }
+    }
+    acc.into_iter().map(|v| (v + bias as f64) as f32).collect()
+}
+
+/// Largest term maps sent to the page with a forward answer (floats: full rank × h·w of one
+/// output channel; 9 × 40 × 40 = 14 400 on the default view). Past it the page waits for the
+/// worker's maps at each T.
+pub const PAGE_TERMS_MAX: usize = 1 << 16;
 
 /// The engine behind the worker.
 pub struct Engine {
@@ -653,6 +679,7 @@ impl Engine {
             curves: HashMap::new(),
             terms: HashMap::new(),
             forward: None,
+            terms_sent: None,
         });
         Ok(summary)
     }
@@ -694,6 +721,33 @@ impl Engine {
     /// T (0: not yet). (A forward on a channel whose terms were not kept runs the decoupled layer
     /// at T, which counts as its first timed run.)
     pub fn forward(
+        &mut self,
+        t: usize,
+        order: Order,
+        out_channel: usize,
+        report: &mut dyn FnMut(&str, f64),
+    ) -> Result<ForwardResult> {
+        let mut result = self.forward_maps(t, order, out_channel, report)?;
+        // The first answer for this ordering and channel on this input carries the channel's
+        // term maps, if they are kept and small.
+        let bias = self.loaded.as_ref().and_then(|l| l.layer.bias.as_ref()).and_then(|b| b.get(out_channel));
+        result.bias = bias.copied().unwrap_or(0.0);
+        if let Some(p) = self.prepared.as_mut() {
+            if p.terms_sent != Some((order, out_channel)) {
+                let maps = p.terms.get(&order).and_then(|c| c.channel_terms(out_channel).ok());
+                if let Some(maps) =
+                    maps.filter(|m| m.iter().map(|t| t.len()).sum::<usize>() <= PAGE_TERMS_MAX)
+                {
+                    result.terms = maps.into_iter().map(<[f32]>::to_vec).collect();
+                    p.terms_sent = Some((order, out_channel));
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// [`Engine::forward`] without the term maps.
+    fn forward_maps(
         &mut self,
         t: usize,
         order: Order,
@@ -768,6 +822,8 @@ impl Engine {
             decoupled_ms: p.decoupled_timing(order, t).best_ms,
             kernels: crate::conv::kernels().to_string(),
             settled: p.settled(order, t),
+            terms: Vec::new(),
+            bias: 0.0,
         };
         p.forward = Some(result.clone());
         Ok(result)

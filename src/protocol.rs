@@ -305,6 +305,15 @@ pub struct ForwardResult {
     /// times are missing or come from a first run, which may be several times too long.
     #[serde(default)]
     pub settled: bool,
+    /// The shown output channel's map of every term (full rank of them, each h·w), in the first
+    /// answer for this ordering, channel and input when the worker holds them and they are
+    /// small (`engine::PAGE_TERMS_MAX`): the page then makes the maps at any T itself
+    /// (`engine::sum_terms`), in the frame of the change. Empty otherwise.
+    #[serde(default)]
+    pub terms: Vec<Vec<f32>>,
+    /// The shown output channel's bias (0 without one): decoupled = Σ_{k<T} terms[k] + bias.
+    #[serde(default)]
+    pub bias: f32,
 }
 
 /// Encodes a message as JSON (never fails for these types; a failure becomes an error string).

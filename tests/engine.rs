@@ -639,3 +639,67 @@ fn past_the_cache_cap_the_shown_channel_is_kept() {
         want.rel_error
     );
 }
+
+/// A forward answer as the page gets it: through the JSON the worker posts.
+fn forward_json(
+    e: &mut Engine,
+    id: u64,
+    t: usize,
+    order: Order,
+    ch: usize,
+) -> ndlab::protocol::ForwardResult {
+    let (resp, _) = ask(e, id, RequestBody::Forward { t, order, out_channel: ch });
+    let back: Response = from_json(&to_json(&resp)).expect("round trip");
+    let ResponseBody::Forward(f) = back.body else { panic!("{:?}", back.body) };
+    *f
+}
+
+/// The first forward answer for an ordering and output channel on an input carries the
+/// channel's map of every term and its bias; summed on the page (`engine::sum_terms`, after the
+/// JSON the message travels as), the first T give exactly the worker's maps at every T, and all
+/// of them the original map to the decomposition's precision. Later answers for that channel
+/// carry none; another channel's or ordering's first answer carries its own; a new input starts
+/// over.
+#[test]
+fn the_first_answer_for_a_channel_carries_its_term_maps() {
+    let mut e = Engine::new(clock);
+    ask(&mut e, 1, image(24, 20));
+    ask(&mut e, 2, RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: None });
+    let mut id = 3;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    for order in [Order::DwPw, Order::PwDw] {
+        let first = forward_json(&mut e, next(), 2, order, 1);
+        // 3 → 32 channels, 3×3: DW→PW slices are 32 × 9 (rank 9), PW→DW slices 3 × 9 (rank 3).
+        let full = if order == Order::DwPw { 9 } else { 3 };
+        assert_eq!(first.terms.len(), full, "{order:?}: every term's map");
+        assert!(first.terms.iter().all(|m| m.len() == first.h * first.w));
+        assert_eq!(first.bias, 0.0, "the example has no bias (tests/engine_files.rs has one)");
+        for t in 1..=full {
+            let f = forward_json(&mut e, next(), t, order, 1);
+            assert!(f.terms.is_empty(), "{order:?} T = {t}: sent once");
+            let sum = ndlab::engine::sum_terms(&first.terms[..t], first.bias);
+            assert_eq!(
+                sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                f.decoupled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{order:?} T = {t}: the page's sum differs from the worker's maps"
+            );
+            if t == full {
+                assert!(rel_diff(&sum, &f.original) < 1e-5, "{order:?}: all terms are the original layer");
+            }
+        }
+        // Another channel brings its own maps; back to channel 1, they come again (the page
+        // keeps one channel's).
+        let other = forward_json(&mut e, next(), 2, order, 2);
+        assert_eq!(other.terms.len(), full);
+        assert_eq!(ndlab::engine::sum_terms(&other.terms[..2], other.bias), other.decoupled);
+        assert_eq!(forward_json(&mut e, next(), 2, order, 1).terms.len(), full);
+    }
+    // A new input: its first answer carries the maps again.
+    ask(&mut e, next(), image(20, 24));
+    let f = forward_json(&mut e, next(), 4, Order::DwPw, 1);
+    assert_eq!(f.terms.len(), 9);
+    assert_eq!(ndlab::engine::sum_terms(&f.terms[..4], f.bias), f.decoupled);
+}

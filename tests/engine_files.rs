@@ -108,7 +108,15 @@ fn hostile_files_give_their_message_and_the_loaded_layer_keeps_working() {
     assert!(checked >= 20, "{checked}");
     // The good layer is still loaded: same answer as before the hostile files.
     let (after, _) = ask(&mut e, 7, forward);
-    assert_eq!(format!("{before:?}"), format!("{after:?}"));
+    // (The first answer for the channel also carried its term maps, sent once.)
+    let strip = |b: ResponseBody| match b {
+        ResponseBody::Forward(mut f) => {
+            f.terms.clear();
+            format!("{f:?}")
+        }
+        other => format!("{other:?}"),
+    };
+    assert_eq!(strip(before), strip(after));
     let want = expected("good.npz")["check"]["value"].as_f64().unwrap();
     assert!((weight_via_slice(&mut e, &[1, 2, 0, 1]) - want).abs() < 1e-6);
 }
@@ -131,4 +139,35 @@ fn an_onnx_layer_keeps_its_geometry_and_no_file_means_a_message() {
     let ResponseBody::Forward(f) = body else { panic!("{body:?}") };
     // H = (28 + 0 + 2 − 3)/2 + 1 = 14, W = (36 + 1 + 1 − 5)/2 + 1 = 17.
     assert_eq!((f.h, f.w), (14, 17));
+}
+
+/// A folded layer has a bias: the first forward answer for a channel carries it with the term
+/// maps, and the maps plus the bias, summed as the page sums them, give the worker's decoupled
+/// maps at every T (bit for bit) and, at full rank, the original layer's.
+#[test]
+fn the_term_maps_sent_to_the_page_carry_the_bias() {
+    let mut e = Engine::new(clock);
+    let ResponseBody::FileListing(l) = open(&mut e, "state_dict.pth") else { panic!() };
+    let (body, _) =
+        ask(&mut e, 2, RequestBody::LoadFileLayer { layer: l.layers[0].name.clone(), fold_bn: true });
+    assert!(matches!(body, ResponseBody::Layer(_)), "{body:?}");
+    ask(&mut e, 3, image());
+    let forward = |e: &mut Engine, id, t| {
+        let (body, _) = ask(e, id, RequestBody::Forward { t, order: Order::DwPw, out_channel: 1 });
+        let ResponseBody::Forward(f) = body else { panic!("{body:?}") };
+        *f
+    };
+    let first = forward(&mut e, 4, 1);
+    assert!(first.bias != 0.0, "folding BatchNorm gives a bias");
+    let full = first.terms.len();
+    assert!(full >= 2, "{full} terms");
+    for t in 1..=full {
+        let f = forward(&mut e, 5 + t as u64, t);
+        let sum = ndlab::engine::sum_terms(&first.terms[..t], first.bias);
+        assert_eq!(sum, f.decoupled, "T = {t}");
+        if t == full {
+            let worst = sum.iter().zip(&f.original).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "full rank is the original layer ({worst})");
+        }
+    }
 }

@@ -90,7 +90,10 @@ impl WorkerClient {
         let this = client.clone();
         let handler = on_response.clone();
         let on_text = move |text: String| match from_json::<Response>(&text) {
-            Ok(resp) => {
+            Ok(mut resp) => {
+                if let ResponseBody::Forward(f) = &mut resp.body {
+                    super::keep_term_maps(f);
+                }
                 if this.accept(&resp) {
                     handler(resp);
                 }

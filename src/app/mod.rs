@@ -19,6 +19,70 @@ use crate::Order;
 use client::WorkerClient;
 use leptos::prelude::*;
 
+/// The shown output channel's term maps, as the worker last sent them ([`ForwardResult::terms`]).
+struct TermMaps {
+    order: Order,
+    out_channel: usize,
+    /// The original map of the answer they came with (the same input and channel as the one
+    /// shown when equal).
+    original: Vec<f32>,
+    bias: f32,
+    maps: Vec<Vec<f32>>,
+}
+
+thread_local! {
+    static TERM_MAPS: std::cell::RefCell<Option<TermMaps>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the term maps out of a forward answer (any answer, even one the page drops as stale:
+/// the worker sends them once per ordering, channel and input) and keeps them.
+fn keep_term_maps(f: &mut ForwardResult) {
+    if f.terms.is_empty() {
+        return;
+    }
+    let maps = std::mem::take(&mut f.terms);
+    let kept = TermMaps {
+        order: f.order,
+        out_channel: f.out_channel,
+        original: f.original.clone(),
+        bias: f.bias,
+        maps,
+    };
+    TERM_MAPS.with(|t| *t.borrow_mut() = Some(kept));
+}
+
+/// The forward result at `t` made on the page from the kept term maps, when they belong to the
+/// shown result's ordering, channel and input and the output-error curve of the ordering is
+/// here: the sum of the first T maps (as the worker sums them: the same bits), the error from
+/// the curve, and no time for the decoupled layer at this T yet (the worker's answer brings it).
+fn local_forward(
+    shown: &ForwardResult,
+    t: usize,
+    curve: &[f64],
+    layer: &LayerSummary,
+) -> Option<ForwardResult> {
+    TERM_MAPS.with(|k| {
+        let k = k.borrow();
+        let k = k.as_ref()?;
+        let same =
+            (k.order, k.out_channel) == (shown.order, shown.out_channel) && k.original == shown.original;
+        if !same || t == 0 || t > k.maps.len() || k.maps.iter().any(|m| m.len() != shown.h * shown.w) {
+            return None;
+        }
+        let weight_error = layer.order(shown.order)?.spectra.rel_weight_error().get(t - 1).copied()?;
+        Some(ForwardResult {
+            t,
+            decoupled: crate::engine::sum_terms(&k.maps[..t], k.bias),
+            rel_error: *curve.get(t - 1)?,
+            weight_error,
+            decoupled_ms: 0.0,
+            settled: false,
+            terms: Vec::new(),
+            ..shown.clone()
+        })
+    })
+}
+
 /// Mounts the app on `<body>`.
 pub fn mount() {
     console_error_panic_hook::set_once();

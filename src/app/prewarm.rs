@@ -188,5 +188,7 @@ fn made_up_forward() -> ForwardResult {
         decoupled_ms: 1.0,
         kernels: String::new(),
         settled: false,
+        terms: Vec::new(),
+        bias: 0.0,
     }
 }

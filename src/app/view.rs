@@ -122,14 +122,18 @@ fn wire_requests(ctx: Ctx) {
             ctx.send(RequestBody::Slice { order: o, slice: c });
         }
     });
-    Effect::new(move |_| {
-        let _ = input_key.get();
+    Effect::new(move |prev: Option<_>| {
+        let key = (input_key.get(), order.get(), out.get());
+        let t = t.get();
         if loaded.get().is_some() && has_input.get() {
-            send_after_frame(
-                ctx,
-                RequestBody::Forward { t: t.get(), order: order.get(), out_channel: out.get() },
-            );
+            // A T change alone: the maps at the new T are made here, in the frame of the change,
+            // from the term maps the worker sent (when it did); its own answer follows.
+            if prev.as_ref() == Some(&key) {
+                show_local_forward(ctx, t);
+            }
+            send_after_frame(ctx, RequestBody::Forward { t, order: key.1, out_channel: key.2 });
         }
+        key
     });
     Effect::new(move |_| {
         let _ = input_key.get();
@@ -137,6 +141,22 @@ fn wire_requests(ctx: Ctx) {
             ctx.send(RequestBody::OutputErrorCurve { order: order.get() });
         }
     });
+}
+
+/// Shows the forward result at `t` made from the kept term maps (see `super::local_forward`),
+/// if the shown result is of the current ordering and channel.
+fn show_local_forward(ctx: Ctx, t: usize) {
+    let (order, out) = ctx.state.with_untracked(|s| (s.order, s.out_channel));
+    let local = ctx.fwd.with_untracked(|f| {
+        let f = f.as_ref().filter(|f| (f.order, f.out_channel) == (order, out) && f.t != t)?;
+        ctx.curves.with_untracked(|c| {
+            let curve = c.iter().find(|(o, _)| *o == order)?;
+            ctx.layer.with_untracked(|l| super::local_forward(f, t, &curve.1, l.as_ref()?))
+        })
+    });
+    if let Some(f) = local {
+        ctx.fwd.set(Some(f));
+    }
 }
 
 thread_local! {
@@ -592,7 +612,8 @@ impl Which {
         ctx.resize.track();
         match self {
             Which::Filters => ctx.slice.track(),
-            Which::Maps => ctx.fwd.track(),
+            // (The maps track their own content: see `PlotCard`.)
+            Which::Maps => {}
             Which::OutErr => {
                 ctx.curves.track();
                 ctx.input.track();
@@ -667,9 +688,21 @@ fn PlotCard(
     // Memos: an effect that read `state` directly would rerun on every change of any setting.
     let t = Memo::new(move |_| ctx.state.with(|s| s.t));
     let order = Memo::new(move |_| ctx.state.with(|s| s.order));
+    // The feature maps' content: a forward answer that brings the maps already shown (the
+    // worker's answer after the page made them from the term maps; settled timings) is no
+    // reason to draw them again.
+    let maps = Memo::new(move |_| {
+        (which == Which::Maps).then(|| {
+            ctx.fwd.with(|f| {
+                f.as_ref()
+                    .map(|f| (f.t, f.order, f.out_channel, f.h, f.w, f.original.clone(), f.decoupled.clone()))
+            })
+        })
+    });
     // Bumped whenever the chart's data, the ordering or the size change (not on T changes).
     let data_version = Memo::new(move |prev: Option<&u64>| {
         which.track_data(ctx);
+        maps.with(|_| ());
         let _ = order.get();
         prev.map_or(0, |p| p + 1)
     });
@@ -727,6 +760,13 @@ fn PlotCard(
             let _ = t.get();
         }
         if shown.get_value() == version {
+            draw_base();
+            return;
+        }
+        // Once drawn, the maps are redrawn at once: at a T change the page made them itself,
+        // and they belong in the frame of the change with the other charts.
+        if which == Which::Maps && shown.get_value() != u64::MAX {
+            shown.set_value(version);
             draw_base();
             return;
         }

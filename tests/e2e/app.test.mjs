@@ -262,6 +262,8 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
     const t1 = await handled;
     const r0 = await new Promise((r) => requestAnimationFrame(() => r(performance.now())));
     const r1 = await nextTask();
+    // The feature maps at the new T, made on the page from the term maps the worker sent.
+    const mapsT = document.querySelector('canvas.plot-maps')?.dataset.t;
     const sum = ['spectrum', 'error', 'cost', 'filters']
       .map((c) => Number(document.querySelector(`canvas.plot-${c}`).dataset.drawnMs))
       .reduce((a, b) => a + b, 0);
@@ -269,8 +271,9 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
     while (document.querySelector('canvas.plot-maps')?.dataset.t !== '2') {
       await new Promise((r) => setTimeout(r, 1));
     }
-    return { frame_ms: r0 - t0, charts_ms: sum, work_ms: t1 - t0 + (r1 - r0), maps_ms: performance.now() - t0 };
+    return { frame_ms: r0 - t0, charts_ms: sum, work_ms: t1 - t0 + (r1 - r0), maps_ms: performance.now() - t0, mapsT };
   });
+  assert.equal(redraw.mapsT, '2', 'the feature maps at the new T are drawn in the frame of the change');
   figures.t_change_256_charts_ms = redraw.charts_ms;
   figures.t_change_256_to_next_frame_ms = redraw.frame_ms;
   figures.t_change_256_work_ms = redraw.work_ms;
