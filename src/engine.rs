@@ -229,8 +229,8 @@ impl TermCache {
     /// Output channel `ch` of the decoupled layer at T: Σ_{k<T} term k + bias, in f64 from the
     /// last term down (as [`decoupled_by_terms`] sums).
     fn channel_at(&self, t: usize, ch: usize, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        if t == 0 || t > self.terms.len() || !self.channels.contains(&ch) {
-            return Err(Error::Param(format!("no cached term outputs for T = {t}, channel {ch}")));
+        if t == 0 || t > self.terms.len() {
+            return Err(Error::Param(format!("no cached term outputs for T = {t}")));
         }
         let maps = self.channel_terms(ch)?;
         let b = bias.and_then(|b| b.get(ch)).copied().unwrap_or(0.0);
@@ -730,8 +730,6 @@ impl Engine {
         let mut result = self.forward_maps(t, order, out_channel, report)?;
         // The first answer for this ordering and channel on this input carries the channel's
         // term maps, if they are kept and small.
-        let bias = self.loaded.as_ref().and_then(|l| l.layer.bias.as_ref()).and_then(|b| b.get(out_channel));
-        result.bias = bias.copied().unwrap_or(0.0);
         if let Some(p) = self.prepared.as_mut() {
             if p.terms_sent != Some((order, out_channel)) {
                 let maps = p.terms.get(&order).and_then(|c| c.channel_terms(out_channel).ok());
@@ -746,7 +744,7 @@ impl Engine {
         Ok(result)
     }
 
-    /// [`Engine::forward`] without the term maps.
+    /// [`Engine::forward`] without the term maps (and what [`Prepared::forward`] keeps).
     fn forward_maps(
         &mut self,
         t: usize,
@@ -823,7 +821,7 @@ impl Engine {
             kernels: crate::conv::kernels().to_string(),
             settled: p.settled(order, t),
             terms: Vec::new(),
-            bias: 0.0,
+            bias: bias.and_then(|b| b.get(out_channel)).copied().unwrap_or(0.0),
         };
         p.forward = Some(result.clone());
         Ok(result)

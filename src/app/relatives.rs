@@ -353,7 +353,12 @@ pub fn RelativesSection() -> impl IntoView {
             ctx.state.update(|s| s.speedup = x);
         }
     };
-    let restart = move |_| start(rel, ctx.state.with_untracked(|s| s.speedup));
+    let restart = move |_| {
+        let x = ctx.state.with_untracked(|s| s.speedup);
+        // Started by hand: coming on screen later does not start it again.
+        started_for.set_value(Some((layer_key.get_untracked(), input_key.get_untracked(), x.to_bits())));
+        start(rel, x);
+    };
     let running = move || matches!(rel.status.get(), Status::Running(..));
     view! {
         <section node_ref=section class="relatives" data-testid="relatives" aria-label="decoupling among its relatives">
