@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serveAndLaunch } from './server.mjs';
+import { tChange } from './measure.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -248,32 +249,10 @@ test('slider, keyboard and ordering change T and the weight error as the core sa
   await page.waitForSelector('canvas.plot-maps[data-t="5"]', { timeout: TIMEOUT });
   await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
   // Redraw time of the charts after a T change (256→256 layer), median of 9 changes, each from
-  // an idle worker (maps drawn, the new T timed).
-  // work_ms: the main thread's work for the change, without the wait for the display's next
-  // frame slot: the input's task with its effects (until a task queued behind it runs), plus the
-  // frame's style, layout and paint (from the frame's animation callback to a task behind it).
+  // an idle worker (maps drawn, the new T timed); see measure.mjs.
   const changes = [];
   for (const v of [2, 4, 6, 3, 7, 5, 8, 4, 2]) {
-    changes.push(
-      await page.evaluate(async (v) => {
-        const slider = document.querySelector('[data-testid="t-slider"]');
-        const nextTask = () => new Promise((r) => { const ch = new MessageChannel(); ch.port1.onmessage = () => r(performance.now()); ch.port2.postMessage(0); });
-        await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-        const t0 = performance.now();
-        const handled = nextTask();
-        slider.value = v;
-        slider.dispatchEvent(new Event('input', { bubbles: true }));
-        const t1 = await handled;
-        const r0 = await new Promise((r) => requestAnimationFrame(() => r(performance.now())));
-        const r1 = await nextTask();
-        // The feature maps at the new T, made on the page from the term maps the worker sent.
-        const mapsT = document.querySelector('canvas.plot-maps')?.dataset.t;
-        const sum = ['spectrum', 'error', 'cost', 'filters', 'maps']
-          .map((c) => Number(document.querySelector(`canvas.plot-${c}`).dataset.drawnMs))
-          .reduce((a, b) => a + b, 0);
-        return { frame_ms: r0 - t0, charts_ms: sum, work_ms: t1 - t0 + (r1 - r0), mapsT };
-      }, String(v)),
-    );
+    changes.push(await tChange(page, v));
     assert.equal(changes.at(-1).mapsT, String(v), 'the feature maps at the new T are drawn in the frame of the change');
     await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
   }

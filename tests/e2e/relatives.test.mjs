@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serveAndLaunch } from './server.mjs';
+import { tChange } from './measure.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -154,25 +155,11 @@ test('small layer: all seven methods, the Pareto plot, numbers of the core', asy
   await p.context.close();
 });
 
-/** Medians of `n` T changes (the slider's input to the next frame's end, main-thread work, as in app.test.mjs). */
+/** Median of `n` T changes' main-thread work (measure.mjs), each from an idle main worker. */
 async function tChangeWork(page, n) {
   const ms = [];
   for (let i = 0; i < n; i++) {
-    ms.push(
-      await page.evaluate(async (v) => {
-        const slider = document.querySelector('[data-testid="t-slider"]');
-        const nextTask = () => new Promise((r) => { const ch = new MessageChannel(); ch.port1.onmessage = () => r(performance.now()); ch.port2.postMessage(0); });
-        await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-        const t0 = performance.now();
-        const handled = nextTask();
-        slider.value = v;
-        slider.dispatchEvent(new Event('input', { bubbles: true }));
-        const t1 = await handled;
-        const r0 = await new Promise((r) => requestAnimationFrame(() => r(performance.now())));
-        const r1 = await nextTask();
-        return t1 - t0 + (r1 - r0);
-      }, String(2 + (i % 6))),
-    );
+    ms.push((await tChange(page, 2 + (i % 6))).work_ms);
     // The main worker idle again (maps drawn, the new T timed): only the comparison computes.
     await page.waitForSelector(`canvas.plot-maps[data-t="${2 + (i % 6)}"]`, { timeout: TIMEOUT });
     await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
