@@ -483,10 +483,11 @@ fn Numbers() -> impl IntoView {
             // Forwards are not timed (the first on an input is computed term by term, later ones
             // from its terms): the worker times both layers once it is idle (see
             // `Engine::forward`), the original once per input, the decoupled layer once per T.
-            Some(f) if f.original_ms > 0.0 && f.decoupled_ms <= 0.0 => format!(
-                "original {:.1} ms; timing the decoupled layer at T = {} once the worker is idle…",
-                f.original_ms, f.t
-            ),
+            // (No longer than the line with both times: on a narrow screen a line that wraps
+            // where the other does not would move the page below it at every T change.)
+            Some(f) if f.original_ms > 0.0 && f.decoupled_ms <= 0.0 => {
+                format!("original {:.1} ms; decoupled at T = {}: timing…", f.original_ms, f.t)
+            }
             Some(f) if !(f.original_ms > 0.0 && f.decoupled_ms > 0.0) => {
                 "timing both layers once the worker is idle…".into()
             }

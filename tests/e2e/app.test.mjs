@@ -362,6 +362,35 @@ test('HiDPI: at a device pixel ratio of 2 the heat maps are the 1× picture at t
   }
 });
 
+test('on a narrow screen a T change and its timing move nothing below the numbers', async () => {
+  const p = await openPage('?example=vgg16bn_conv3_2&t=2&order=dw-pw', { width: 420, height: 900 });
+  const { page } = p;
+  await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
+  for (const v of ['3', '5']) {
+    // The maps card's top at every frame from the change until both layers are timed at the new T.
+    await page.evaluate((v) => {
+      const card = document.querySelector('[data-testid="feature-maps"]');
+      window.__tops = [card.getBoundingClientRect().top + scrollY];
+      const sample = () => {
+        window.__tops.push(card.getBoundingClientRect().top + scrollY);
+        if (!window.__stop) requestAnimationFrame(sample);
+      };
+      window.__stop = false;
+      requestAnimationFrame(sample);
+      const slider = document.querySelector('[data-testid="t-slider"]');
+      slider.value = v;
+      slider.dispatchEvent(new Event('input', { bubbles: true }));
+    }, v);
+    await page.waitForSelector(`canvas.plot-maps[data-t="${v}"]`, { timeout: TIMEOUT });
+    await page.waitForSelector('[data-testid="measured-speedup"][data-settled="true"]', { timeout: TIMEOUT });
+    const tops = await page.evaluate(() => ((window.__stop = true), window.__tops));
+    assert.ok(tops.length > 3, `${tops.length} frames sampled`);
+    assert.deepEqual([...new Set(tops)], [tops[0]], `the maps card moved during T = ${v}: ${[...new Set(tops)]}`);
+  }
+  await noProblems(p);
+  await p.context.close();
+});
+
 test('changing the example and the image redraws with the right numbers', async () => {
   const p = await openPage('?example=vgg16bn_conv3_2&t=2');
   const { page } = p;
