@@ -522,7 +522,11 @@ fn Numbers() -> impl IntoView {
             Some(l) => l
                 .orders
                 .iter()
-                .map(|o| format!("{} {:.0} ms", o.spectra.order.label(), o.decouple_ms))
+                // (One decimal under 10 ms: a small layer decouples in well under 1 ms, not "0 ms".)
+                .map(|o| {
+                    let digits = if o.decouple_ms < 10.0 { 1 } else { 0 };
+                    format!("{} {:.*} ms", o.spectra.order.label(), digits, o.decouple_ms)
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             None => "…".into(),
