@@ -12,5 +12,5 @@ python3 bench/web/make_graphs.py "$DATA" >&2
 echo "==> onnxruntime (native)" >&2
 python3 bench/web/native_peers.py "$DATA" "$REPEAT"
 echo "==> ndlab (native)" >&2
-cargo build --release --example bench_native >&2
+cargo build --release -p ndlab-core --example bench_native >&2
 target/release/examples/bench_native "$DATA" "$REPEAT" | tee target/bench-web/native.json

@@ -24,18 +24,20 @@ step "cargo fmt --check"
 cargo fmt --check
 
 step "clippy (native)"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (wasm32)"
-cargo clippy --target wasm32-unknown-unknown --lib --bins -- -D warnings
+cargo clippy --target wasm32-unknown-unknown --workspace --lib --bins -- -D warnings
 
 step "native tests"
-cargo test
+cargo test --workspace
 
 step "fuzz every file reader for a few seconds (scripts/fuzz.sh; longer runs: scripts/fuzz.sh 600)"
 bash scripts/fuzz.sh 5
 
 step "release binaries"
-cargo build --release --bin ndlab --example expected_errors --example relatives
+cargo build --release -p ndlab-cli --bin ndlab
+cargo build --release -p ndlab-lab --example expected_errors
+cargo build --release -p ndlab-core --example relatives
 if [ -f tests/numpy_check.py ]; then
   step "NumPy cross-check"
   python3 tests/numpy_check.py target/release/ndlab
@@ -52,11 +54,11 @@ if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$WB_VERSION"; the
 fi
 CHROMEDRIVER=$(command -v chromedriver) \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test --target wasm32-unknown-unknown --test wasm
+  cargo test --target wasm32-unknown-unknown -p ndlab-web --test wasm
 step "wasm tests again with the relaxed-SIMD (FMA) GEMM kernel (the ndlab-worker-fma build)"
 CHROMEDRIVER=$(command -v chromedriver) \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test --target wasm32-unknown-unknown --test wasm --features relaxed-simd
+  cargo test --target wasm32-unknown-unknown -p ndlab-web --test wasm --features relaxed-simd
 
 step "release build under /ndlab/"
 trunk build --release --public-url /ndlab/

@@ -1,7 +1,7 @@
 //! The browser app's entry point: it only mounts the app.
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    ndlab::app::mount();
+    ndlab_web::app::mount();
 }
 
 #[cfg(not(target_arch = "wasm32"))]

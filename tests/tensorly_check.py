@@ -2,7 +2,7 @@
 """Independent oracle for ndlab's iterative relatives (CP-ALS and Tucker-2 HOOI) with TensorLy.
 
 Usage: python3 tests/tensorly_check.py [PATH/TO/relatives-example]
-(default: builds and runs `cargo run --release --example relatives`).
+(default: builds and runs `cargo run --release -p ndlab-core --example relatives`).
 
 On small real layers it compares ndlab's relative weight errors ‖W − Ŵ‖_F / ‖W‖_F with TensorLy's
 (float64 numpy backend):
@@ -26,9 +26,7 @@ import tensorly as tl
 from tensorly.decomposition import parafac, partial_tucker
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LAYERS = pathlib.Path("/work/shared/data/layers")
-if not LAYERS.exists():
-    LAYERS = ROOT / "assets" / "layers"
+LAYERS = ROOT / "assets" / "layers"
 RESTARTS = 2
 # (file, CP rank, R3, R4): two small real layers (MTCNN ONet conv1, VGG16-BN conv1_1), a few ranks, so
 # the whole check takes well under a minute on an idle machine (TensorLy's ALS dominates).
@@ -69,7 +67,7 @@ def main():
     if len(sys.argv) > 1:
         cmd = [sys.argv[1]]
     else:
-        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "relatives"], check=True, cwd=ROOT)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ndlab-core", "--example", "relatives"], check=True, cwd=ROOT)
         cmd = [str(ROOT / "target" / "release" / "examples" / "relatives")]
     passed = failed = 0
 

@@ -3,12 +3,12 @@
 //! must hold in the browser build too.
 #![cfg(target_arch = "wasm32")]
 
-use ndlab::conv::{conv2d, decoupled_forward, depthwise, reference_conv2d};
-use ndlab::decouple::Decomposition;
-use ndlab::decouple::Merged;
-use ndlab::engine::Engine;
-use ndlab::protocol::{Request, RequestBody, ResponseBody};
-use ndlab::{ConvGeometry, FeatureMap, Kernel, Order, Padding};
+use ndlab_core::conv::{conv2d, decoupled_forward, depthwise, reference_conv2d};
+use ndlab_core::decouple::Decomposition;
+use ndlab_core::decouple::Merged;
+use ndlab_core::{ConvGeometry, FeatureMap, Kernel, Order, Padding};
+use ndlab_lab::engine::Engine;
+use ndlab_lab::protocol::{Request, RequestBody, ResponseBody};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -269,8 +269,8 @@ fn simd_gemm_crosses_its_block_edges_in_the_browser() {
 /// `f64x2.relaxed_madd` in the Gram and `M V` tiles.
 #[wasm_bindgen_test]
 fn fast_decoupling_route_in_the_browser() {
-    use ndlab::decouple::{slice_matrix, slice_shape};
-    use ndlab::svd::svd_one_sided_jacobi;
+    use ndlab_core::decouple::{slice_matrix, slice_shape};
+    use ndlab_core::svd::svd_one_sided_jacobi;
     // 17 output and 13 input channels: odd slice counts (the last slice runs alone), tall slices.
     let kernel = Kernel::new(17, 13, 3, 3, values(17 * 13 * 9, 5)).expect("kernel");
     for order in [Order::DwPw, Order::PwDw] {
@@ -370,7 +370,7 @@ fn the_kernel_label_matches_whether_the_gemm_fuses_in_the_browser() {
     let k = Kernel::new(1, 2, 1, 1, vec![-r, x]).expect("kernel");
     let input = FeatureMap::new(2, 1, 1, vec![1.0, x]).expect("input");
     let residue = conv2d(&input, &k, None, &ConvGeometry::new(1, 0, 1)).expect("conv").data[0];
-    let label = ndlab::conv::kernels();
+    let label = ndlab_core::conv::kernels();
     if cfg!(feature = "relaxed-simd") {
         assert_eq!(label, "wasm SIMD128 + FMA (relaxed)");
         assert_eq!(residue, 2f32.powi(-24), "relaxed_madd fuses in Chromium on x86-64 with FMA3");

@@ -2,7 +2,7 @@
 //! decode a few of them with and without BatchNorm folding, in both layouts. Any panic, abort,
 //! or runaway allocation is a bug; errors are the expected answer to garbage.
 
-use ndlab::formats::{inspect, load_layer, Layout};
+use ndlab_io::formats::{inspect, load_layer, Layout};
 
 pub fn read_file(bytes: &[u8], name: &str) {
     for layout in [Layout::Oihw, Layout::Hwio] {

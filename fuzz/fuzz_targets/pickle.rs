@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = ndlab::formats::pickle::load(data);
+    let _ = ndlab_io::formats::pickle::load(data);
 });

@@ -5,7 +5,7 @@
 //! whose id is older than the newest request of its kind is dropped, so results never arrive
 //! out of order and rapid slider moves never queue work.
 
-use crate::protocol::{from_json, to_json, Request, RequestBody, RequestKind, Response, ResponseBody};
+use ndlab_lab::protocol::{from_json, to_json, Request, RequestBody, RequestKind, Response, ResponseBody};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;

@@ -5,10 +5,10 @@
 //! the built-in example and the settings (the page says so while a file layer is shown).
 
 use super::Ctx;
-use crate::files::{FileLayer, FileListing};
-use crate::formats::Layout;
-use crate::protocol::RequestBody;
 use leptos::prelude::*;
+use ndlab_io::formats::Layout;
+use ndlab_lab::files::{FileLayer, FileListing};
+use ndlab_lab::protocol::RequestBody;
 
 /// The picker's text for one layer.
 fn layer_label(l: &FileLayer, hw: (usize, usize)) -> String {
@@ -141,7 +141,7 @@ pub fn FilePanel() -> impl IntoView {
             <Show when=is_file_layer>
                 <p class="link-note" data-testid="file-link-note">
                     "A link cannot carry a file: the address bar keeps the built-in example and your settings, so a copied link opens "
-                    <em>{move || ctx.state.with(|s| crate::examples::find(&s.example).map(|e| e.title).unwrap_or("the example"))}</em>
+                    <em>{move || ctx.state.with(|s| ndlab_lab::examples::find(&s.example).map(|e| e.title).unwrap_or("the example"))}</em>
                     " with them. "
                     <button data-testid="back-to-example" on:click=back_to_example>"back to the example"</button>
                 </p>

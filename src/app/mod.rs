@@ -11,13 +11,13 @@ mod prewarm;
 mod relatives;
 mod view;
 
-use crate::protocol::{
-    ForwardResult, InputSummary, LayerSummary, RequestBody, Response, ResponseBody, SliceView,
-};
-use crate::state::AppState;
-use crate::Order;
 use client::WorkerClient;
 use leptos::prelude::*;
+use ndlab_core::Order;
+use ndlab_lab::protocol::{
+    ForwardResult, InputSummary, LayerSummary, RequestBody, Response, ResponseBody, SliceView,
+};
+use ndlab_lab::state::AppState;
 
 /// The shown output channel's term maps, as the worker last sent them ([`ForwardResult::terms`]).
 struct TermMaps {
@@ -72,7 +72,7 @@ fn local_forward(
         let weight_error = layer.order(shown.order)?.spectra.rel_weight_error().get(t - 1).copied()?;
         Some(ForwardResult {
             t,
-            decoupled: crate::engine::sum_terms(&k.maps[..t], k.bias),
+            decoupled: ndlab_lab::engine::sum_terms(&k.maps[..t], k.bias),
             rel_error: *curve.get(t - 1)?,
             weight_error,
             decoupled_ms: 0.0,
@@ -113,7 +113,7 @@ pub(crate) struct Ctx {
     /// The worker.
     pub client: StoredValue<Option<WorkerClient>, LocalStorage>,
     /// The opened model file's layers (see `files.rs`).
-    pub file: RwSignal<Option<crate::files::FileListing>>,
+    pub file: RwSignal<Option<ndlab_lab::files::FileListing>>,
     /// Whether the secondary sections (the comparison with its relatives) are mounted: only
     /// once the first plots are drawn (or a few seconds have passed), so that their DOM, styles
     /// and fonts do not delay them.
@@ -252,8 +252,8 @@ fn start_worker(ctx: Ctx) {
 
 /// True when two layer summaries describe the same layer and spectra (the slice view and the
 /// input that may come with them aside).
-fn same_layer(a: &crate::protocol::LayerSummary, b: &crate::protocol::LayerSummary) -> bool {
-    let bare = |l: &crate::protocol::LayerSummary| crate::protocol::LayerSummary {
+fn same_layer(a: &ndlab_lab::protocol::LayerSummary, b: &ndlab_lab::protocol::LayerSummary) -> bool {
+    let bare = |l: &ndlab_lab::protocol::LayerSummary| ndlab_lab::protocol::LayerSummary {
         input: None,
         slice: None,
         ..l.clone()

@@ -1,16 +1,16 @@
 //! Small derived values the views show, built from the worker's summaries with the core's cost
 //! model.
 
-use crate::charts::{CostData, CostSeries};
-use crate::cost::CostModel;
-use crate::layer::Order;
-use crate::protocol::LayerSummary;
+use ndlab_charts::{CostData, CostSeries};
+use ndlab_core::cost::CostModel;
+use ndlab_core::layer::Order;
+use ndlab_lab::protocol::LayerSummary;
 
 /// Input size assumed before an image has been run through the network (VGG conv3 resolution).
 pub const DEFAULT_HW: (usize, usize) = (56, 56);
 
 /// The cost model of `layer` on an `hw` input.
-pub fn cost_model(layer: &LayerSummary, hw: (usize, usize)) -> crate::Result<CostModel> {
+pub fn cost_model(layer: &LayerSummary, hw: (usize, usize)) -> ndlab_core::Result<CostModel> {
     let g = &layer.geometry;
     CostModel::new(layer.n, layer.c * g.groups.max(1), layer.kh, layer.kw, hw.0, hw.1, g)
 }
@@ -21,7 +21,7 @@ pub fn cost_data(
     hw: (usize, usize),
     t: usize,
     order: Order,
-) -> crate::Result<CostData> {
+) -> ndlab_core::Result<CostData> {
     let m = cost_model(layer, hw)?;
     let series = layer
         .orders
@@ -69,7 +69,7 @@ pub struct Measured {
 }
 
 /// The measured figures of a forward result, or None while a time is missing (0 ms).
-pub fn measured(f: &crate::protocol::ForwardResult, m: &CostModel) -> Option<Measured> {
+pub fn measured(f: &ndlab_lab::protocol::ForwardResult, m: &CostModel) -> Option<Measured> {
     if !(f.original_ms > 0.0 && f.decoupled_ms > 0.0) {
         return None;
     }

@@ -1,16 +1,16 @@
-//! Bridge from the worker's messages to the `crate::charts` functions: builds each chart's data
+//! Bridge from the worker's messages to the `ndlab_charts` functions: builds each chart's data
 //! struct from the summaries the UI thread holds (σ only for the whole layer, full factors for
 //! the chosen slice, one output channel of the feature maps) and draws it on any backend.
 
 use super::model::cost_data;
-use crate::charts::{
+use ndlab_charts::{
     draw_costs, draw_energy_error, draw_feature_maps, draw_filters, draw_output_error, draw_spectrum,
     ChartLayer, ChartStyle, EnergyErrorData, FeatureTripleData, FilterGridData, OutputErrorData,
     SpectrumData, MAX_MAP_SIDE,
 };
-use crate::decouple::Decomposition;
-use crate::layer::{FeatureMap, Kernel, Order};
-use crate::protocol::{ForwardResult, LayerSummary, SliceView};
+use ndlab_core::decouple::Decomposition;
+use ndlab_core::layer::{FeatureMap, Kernel, Order};
+use ndlab_lab::protocol::{ForwardResult, LayerSummary, SliceView};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::cell::RefCell;
@@ -115,7 +115,7 @@ pub fn filters<DB: DrawingBackend>(
 }
 
 /// [`FilterGridData`] of a slice view at T.
-pub fn filter_data(s: &SliceView, t: usize) -> crate::Result<FilterGridData> {
+pub fn filter_data(s: &SliceView, t: usize) -> ndlab_core::Result<FilterGridData> {
     let matrix: Vec<f32> = s.matrix.iter().map(|&v| v as f32).collect();
     let (n, c) = match s.order {
         Order::DwPw => (s.rows, 1),

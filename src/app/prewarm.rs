@@ -12,10 +12,10 @@
 
 use super::canvas::draw_sized;
 use super::plots;
-use crate::charts::{ChartLayer, ChartStyle};
-use crate::decouple::{Decomposition, Slice};
-use crate::layer::{ConvGeometry, Order};
-use crate::protocol::{
+use ndlab_charts::{ChartLayer, ChartStyle};
+use ndlab_core::decouple::{Decomposition, Slice};
+use ndlab_core::layer::{ConvGeometry, Order};
+use ndlab_lab::protocol::{
     from_json, to_json, ForwardResult, LayerSummary, OrderSummary, Response, ResponseBody, SliceView,
 };
 use std::rc::Rc;

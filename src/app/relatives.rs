@@ -8,13 +8,13 @@
 
 use super::canvas::{download_svg, draw_on, to_svg};
 use super::{plots, Ctx};
-use crate::charts::{draw_pareto, ParetoData};
-use crate::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
-use crate::relatives::session::{CompareReport, CompareRequest, MethodRow};
-use crate::relatives::{Dims, Method};
-use crate::state::{parse_speedup, SPEEDUP_RANGE};
 use leptos::html;
 use leptos::prelude::*;
+use ndlab_charts::{draw_pareto, ParetoData};
+use ndlab_core::relatives::session::{CompareReport, CompareRequest, MethodRow};
+use ndlab_core::relatives::{Dims, Method};
+use ndlab_lab::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
+use ndlab_lab::state::{parse_speedup, SPEEDUP_RANGE};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -508,7 +508,7 @@ fn ParetoCard(rel: Rel) -> impl IntoView {
             drawn.set(false);
             return;
         };
-        match draw_on(&el, |area| draw_pareto(area, &data, &plots::style(crate::charts::ChartLayer::All))) {
+        match draw_on(&el, |area| draw_pareto(area, &data, &plots::style(ndlab_charts::ChartLayer::All))) {
             Ok(()) => drawn.set(true),
             Err(e) => ctx.error.set(Some(format!("Pareto plot: {e}"))),
         }
@@ -516,7 +516,7 @@ fn ParetoCard(rel: Rel) -> impl IntoView {
     let export = move |_| {
         let Some(data) = rel.report.with_untracked(|r| r.as_ref().map(pareto_data)) else { return };
         let svg =
-            to_svg(900, 560, |area| draw_pareto(area, &data, &plots::style(crate::charts::ChartLayer::All)));
+            to_svg(900, 560, |area| draw_pareto(area, &data, &plots::style(ndlab_charts::ChartLayer::All)));
         if let Err(e) = svg.and_then(|text| download_svg("ndlab-pareto.svg", &text)) {
             ctx.error.set(Some(e));
         }
@@ -623,7 +623,7 @@ fn Family() -> impl IntoView {
         let x = x_memo.get();
         let d = dims.get()?;
         let b = (d.regular_macs() as f64 / x).floor() as u64;
-        let r = crate::relatives::largest_rank(d, Method::CpMobilenet, b);
+        let r = ndlab_core::relatives::largest_rank(d, Method::CpMobilenet, b);
         Some(
             family_mathml(d, t, r, 6 * d.c)
                 .into_iter()

@@ -4,13 +4,13 @@ use super::canvas::{download_svg, draw_on, draw_overlay_on, to_svg};
 use super::image::decode_file;
 use super::model::{cost_model, format_error, format_speedup, measured as measured_figures, DEFAULT_HW};
 use super::{plots, start_worker, Ctx};
-use crate::charts::ChartLayer;
-use crate::decouple::ThresholdRule;
-use crate::examples::{self, IMAGES};
-use crate::protocol::RequestBody;
-use crate::Order;
 use leptos::html;
 use leptos::prelude::*;
+use ndlab_charts::ChartLayer;
+use ndlab_core::decouple::ThresholdRule;
+use ndlab_core::Order;
+use ndlab_lab::examples::{self, IMAGES};
+use ndlab_lab::protocol::RequestBody;
 use wasm_bindgen::JsCast;
 
 fn now_ms() -> f64 {

@@ -1,6 +1,6 @@
-//! The Web Worker entry point (wasm only): `onmessage` → [`ndlab::engine::Engine`] → `postMessage`.
+//! The Web Worker entry point (wasm only): `onmessage` → [`ndlab_lab::engine::Engine`] → `postMessage`.
 //!
-//! Messages are JSON strings ([`ndlab::protocol`]). Requests that arrive while the engine is busy
+//! Messages are JSON strings ([`ndlab_lab::protocol`]). Requests that arrive while the engine is busy
 //! are queued; before each request the queue is coalesced so that only the newest request of each
 //! kind runs (rapid slider moves never pile up work). The worker fetches the files a request
 //! needs itself, with URLs relative to its own script, so the app works under a sub-path.
@@ -17,8 +17,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
-    use ndlab::engine::Engine;
-    use ndlab::protocol::{from_json, to_json, Request, RequestKind, Response, ResponseBody};
+    use ndlab_lab::engine::Engine;
+    use ndlab_lab::protocol::{from_json, to_json, Request, RequestKind, Response, ResponseBody};
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use wasm_bindgen::prelude::*;
@@ -35,9 +35,9 @@ mod glue {
         /// Downloads started ahead of need (path → promise of the response's bytes).
         static PREFETCH: RefCell<HashMap<String, js_sys::Promise>> = RefCell::new(HashMap::new());
         /// What the boot requests ask (a page request for something else makes them obsolete).
-        static BOOT: RefCell<Vec<ndlab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
+        static BOOT: RefCell<Vec<ndlab_lab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
         /// The boot requests whose answers have been posted.
-        static BOOT_ANSWERED: RefCell<Vec<ndlab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
+        static BOOT_ANSWERED: RefCell<Vec<ndlab_lab::protocol::RequestBody>> = const { RefCell::new(Vec::new()) };
         /// Downloads to start once the queue is empty (the boot's deferred prefetches).
         static LATER: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
         /// Whether the conv kernels have been warmed up.
@@ -52,7 +52,7 @@ mod glue {
     /// or of T stepped with the arrow keys (a few steps a second) that came during the runs.
     const SETTLE_QUIET_MS: f64 = 600.0;
 
-    /// Rounds of [`ndlab::engine::warm_up`] before the first request that runs convs (0 disables
+    /// Rounds of [`ndlab_lab::engine::warm_up`] before the first request that runs convs (0 disables
     /// it; see its doc). Loading and decoupling a layer does not wait for it.
     const WARM_UP_ROUNDS: usize = 4;
 
@@ -123,8 +123,8 @@ mod glue {
             .and_then(|s| s.as_string())
             .unwrap_or_default();
         let Some(query) = search.strip_prefix("?boot") else { return };
-        let state = ndlab::state::AppState::from_query(query.trim_start_matches('&'));
-        use ndlab::protocol::RequestBody as B;
+        let state = ndlab_lab::state::AppState::from_query(query.trim_start_matches('&'));
+        use ndlab_lab::protocol::RequestBody as B;
         let bodies = [
             B::LoadExample { example: state.example.clone(), slice: Some((state.order, state.channel)) },
             B::LoadBuiltinImage { image: state.image.clone() },
@@ -134,10 +134,10 @@ mod glue {
         BOOT.with(|b| *b.borrow_mut() = bodies.to_vec());
         // A view whose input ships precomputed needs that file, not the network prefix: the
         // prefix waits until the boot's work is done (see `drain`), off the first view's way.
-        let shipped = ndlab::engine::precomputed_input_asset(&state.image, &state.example);
+        let shipped = ndlab_lab::engine::precomputed_input_asset(&state.image, &state.example);
         if let Some(path) = &shipped {
             fetch_ahead(path.clone());
-            LATER.with(|l| l.borrow_mut().push(ndlab::engine::MODEL_ASSET.to_string()));
+            LATER.with(|l| l.borrow_mut().push(ndlab_lab::engine::MODEL_ASSET.to_string()));
         }
         for body in bodies {
             let req = Request { id: BOOT_ID, body };
@@ -154,7 +154,7 @@ mod glue {
     /// Drops the queued boot requests when the page asks for a layer, image or file other than
     /// the boot's (their answers would describe another view).
     fn drop_obsolete_boot(req: &Request) {
-        use ndlab::protocol::RequestKind as K;
+        use ndlab_lab::protocol::RequestKind as K;
         if !matches!(req.body.kind(), K::Example | K::Image | K::File) {
             return;
         }
@@ -179,7 +179,7 @@ mod glue {
 
     /// Hands the file sent with an `OpenFile` request to the engine (older files are dropped).
     fn hand_over_file(req: &Request) {
-        if !matches!(req.body, ndlab::protocol::RequestBody::OpenFile { .. }) {
+        if !matches!(req.body, ndlab_lab::protocol::RequestBody::OpenFile { .. }) {
             return;
         }
         let blob = FILES.with(|f| {
@@ -271,7 +271,7 @@ mod glue {
     /// Warms the conv kernels up once, before the first request that runs them (a layer's
     /// charts need only its decoupling, so they do not wait for this).
     async fn warm_up_once(req: &Request) {
-        use ndlab::protocol::RequestBody as B;
+        use ndlab_lab::protocol::RequestBody as B;
         // Loading an example (before any image), a slice view or opening a file runs no conv; an
         // example loaded after an image does, but the image's request has warmed up already.
         let boot_example = req.id == BOOT_ID && matches!(req.body, B::LoadExample { .. });
@@ -281,7 +281,7 @@ mod glue {
             return;
         }
         for _ in 0..WARM_UP_ROUNDS {
-            let _ = ndlab::engine::warm_up();
+            let _ = ndlab_lab::engine::warm_up();
             sleep0().await;
         }
         WARM.with(|w| w.set(true));
@@ -290,9 +290,9 @@ mod glue {
     async fn run(req: Request) {
         // The page's copy of the boot's layer request, answered already: the page has the layer
         // (a page request for another layer, image or file empties `BOOT` first).
-        let repeat = |b: &RefCell<Vec<ndlab::protocol::RequestBody>>| b.borrow().contains(&req.body);
+        let repeat = |b: &RefCell<Vec<ndlab_lab::protocol::RequestBody>>| b.borrow().contains(&req.body);
         if req.id != BOOT_ID
-            && matches!(req.body, ndlab::protocol::RequestBody::LoadExample { .. })
+            && matches!(req.body, ndlab_lab::protocol::RequestBody::LoadExample { .. })
             && BOOT.with(repeat)
             && BOOT_ANSWERED.with(repeat)
         {
@@ -409,13 +409,13 @@ mod glue {
     }
 }
 
-/// The user's file as a [`ndlab::formats::ByteSource`]: `FileReaderSync` on `Blob.slice` ranges,
+/// The user's file as a [`ndlab_io::formats::ByteSource`]: `FileReaderSync` on `Blob.slice` ranges,
 /// so only the bytes the readers ask for are copied into wasm memory.
 #[cfg(target_arch = "wasm32")]
 mod blob {
-    use ndlab::formats::source::check_range;
-    use ndlab::formats::ByteSource;
-    use ndlab::{Error, Result};
+    use ndlab_core::{Error, Result};
+    use ndlab_io::formats::source::check_range;
+    use ndlab_io::formats::ByteSource;
     use web_sys::{Blob, FileReaderSync};
 
     /// A Blob read by range.

@@ -1,0 +1,611 @@
+//! The logic of the `ndlab` command line, kept pure: it takes the arguments and a [`Host`] that
+//! reads and writes files, and returns the text to print or an [`Error`]. The binary
+//! (`src/main.rs`) only does the I/O and the exit code.
+
+use ndlab_core::conv::{conv2d, decoupled_forward};
+use ndlab_core::cost::{self, CostModel};
+use ndlab_core::decouple::{Decomposition, ThresholdRule};
+use ndlab_core::error::{Error, Result};
+use ndlab_core::layer::{ConvGeometry, ConvLayer, Kernel, Order};
+use ndlab_io::npy::{read_npy, write_npy_f32};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+pub mod compare;
+pub mod model;
+pub use model::{ListOpts, Source};
+
+/// What the command line needs from its surroundings.
+pub trait Host {
+    /// The whole content of the file at `path`.
+    fn read(&mut self, path: &str) -> Result<Vec<u8>>;
+    /// Writes `bytes` to `path`, replacing it.
+    fn write(&mut self, path: &str, bytes: &[u8]) -> Result<()>;
+    /// Seconds since some fixed instant, if a clock is available (used to print timings).
+    fn now(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// The help text of `ndlab --help`.
+pub const USAGE: &str = "\
+ndlab: network decoupling of conv layers (regular conv = sum of depthwise-separable convs)
+
+USAGE:
+  ndlab report KERNEL.npy [--order dw-pw|pw-dw] [--threshold TAU] [--groups G]
+                          [--size HxW [--stride S] [--padding P] [--dilation D]] [--json]
+  ndlab apply KERNEL.npy --input X.npy --t T --out Y.npy [--order dw-pw|pw-dw]
+                          [--stride S] [--padding P] [--dilation D] [--groups G] [--bias B.npy]
+  ndlab list MODEL [--layout oihw|hwio]
+  ndlab compare MODEL [--layer NAME] [--fold-bn] --speedup X [--json]
+  ndlab --help
+
+MODEL/KERNEL files: .npy, .npz, .safetensors, .onnx, PyTorch .pt/.pth (zip format). With a model file,
+report and apply take --layer NAME (from ndlab list), --fold-bn (fold the following BatchNorm) and
+--layout oihw|hwio (raw arrays; ONNX and PyTorch are OIHW). The file's stride/padding/dilation/groups
+are used unless given on the command line.
+
+report  per-slice SVDs of an OIHW float .npy kernel: for T = 1..full rank, the energy kept, the
+        relative weight error, MACs, parameters and speed-up of the decoupled layer. MACs are per
+        output pixel at stride 1 unless --size gives the input size. --threshold TAU (0 < TAU <= 1)
+        also prints the T chosen by the mean rule (official code) and the max rule (TRP code).
+apply   runs the T-term decoupled layer on a C×H×W (or 1×C×H×W) input, writes its output, and
+        prints the output's relative error against the original layer.
+compare every related decomposition (nd-dw-pw, nd-pw-dw, channel, spatial, cp, cp-mobilenet,
+        tucker2) at its largest rank whose MACs per output pixel (stride 1) fit regular MACs / X:
+        rank, MACs, params, relative weight error (--json: an array of objects).
+";
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Print [`USAGE`].
+    Help,
+    /// `ndlab report ...`
+    Report(ReportOpts),
+    /// `ndlab apply ...`
+    Apply(ApplyOpts),
+    /// `ndlab list ...`
+    List(ListOpts),
+    /// `ndlab compare ...` (the arguments after `compare`; see [`ndlab_core::relatives::cli`]).
+    Compare(Vec<String>),
+}
+
+/// Options of `ndlab report`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOpts {
+    /// The kernel file.
+    pub kernel: String,
+    /// Decoupling order.
+    pub order: Order,
+    /// Energy threshold τ for the two T-choosing rules.
+    pub threshold: Option<f64>,
+    /// JSON instead of a table.
+    pub json: bool,
+    /// Input size for whole-layer MACs (else per output pixel at stride 1).
+    pub size: Option<(usize, usize)>,
+    /// Stride/padding/dilation (used with `size`) and groups.
+    pub geometry: ConvGeometry,
+    /// Which layer of a model file, layout, BatchNorm folding.
+    pub source: Source,
+}
+
+/// Options of `ndlab apply`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyOpts {
+    /// The kernel file.
+    pub kernel: String,
+    /// The input feature map file.
+    pub input: String,
+    /// Optional bias file (1-D, N values).
+    pub bias: Option<String>,
+    /// The output file.
+    pub out: String,
+    /// Decoupling order.
+    pub order: Order,
+    /// Number of terms kept.
+    pub t: usize,
+    /// Stride, padding, dilation, groups of the layer.
+    pub geometry: ConvGeometry,
+    /// Which layer of a model file, layout, BatchNorm folding.
+    pub source: Source,
+}
+
+/// Parses, runs and returns what to print on standard output.
+pub fn run(args: &[String], host: &mut dyn Host) -> Result<String> {
+    match parse_args(args)? {
+        Command::Help => Ok(USAGE.to_string()),
+        Command::Report(o) => report(&o, host),
+        Command::Apply(o) => apply(&o, host),
+        Command::List(o) => model::list(&o, host),
+        Command::Compare(a) => compare(&a, host),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument parsing
+// ---------------------------------------------------------------------------------------------
+
+fn usage_err(msg: impl Into<String>) -> Error {
+    Error::Param(format!("{} (see ndlab --help)", msg.into()))
+}
+
+/// Splits `--flag=value` / `--flag value` pairs, switches and positionals.
+struct ArgList {
+    positional: Vec<String>,
+    values: Vec<(String, String)>,
+    switches: Vec<String>,
+}
+
+fn split_args(args: &[String], switches: &[&str], valued: &[&str]) -> Result<ArgList> {
+    let mut list = ArgList { positional: vec![], values: vec![], switches: vec![] };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if !a.starts_with("--") || a == "--" {
+            list.positional.push(a.clone());
+            continue;
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        if switches.contains(&name.as_str()) && inline.is_none() {
+            list.switches.push(name);
+        } else if valued.contains(&name.as_str()) {
+            let v = match inline {
+                Some(v) => v,
+                None => it.next().cloned().ok_or_else(|| usage_err(format!("{name} needs a value")))?,
+            };
+            if list.values.iter().any(|(n, _)| *n == name) {
+                return Err(usage_err(format!("{name} given twice")));
+            }
+            list.values.push((name, v));
+        } else {
+            return Err(usage_err(format!("unknown option '{a}'")));
+        }
+    }
+    Ok(list)
+}
+
+impl ArgList {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn one_file(&self, what: &str) -> Result<String> {
+        match &self.positional[..] {
+            [f] => Ok(f.clone()),
+            [] => Err(usage_err(format!("missing the {what} file"))),
+            [_, extra, ..] => Err(usage_err(format!("unexpected argument '{extra}'"))),
+        }
+    }
+
+    fn count(&self, name: &str, default: usize, min: usize) -> Result<usize> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => parse_count(name, v, min),
+        }
+    }
+
+    fn order(&self) -> Result<Order> {
+        self.get("--order").map_or(Ok(Order::DwPw), |v| v.parse().map_err(|e: Error| usage_err(strip(&e))))
+    }
+
+    fn geometry(&self) -> Result<ConvGeometry> {
+        let mut g = ConvGeometry::new(
+            self.count("--stride", 1, 1)?,
+            self.count("--padding", 0, 0)?,
+            self.count("--dilation", 1, 1)?,
+        );
+        g.groups = self.count("--groups", 1, 1)?;
+        Ok(g)
+    }
+}
+
+/// The message of an error without its category prefix.
+fn strip(e: &Error) -> String {
+    match e {
+        Error::Shape(m) | Error::Param(m) | Error::Format(m) | Error::NonFinite(m) | Error::TooLarge(m) => {
+            m.clone()
+        }
+        Error::Numeric(m) => m.clone(),
+    }
+}
+
+fn parse_count(name: &str, v: &str, min: usize) -> Result<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n >= min && n <= 1 << 20 => Ok(n),
+        _ => Err(usage_err(format!(
+            "bad value '{v}' for {name}: expected an integer from {min} to {}",
+            1 << 20
+        ))),
+    }
+}
+
+fn parse_size(v: &str) -> Result<(usize, usize)> {
+    let bad = || usage_err(format!("bad value '{v}' for --size: expected HxW, e.g. 56x56"));
+    let (h, w) = v.split_once(['x', 'X', '×', ',']).ok_or_else(bad)?;
+    let (h, w) =
+        (h.trim().parse::<usize>().map_err(|_| bad())?, w.trim().parse::<usize>().map_err(|_| bad())?);
+    if h == 0 || w == 0 || h > 1 << 16 || w > 1 << 16 {
+        return Err(bad());
+    }
+    Ok((h, w))
+}
+
+fn parse_threshold(v: &str) -> Result<f64> {
+    match v.parse::<f64>() {
+        Ok(t) if t > 0.0 && t <= 1.0 => Ok(t),
+        _ => Err(usage_err(format!("bad value '{v}' for --threshold: expected a number in (0, 1]"))),
+    }
+}
+
+/// Turns the arguments (without the program name) into a [`Command`].
+pub fn parse_args(args: &[String]) -> Result<Command> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Err(usage_err("missing command: report, apply, list or compare"));
+    };
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        return Ok(Command::Help);
+    }
+    match cmd.as_str() {
+        "--help" | "-h" | "help" => Ok(Command::Help),
+        "report" => parse_report(rest).map(Command::Report),
+        "apply" => parse_apply(rest).map(Command::Apply),
+        "list" => model::parse_list(rest).map(Command::List),
+        "compare" => Ok(Command::Compare(rest.to_vec())),
+        other => {
+            Err(usage_err(format!("unknown command '{other}' (expected report, apply, list or compare)")))
+        }
+    }
+}
+
+fn parse_report(args: &[String]) -> Result<ReportOpts> {
+    let geo = [
+        "--order",
+        "--threshold",
+        "--groups",
+        "--size",
+        "--stride",
+        "--padding",
+        "--dilation",
+        "--layer",
+        "--layout",
+    ];
+    let a = split_args(args, &["--json", "--fold-bn"], &geo)?;
+    let size = a.get("--size").map(parse_size).transpose()?;
+    if size.is_none() && ["--stride", "--padding", "--dilation"].iter().any(|f| a.get(f).is_some()) {
+        return Err(usage_err("--stride/--padding/--dilation need --size HxW in report"));
+    }
+    Ok(ReportOpts {
+        kernel: a.one_file("kernel")?,
+        order: a.order()?,
+        threshold: a.get("--threshold").map(parse_threshold).transpose()?,
+        json: a.switches.iter().any(|s| s == "--json"),
+        size,
+        geometry: a.geometry()?,
+        source: Source::from_args(&a)?,
+    })
+}
+
+fn parse_apply(args: &[String]) -> Result<ApplyOpts> {
+    let valued = [
+        "--input",
+        "--order",
+        "--t",
+        "--stride",
+        "--padding",
+        "--dilation",
+        "--groups",
+        "--bias",
+        "--out",
+        "--layer",
+        "--layout",
+    ];
+    let a = split_args(args, &["--fold-bn"], &valued)?;
+    let need =
+        |name: &str| a.get(name).map(str::to_string).ok_or_else(|| usage_err(format!("apply needs {name}")));
+    Ok(ApplyOpts {
+        kernel: a.one_file("kernel")?,
+        input: need("--input")?,
+        out: need("--out")?,
+        t: parse_count("--t", &need("--t")?, 1)?,
+        bias: a.get("--bias").map(str::to_string),
+        order: a.order()?,
+        geometry: a.geometry()?,
+        source: Source::from_args(&a)?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// Prefixes an error's message with the file it is about, keeping its kind.
+fn in_file(path: &str, e: Error) -> Error {
+    let m = |s: String| format!("{path}: {s}");
+    match e {
+        Error::Shape(s) => Error::Shape(m(s)),
+        Error::Param(s) => Error::Param(m(s)),
+        Error::Format(s) => Error::Format(m(s)),
+        Error::NonFinite(s) => Error::NonFinite(m(s)),
+        Error::TooLarge(s) => Error::TooLarge(m(s)),
+        Error::Numeric(s) => Error::Numeric(m(s)),
+    }
+}
+
+/// `ndlab compare`: reads the file named in the arguments and runs the equal-cost comparison.
+fn compare(args: &[String], host: &mut dyn Host) -> Result<String> {
+    let parsed = crate::compare::parse_compare(args)?;
+    let layout = match &parsed.layout {
+        None => ndlab_io::formats::Layout::Oihw,
+        Some(v) => v.parse().map_err(|e: Error| usage_err(strip(&e)))?,
+    };
+    let src = model::Source {
+        layer: parsed.layer.clone(),
+        layout,
+        fold_bn: parsed.fold_bn,
+        explicit_geometry: false,
+    };
+    let loaded = model::load(host, &parsed.file, &src)?;
+    crate::compare::run_compare_kernel(&parsed, &loaded.kernel).map_err(|e| in_file(&parsed.file, e))
+}
+
+// ---------------------------------------------------------------------------------------------
+// report
+// ---------------------------------------------------------------------------------------------
+
+/// MACs or parameters of the regular layer and of the decoupled one for T = 1..=full_rank.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostRow {
+    /// The original layer.
+    pub regular: u64,
+    /// The decoupled layer, index T−1.
+    pub decoupled: Vec<u64>,
+}
+
+/// T chosen from an energy threshold by both rules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdT {
+    /// τ.
+    pub tau: f64,
+    /// Official code: mean over non-zero slices of e_s(t) ≥ τ.
+    pub mean_rule: usize,
+    /// TRP code: max over slices of the per-slice T.
+    pub max_rule: usize,
+}
+
+/// Everything `ndlab report` prints (its JSON form; arrays indexed by T−1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// [N, C per group, Kh, Kw].
+    pub shape: [usize; 4],
+    /// `dw-pw` or `pw-dw`.
+    pub order: String,
+    /// Groups of the layer.
+    pub groups: usize,
+    /// Terms of the exact decoupling.
+    pub full_rank: usize,
+    /// True for 1×1 kernels, which are already pointwise convs.
+    pub already_separable: bool,
+    /// Singular values, one descending list per slice.
+    pub singular_values: Vec<Vec<f64>>,
+    /// Energy kept for each T.
+    pub energy_kept: Vec<f64>,
+    /// Relative weight error ‖W − W_T‖_F / ‖W‖_F for each T.
+    pub rel_weight_error: Vec<f64>,
+    /// What the MACs count: per output pixel at stride 1, or the whole layer at an input size.
+    pub macs_basis: String,
+    /// Multiply-accumulates.
+    pub macs: CostRow,
+    /// Parameters (no bias).
+    pub params: CostRow,
+    /// Per-output-pixel speed-up at stride 1 for each T (METHOD.md's formula).
+    pub speedup: Vec<f64>,
+    /// Real-valued break-even T at stride 1.
+    pub break_even_t: f64,
+    /// Largest integer T faster than the regular layer at stride 1, if any.
+    pub largest_faster_t: Option<usize>,
+    /// T from `--threshold`, both rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold_t: Option<ThresholdT>,
+}
+
+/// Builds the report of one kernel.
+pub fn build_report(kernel: &Kernel, opts: &ReportOpts) -> Result<Report> {
+    let (g, order) = (opts.geometry.groups, opts.order);
+    let d = Decomposition::new(kernel, g, order)?;
+    let ts: Vec<usize> = (1..=d.full_rank).collect();
+    let c_total = kernel.c * g;
+    let (model, basis) = match opts.size {
+        None => (
+            CostModel::per_output_pixel(kernel.n, c_total, kernel.kh, kernel.kw, g)?,
+            "per output pixel, stride 1".to_string(),
+        ),
+        Some((h, w)) => {
+            let m = CostModel::new(kernel.n, c_total, kernel.kh, kernel.kw, h, w, &opts.geometry)?;
+            let gm = &opts.geometry;
+            let basis = format!(
+                "whole layer, input {c_total}×{h}×{w} → output {}×{}×{}, stride {}, padding {}, dilation {}",
+                kernel.n, m.ho, m.wo, gm.stride.0, gm.padding.top, gm.dilation.0
+            );
+            (m, basis)
+        }
+    };
+    let k2 = kernel.k2();
+    let threshold_t = match opts.threshold {
+        None => None,
+        Some(tau) => Some(ThresholdT {
+            tau,
+            mean_rule: d.threshold_t(tau, ThresholdRule::Mean)?,
+            max_rule: d.threshold_t(tau, ThresholdRule::Max)?,
+        }),
+    };
+    let t_star = cost::break_even_t(order, kernel.n, kernel.c, k2, g);
+    Ok(Report {
+        shape: [kernel.n, kernel.c, kernel.kh, kernel.kw],
+        order: order.as_str().to_string(),
+        groups: g,
+        full_rank: d.full_rank,
+        already_separable: k2 == 1,
+        singular_values: d.slices.iter().map(|s| s.sigma.clone()).collect(),
+        energy_kept: d.energy_kept(),
+        rel_weight_error: d.rel_weight_error(),
+        macs_basis: basis,
+        macs: CostRow {
+            regular: model.regular_macs(),
+            decoupled: ts.iter().map(|&t| model.decoupled_macs(order, t)).collect(),
+        },
+        params: CostRow {
+            regular: model.regular_params(),
+            decoupled: ts.iter().map(|&t| model.decoupled_params(order, t)).collect(),
+        },
+        speedup: ts.iter().map(|&t| cost::pixel_speedup(order, kernel.n, kernel.c, k2, g, t)).collect(),
+        break_even_t: t_star,
+        largest_faster_t: cost::largest_below(t_star),
+        threshold_t,
+    })
+}
+
+/// `ndlab report`: JSON or a table.
+pub fn report(opts: &ReportOpts, host: &mut dyn Host) -> Result<String> {
+    let loaded = model::load(host, &opts.kernel, &opts.source)?;
+    let mut opts = opts.clone();
+    if let (Some(g), false) = (loaded.geometry, opts.source.explicit_geometry) {
+        opts.geometry = g;
+    }
+    let opts = &opts;
+    let kernel = loaded.kernel;
+    let r = build_report(&kernel, opts).map_err(|e| in_file(&opts.kernel, e))?;
+    if opts.json {
+        let mut s = serde_json::to_string_pretty(&r).map_err(|e| Error::Numeric(format!("JSON: {e}")))?;
+        s.push('\n');
+        Ok(s)
+    } else {
+        Ok(render_table(&opts.kernel, &r))
+    }
+}
+
+/// The readable form of a report: a header line and an aligned table.
+pub fn render_table(name: &str, r: &Report) -> String {
+    let [n, c, kh, kw] = r.shape;
+    let order: Order = r.order.parse().unwrap_or_default();
+    let mut s = format!(
+        "{name}: kernel {n}×{c}×{kh}×{kw} (N×C×Kh×Kw), groups {}, {}, full rank {} ({} slices)\n",
+        r.groups,
+        order.label(),
+        r.full_rank,
+        r.singular_values.len()
+    );
+    if r.already_separable {
+        s.push_str("1×1 kernel: already separable (a pointwise conv), nothing to decouple.\n");
+        return s;
+    }
+    let _ = writeln!(s, "MACs: {} (regular {}, params {})", r.macs_basis, r.macs.regular, r.params.regular);
+    let _ = writeln!(
+        s,
+        "{:>4}  {:>10}  {:>10}  {:>14}  {:>10}  {:>8}",
+        "T", "energy", "rel.error", "MACs", "params", "speed-up"
+    );
+    for i in 0..r.full_rank {
+        let _ = writeln!(
+            s,
+            "{:>4}  {:>10.6}  {:>10.6}  {:>14}  {:>10}  {:>7.2}×",
+            i + 1,
+            r.energy_kept.get(i).copied().unwrap_or(f64::NAN),
+            r.rel_weight_error.get(i).copied().unwrap_or(f64::NAN),
+            r.macs.decoupled.get(i).copied().unwrap_or(0),
+            r.params.decoupled.get(i).copied().unwrap_or(0),
+            r.speedup.get(i).copied().unwrap_or(f64::NAN),
+        );
+    }
+    let faster = match r.largest_faster_t {
+        Some(t) => format!("T ≤ {t} is faster than the regular layer"),
+        None => "no T is faster than the regular layer".to_string(),
+    };
+    let _ = writeln!(s, "break-even T = {:.2} at stride 1: {faster}", r.break_even_t);
+    if let Some(th) = &r.threshold_t {
+        let _ = writeln!(
+            s,
+            "threshold τ = {}: T = {} (mean rule, official code), T = {} (max rule, TRP code)",
+            th.tau, th.mean_rule, th.max_rule
+        );
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// apply
+// ---------------------------------------------------------------------------------------------
+
+/// `ndlab apply`: decoupled forward, output written, relative error vs the original layer.
+pub fn apply(o: &ApplyOpts, host: &mut dyn Host) -> Result<String> {
+    let loaded = model::load(host, &o.kernel, &o.source)?;
+    let mut o = o.clone();
+    if let (Some(g), false) = (loaded.geometry, o.source.explicit_geometry) {
+        o.geometry = g;
+    }
+    let o = &o;
+    let kernel = loaded.kernel;
+    let input = read_npy(&host.read(&o.input)?).map_err(|e| in_file(&o.input, e))?;
+    let four_d = input.shape.len() == 4;
+    let x = input.into_feature_map().map_err(|e| in_file(&o.input, e))?;
+    let bias = match &o.bias {
+        None => loaded.bias,
+        Some(p) => Some(read_npy(&host.read(p)?).and_then(|a| a.into_vector()).map_err(|e| in_file(p, e))?),
+    };
+    let layer = ConvLayer::new(kernel, bias, o.geometry)?;
+    if x.c != layer.in_channels() {
+        return Err(Error::Shape(format!(
+            "the input has {} channels, the kernel expects {} ({} per group × {} groups)",
+            x.c,
+            layer.in_channels(),
+            layer.kernel.c,
+            o.geometry.groups
+        )));
+    }
+    let t0 = host.now();
+    let d = Decomposition::new(&layer.kernel, o.geometry.groups, o.order)?;
+    if o.t > d.full_rank {
+        return Err(Error::Param(format!(
+            "T = {} is out of range: this kernel decouples exactly with {} terms in {} order (use 1..={})",
+            o.t,
+            d.full_rank,
+            o.order.as_str(),
+            d.full_rank
+        )));
+    }
+    let merged = d.merged(o.t)?;
+    let t1 = host.now();
+    let y = decoupled_forward(&x, &merged, layer.bias.as_deref(), &o.geometry)?;
+    let t2 = host.now();
+    let y0 = conv2d(&x, &layer.kernel, layer.bias.as_deref(), &o.geometry)?;
+    let t3 = host.now();
+    let err = y.rel_error(&y0)?;
+    let shape: Vec<usize> = if four_d { vec![1, y.c, y.h, y.w] } else { vec![y.c, y.h, y.w] };
+    host.write(&o.out, &write_npy_f32(&shape, &y.data))?;
+    let mut s = format!(
+        "wrote {} ({}×{}×{}), {} T = {}: output relative error vs the original layer = {:.6e}\n",
+        o.out,
+        y.c,
+        y.h,
+        y.w,
+        o.order.label(),
+        o.t,
+        err
+    );
+    if let (Some(t0), Some(t1), Some(t2), Some(t3)) = (t0, t1, t2, t3) {
+        let ms = |a: f64, b: f64| (b - a) * 1e3;
+        let _ = writeln!(
+            s,
+            "time: decoupling {:.2} ms, decoupled forward {:.2} ms, original forward {:.2} ms",
+            ms(t0, t1),
+            ms(t1, t2),
+            ms(t2, t3)
+        );
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+//! The page's comparison, natively: runs the worker's engine on a built-in example with a built-in
+//! image (the VGG16-BN prefix computes the layer's real input) and prints the equal-cost table with
+//! weight and output errors as Markdown (README / RELATIVES.md figures).
+//!
+//! `cargo run --release --example relatives_page -- EXAMPLE [T] [IMAGE]`: the budget is ND DW→PW's
+//! MACs at T (default 2); no Pareto sweep.
+
+use ndlab_core::relatives::session::CompareRequest;
+use ndlab_core::relatives::{Dims, Method, Rank};
+use ndlab_lab::engine::Engine;
+use ndlab_lab::examples::{self, IMAGES};
+use ndlab_lab::protocol::{Request, RequestBody, ResponseBody};
+use std::path::Path;
+
+fn clock() -> f64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+}
+
+fn rgba(path: &str) -> Result<(Vec<u8>, usize, usize), Box<dyn std::error::Error>> {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
+    let mut reader = dec.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("png too large")?];
+    let info = reader.next_frame(&mut buf)?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let px = &buf[..info.buffer_size()];
+    let out = match info.color_type {
+        png::ColorType::Rgba => px.to_vec(),
+        png::ColorType::Rgb => px.chunks(3).flat_map(|c| [c[0], c[1], c[2], 255]).collect(),
+        png::ColorType::Grayscale => px.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+        other => return Err(format!("unsupported PNG colour type {other:?}").into()),
+    };
+    Ok((out, w, h))
+}
+
+fn ask(e: &mut Engine, id: u64, body: RequestBody) -> Result<ResponseBody, Box<dyn std::error::Error>> {
+    for path in e.assets_needed(&body) {
+        let bytes = std::fs::read(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(&path))?;
+        e.provide(&path, bytes);
+    }
+    match e.handle(Request { id, body }, &mut |_| {}).body {
+        ResponseBody::Error { message } => Err(message.into()),
+        b => Ok(b),
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let example = args.first().map_or("vgg16bn_conv3_2", String::as_str);
+    let t: usize = args.get(1).map_or(Ok(2), |s| s.parse())?;
+    let image = args.get(2).map_or("astronaut", String::as_str);
+    let info = IMAGES.iter().find(|i| i.id == image).ok_or("unknown image")?;
+    let ex = examples::find(example).ok_or("unknown example")?;
+    let (n, c, kh, kw) = ex.shape;
+    let d = Dims { n, c, kh, kw };
+    let budget = d.macs(Method::NdDwPw, Rank::One(t));
+    // The largest two-decimal speed-up whose budget still holds ND DW→PW at T.
+    let speedup = (d.regular_macs() as f64 / budget as f64 * 100.0).floor() / 100.0;
+    let mut e = Engine::new(clock);
+    ask(&mut e, 1, RequestBody::LoadExample { example: example.into(), slice: None })?;
+    let (px, w, h) =
+        rgba(&Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(info.path).to_string_lossy())?;
+    ask(&mut e, 2, RequestBody::LoadImage { rgba: px, width: w, height: h })?;
+    let req = CompareRequest { speedup, sweep_speedups: vec![], ..CompareRequest::default() };
+    let ResponseBody::Compare(r) = ask(&mut e, 3, RequestBody::Compare(req))? else {
+        return Err("no report".into());
+    };
+    let (oh, ow) = r.output_hw.unwrap_or((0, 0));
+    println!(
+        "{example} on {image} ({oh}×{ow} output), ND T = {t} budget {} MACs/px (speed-up {speedup}), regular forward {:.1} ms",
+        r.budget,
+        r.regular_forward_ms.unwrap_or(f64::NAN)
+    );
+    println!(
+        "| method | rank | MACs/px | weight error | output error | decompose ms | forward ms | sweeps |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in &r.rows {
+        println!(
+            "| {} | {} | {} | {:.4} | {:.4} | {:.0} | {:.1} | {} |",
+            row.method,
+            row.rank.map(|k| k.to_string()).unwrap_or_default(),
+            row.macs,
+            row.weight_error,
+            row.output_error.unwrap_or(f64::NAN),
+            row.decompose_ms,
+            row.forward_ms.unwrap_or(f64::NAN),
+            row.sweeps
+        );
+    }
+    Ok(())
+}

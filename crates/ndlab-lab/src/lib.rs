@@ -1,0 +1,12 @@
+//! ndlab's lab: everything between the maths and the browser, pure and tested natively.
+//!
+//! - [`engine`]: the worker's brain (loaded layer, decompositions, inputs, caches, timings);
+//! - [`protocol`]: the messages between the page and the worker;
+//! - [`state`]: every user-visible setting, one struct ↔ the URL;
+//! - [`examples`], [`files`]: the built-in catalogue and the user's model files in the lab.
+
+pub mod engine;
+pub mod examples;
+pub mod files;
+pub mod protocol;
+pub mod state;

@@ -1,0 +1,328 @@
+//! Messages between the browser's UI thread and the Web Worker that runs the [`crate::engine::Engine`].
+//!
+//! Every request carries an id chosen by the UI thread (strictly increasing); every response
+//! repeats the id of the request it answers. The UI keeps only the newest response of each
+//! [`RequestKind`] and drops older ones ("newest wins"). Messages travel as JSON strings, so the
+//! same types are tested natively.
+
+use ndlab_core::decouple::{Decomposition, Slice};
+use ndlab_core::layer::{ConvGeometry, Order};
+use serde::{Deserialize, Serialize};
+
+/// A request from the UI thread to the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the UI thread, strictly increasing.
+    pub id: u64,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What the UI asks the worker to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// Load a built-in example (by id) and decouple it in both orderings (once).
+    LoadExample {
+        /// Example id from the catalogue.
+        example: String,
+        /// The slice (ordering, index) the page shows first: its view comes with the layer, so
+        /// the first charts need no second round trip (clamped to the layer; None for none).
+        #[serde(default)]
+        slice: Option<(Order, usize)>,
+    },
+    /// Use an image decoded by the page (RGBA, row-major, 4 bytes per pixel).
+    LoadImage {
+        /// RGBA bytes, `width · height · 4` of them.
+        rgba: Vec<u8>,
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+    },
+    /// Use a built-in image (by id, [`crate::examples::IMAGES`]): the worker fetches and decodes
+    /// it itself, so it can start before the page has loaded (and the page's thread decodes nothing).
+    LoadBuiltinImage {
+        /// Image id.
+        image: String,
+    },
+    /// The factors and original filters of one slice (the channel picker).
+    Slice {
+        /// Ordering whose slice is wanted.
+        order: Order,
+        /// Slice index (input channel for DW→PW, output channel for PW→DW).
+        slice: usize,
+    },
+    /// Run the original and the decoupled layer at T on the current input.
+    Forward {
+        /// Number of terms kept.
+        t: usize,
+        /// Ordering of the decoupled layer.
+        order: Order,
+        /// Output channel whose maps are returned.
+        out_channel: usize,
+    },
+    /// Relative output error for every T = 1..=full rank, in one ordering.
+    OutputErrorCurve {
+        /// Ordering.
+        order: Order,
+    },
+    /// Open the user's model file and list its conv layers. The file itself travels next to the
+    /// JSON (a `File`/`Blob`, structured-cloned; the host hands it to the engine with
+    /// [`crate::engine::Engine::provide_file`]); it never leaves the machine.
+    OpenFile {
+        /// The file's name (for messages and the format of `.onnx` files).
+        name: String,
+        /// Layout of raw 4-D arrays (npy, npz, safetensors).
+        layout: ndlab_io::formats::Layout,
+    },
+    /// Load one conv layer of the opened file into the lab (replaces the loaded layer on success).
+    LoadFileLayer {
+        /// The layer's name as listed.
+        layer: String,
+        /// Fold the BatchNorm that follows, when there is one.
+        fold_bn: bool,
+    },
+    /// The related decompositions at an equal cost and their Pareto sweep (issue 5; run by the
+    /// page's second worker, which it terminates to cancel).
+    Compare(ndlab_core::relatives::session::CompareRequest),
+}
+
+/// Requests of the same kind supersede each other: only the newest one matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RequestKind {
+    /// [`RequestBody::LoadExample`].
+    Example,
+    /// [`RequestBody::LoadImage`] and [`RequestBody::LoadBuiltinImage`].
+    Image,
+    /// [`RequestBody::Slice`].
+    Slice,
+    /// [`RequestBody::Forward`].
+    Forward,
+    /// [`RequestBody::OutputErrorCurve`].
+    Curve,
+    /// [`RequestBody::OpenFile`].
+    File,
+    /// [`RequestBody::Compare`].
+    Compare,
+}
+
+impl RequestBody {
+    /// The kind of this request (newer requests of a kind make older ones stale).
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            RequestBody::LoadExample { .. } => RequestKind::Example,
+            RequestBody::LoadImage { .. } | RequestBody::LoadBuiltinImage { .. } => RequestKind::Image,
+            RequestBody::Slice { .. } => RequestKind::Slice,
+            RequestBody::Forward { .. } => RequestKind::Forward,
+            RequestBody::OutputErrorCurve { .. } => RequestKind::Curve,
+            RequestBody::OpenFile { .. } => RequestKind::File,
+            // A file layer replaces the loaded layer, as an example does.
+            RequestBody::LoadFileLayer { .. } => RequestKind::Example,
+            RequestBody::Compare(_) => RequestKind::Compare,
+        }
+    }
+}
+
+/// A message from the worker to the UI thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Id of the request this answers (0 for messages not tied to a request).
+    pub id: u64,
+    /// The answer.
+    pub body: ResponseBody,
+}
+
+/// What the worker answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResponseBody {
+    /// The worker has installed its message handler (sent once, id 0). Messages posted to a
+    /// worker before that would be lost, so the UI holds its requests until it sees this.
+    Ready,
+    /// Work in progress (sent during long requests).
+    Progress {
+        /// What is being done, for a person.
+        stage: String,
+        /// 0..=1.
+        fraction: f64,
+    },
+    /// A layer was loaded and decoupled in both orderings.
+    Layer(Box<LayerSummary>),
+    /// A result that is not the last for its request: more answers to the same id follow (the
+    /// layer is sent as soon as it is decoupled, then its input once the image has been run
+    /// through the network prefix).
+    Partial(Box<ResponseBody>),
+    /// A new input is ready (image decoded and, when needed, run through the network prefix).
+    Input(InputSummary),
+    /// One slice's factors.
+    Slice(Box<SliceView>),
+    /// Original and decoupled output maps of one channel, with timings.
+    Forward(Box<ForwardResult>),
+    /// Output relative error for T = 1..=full rank.
+    OutputErrorCurve {
+        /// Ordering.
+        order: Order,
+        /// Index T−1.
+        errors: Vec<f64>,
+    },
+    /// The conv layers of an opened file.
+    FileListing(Box<crate::files::FileListing>),
+    /// One finished row of a comparison (sent while it runs).
+    CompareRow(Box<ndlab_core::relatives::session::MethodRow>),
+    /// The finished comparison.
+    Compare(Box<ndlab_core::relatives::session::CompareReport>),
+    /// The answer to a page request that repeats a boot request already answered with id 0
+    /// (the worker loads the address's view on its own at start-up, see `src/bin/worker.rs`):
+    /// the page has that answer already (a layer summary is ≈ 200 KB of JSON to encode and decode
+    /// again while the first view is being drawn).
+    SameAsBoot,
+    /// The request failed; the message is for a person.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Everything the UI draws without another round trip, for one ordering: the decomposition
+/// stripped of its factors (σ and slice energies only, so `energy_kept`, `rel_weight_error` and
+/// `threshold_t` work on it), plus the time the decoupling took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    /// The decomposition with empty `dw`/`pw` in every slice.
+    pub spectra: Decomposition,
+    /// Wall time of the decoupling in the worker, milliseconds.
+    pub decouple_ms: f64,
+}
+
+/// A loaded layer: its shape, geometry and both orderings' summaries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    /// Example id.
+    pub example: String,
+    /// Human title.
+    pub title: String,
+    /// Where the weights come from and their licence, for the page.
+    pub source: String,
+    /// A short explanation of the example.
+    pub note: String,
+    /// The example's suggested T.
+    pub preset_t: usize,
+    /// The example's suggested ordering.
+    pub preset_order: Order,
+    /// Output channels.
+    pub n: usize,
+    /// Input channels (per group).
+    pub c: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride, padding, dilation, groups.
+    pub geometry: ConvGeometry,
+    /// DW→PW then PW→DW.
+    pub orders: Vec<OrderSummary>,
+    /// The input prepared for this layer, when an image was already loaded.
+    pub input: Option<InputSummary>,
+    /// The view of the slice the request asked for (clamped to the layer), if it asked.
+    #[serde(default)]
+    pub slice: Option<SliceView>,
+}
+
+impl LayerSummary {
+    /// The summary of one ordering.
+    pub fn order(&self, order: Order) -> Option<&OrderSummary> {
+        self.orders.iter().find(|o| o.spectra.order == order)
+    }
+}
+
+/// The chosen slice: its matrix and its factors (untruncated; the UI truncates to T).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceView {
+    /// The ordering.
+    pub order: Order,
+    /// Slice index.
+    pub index: usize,
+    /// Rows of the slice matrix (N for DW→PW, c for PW→DW).
+    pub rows: usize,
+    /// K² (columns).
+    pub k2: usize,
+    /// Kernel height and width.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// The slice matrix, `rows × k2`, row-major (row r = one original filter).
+    pub matrix: Vec<f64>,
+    /// Its SVD factors.
+    pub factors: Slice,
+}
+
+/// What the inference views show after a new input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSummary {
+    /// Channels, height, width of the layer's input.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// How the input was made (for the page).
+    pub description: String,
+    /// Time to compute the input activations, milliseconds.
+    pub prefix_ms: f64,
+}
+
+/// One output channel of the original and the decoupled layer at T.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardResult {
+    /// Terms kept.
+    pub t: usize,
+    /// Ordering.
+    pub order: Order,
+    /// Output channel shown.
+    pub out_channel: usize,
+    /// Output height.
+    pub h: usize,
+    /// Output width.
+    pub w: usize,
+    /// The original layer's output map (h·w).
+    pub original: Vec<f32>,
+    /// The decoupled layer's output map (h·w).
+    pub decoupled: Vec<f32>,
+    /// Relative output error over all channels, ‖Y_T − Y‖ / ‖Y‖.
+    pub rel_error: f64,
+    /// Relative weight error at T (from the σ tails), as the core reports it.
+    pub weight_error: f64,
+    /// Wall time of the original forward, milliseconds: the shortest run on this input so far
+    /// (0: not measured yet; forwards are computed from the layer's terms, untimed, and the worker
+    /// times the layers when idle, see `Engine::forward`).
+    pub original_ms: f64,
+    /// Wall time of the decoupled forward at this T (merged form), milliseconds: the shortest run
+    /// so far (0: not measured yet).
+    pub decoupled_ms: f64,
+    /// The GEMM kernels the times were measured with ([`ndlab_core::conv::kernels`]).
+    #[serde(default)]
+    pub kernels: String,
+    /// Whether both layers have been timed three times (`Engine::settle_timings`); false: the
+    /// times are missing or come from a first run, which may be several times too long.
+    #[serde(default)]
+    pub settled: bool,
+    /// The shown output channel's map of every term (full rank of them, each h·w), in the first
+    /// answer for this ordering, channel and input when the worker holds them and they are
+    /// small (`engine::PAGE_TERMS_MAX`): the page then makes the maps at any T itself
+    /// (`engine::sum_terms`), in the frame of the change. Empty otherwise.
+    #[serde(default)]
+    pub terms: Vec<Vec<f32>>,
+    /// The shown output channel's bias (0 without one): decoupled = Σ_{k<T} terms[k] + bias.
+    #[serde(default)]
+    pub bias: f32,
+}
+
+/// Encodes a message as JSON (never fails for these types; a failure becomes an error string).
+pub fn to_json<T: Serialize>(msg: &T) -> String {
+    serde_json::to_string(msg)
+        .unwrap_or_else(|e| format!("{{\"id\":0,\"body\":{{\"Error\":{{\"message\":\"encode: {e}\"}}}}}}"))
+}
+
+/// Decodes a message from JSON, with a readable error.
+pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> ndlab_core::Result<T> {
+    serde_json::from_str(text).map_err(|e| ndlab_core::Error::Format(format!("bad message: {e}")))
+}
