@@ -97,7 +97,7 @@ fn the_engine_answers_in_the_browser() {
     );
     let ResponseBody::Forward(f) = resp.body else { panic!("{:?}", resp.body) };
     assert!(f.rel_error < 1e-4, "full rank is exact: {}", f.rel_error);
-    assert_eq!((f.h, f.w), (10, 14), "O-Net conv1 has no padding");
+    assert_eq!((f.maps.h, f.maps.w), (10, 14), "O-Net conv1 has no padding");
 }
 
 /// A small deterministic generator for shapes (xorshift).

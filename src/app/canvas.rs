@@ -2,7 +2,9 @@
 //!
 //! The canvas's backing store is sized to CSS size × `devicePixelRatio` and the 2-D context is
 //! scaled by the same factor, while the chart code sees the CSS size: lines and text come out
-//! at the screen's resolution with the layout of a 1× drawing.
+//! at the screen's resolution with the layout of a 1× drawing. [`Canvases`] holds what the
+//! page's canvases share: their CSS sizes (kept by a `ResizeObserver`), the text measurer, and
+//! the queue of chart drawings.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -13,6 +15,7 @@ use plotters_backend::{
 use plotters_canvas::CanvasBackend;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
@@ -29,6 +32,8 @@ pub struct HiDpi {
     text: (Option<String>, Option<&'static str>, Option<&'static str>),
     /// Device pixels per CSS pixel (the context's scale).
     ratio: f64,
+    /// Measures text for the chart layout.
+    measure: Rc<TextMeasure>,
 }
 
 impl HiDpi {
@@ -223,50 +228,52 @@ impl DrawingBackend for HiDpi {
     }
     fn estimate_text_size<T: BackendTextStyle>(&self, text: &str, s: &T) -> Result<(u32, u32), CanvasErr> {
         let font = format!("{} {}px {}", s.style().as_str(), s.size(), s.family().as_str());
-        match measure_text(&font, text) {
+        match self.measure.size(&font, text) {
             Some(size) => Ok(size),
             None => self.inner.estimate_text_size(text, s),
         }
     }
 }
 
-thread_local! {
-    /// A 2-D context of a canvas outside the document, for measuring text.
-    static MEASURER: Option<CanvasRenderingContext2d> = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.create_element("canvas").ok())
-        .and_then(|c| c.dyn_into::<HtmlCanvasElement>().ok())
-        .and_then(|c| c.get_context("2d").ok().flatten())
-        .and_then(|c| c.dyn_into().ok());
-    /// Sizes measured so far, by (CSS font, text): charts measure the same labels on every redraw.
-    static TEXT_SIZES: RefCell<HashMap<(String, String), (u32, u32)>> = RefCell::new(HashMap::new());
+/// Measures text with `measureText` on a canvas outside the document (plotters' own estimate
+/// inserts a `<span>` into the page and reads its size, which lays out the whole page again for
+/// every label of every chart), remembering the sizes: charts measure the same labels on every
+/// redraw. The height is the font's ascent + descent, as a line box of the text would be.
+struct TextMeasure {
+    ctx: Option<CanvasRenderingContext2d>,
+    sizes: RefCell<HashMap<(String, String), (u32, u32)>>,
 }
 
-/// Width and height of `text` in the CSS `font`, measured with `measureText` on a canvas outside
-/// the document. (plotters' own estimate inserts a `<span>` into the page and reads its size,
-/// which lays out the whole page again for every label of every chart.) The height is the
-/// font's ascent + descent, as a line box of the text would be.
-fn measure_text(font: &str, text: &str) -> Option<(u32, u32)> {
-    let key = (font.to_string(), text.to_string());
-    if let Some(size) = TEXT_SIZES.with(|t| t.borrow().get(&key).copied()) {
-        return Some(size);
+impl TextMeasure {
+    fn new() -> Self {
+        let ctx = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.create_element("canvas").ok())
+            .and_then(|c| c.dyn_into::<HtmlCanvasElement>().ok())
+            .and_then(|c| c.get_context("2d").ok().flatten())
+            .and_then(|c| c.dyn_into().ok());
+        TextMeasure { ctx, sizes: RefCell::new(HashMap::new()) }
     }
-    let size = MEASURER.with(|m| {
-        let ctx = m.as_ref()?;
+
+    /// Width and height of `text` in the CSS `font`.
+    fn size(&self, font: &str, text: &str) -> Option<(u32, u32)> {
+        let key = (font.to_string(), text.to_string());
+        if let Some(size) = self.sizes.borrow().get(&key).copied() {
+            return Some(size);
+        }
+        let ctx = self.ctx.as_ref()?;
         ctx.set_font(font);
         let m = ctx.measure_text(text).ok()?;
         let h = m.font_bounding_box_ascent() + m.font_bounding_box_descent();
-        (h.is_finite() && h > 0.0).then(|| (m.width().ceil().max(0.0) as u32, h.ceil() as u32))
-    })?;
-    TEXT_SIZES.with(|t| {
-        let mut t = t.borrow_mut();
+        let size = (h.is_finite() && h > 0.0).then(|| (m.width().ceil().max(0.0) as u32, h.ceil() as u32))?;
+        let mut sizes = self.sizes.borrow_mut();
         // Bounded: labels are few, but numbers change with the data.
-        if t.len() > 4096 {
-            t.clear();
+        if sizes.len() > 4096 {
+            sizes.clear();
         }
-        t.insert(key, size);
-    });
-    Some(size)
+        sizes.insert(key, size);
+        Some(size)
+    }
 }
 
 /// The device pixel ratio (at least 1).
@@ -274,132 +281,202 @@ pub fn dpr() -> f64 {
     web_sys::window().map(|w| w.device_pixel_ratio()).unwrap_or(1.0).max(1.0)
 }
 
-thread_local! {
-    /// CSS sizes of the canvases drawn so far, kept by a `ResizeObserver` (see [`css_size`]).
-    static SIZES: RefCell<Vec<(HtmlCanvasElement, (u32, u32))>> = const { RefCell::new(Vec::new()) };
-    /// The observer that keeps [`SIZES`] (created on first use).
-    static OBSERVER: RefCell<Option<web_sys::ResizeObserver>> = const { RefCell::new(None) };
+/// A chart's drawing, to run later.
+pub type DrawJob = Box<dyn FnOnce()>;
+
+/// Time a task of queued drawings may take before the rest waits for the next task (ms). A
+/// cold first view draws a chart in 10–35 ms: most of a new layer's charts share a task or two,
+/// instead of paying a frame (the canvases' hand-over to the compositor, 10–25 ms each here)
+/// between every two of them, and no task comes near the 100 ms an input may wait.
+const DRAW_BUDGET_MS: f64 = 40.0;
+
+struct Shared {
+    measure: Rc<TextMeasure>,
+    /// CSS sizes of the canvases drawn so far (see [`Canvases::css_size`]).
+    sizes: RefCell<Vec<(HtmlCanvasElement, (u32, u32))>>,
+    /// The observer that keeps `sizes` (created on first use).
+    observer: RefCell<Option<web_sys::ResizeObserver>>,
     /// Called after a canvas changed size (the app redraws its charts).
-    static ON_RESIZE: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+    on_resize: RefCell<Option<Box<dyn Fn()>>>,
+    /// Chart drawings waiting for their own task (at most one per chart key), in order.
+    queue: RefCell<Vec<(&'static str, DrawJob)>>,
 }
 
-/// Sets what to do when a canvas drawn before changes size (window resize, a scroll bar
-/// appearing, the layout reflowing).
-pub fn on_canvas_resize(f: impl Fn() + 'static) {
-    ON_RESIZE.with(|r| *r.borrow_mut() = Some(Box::new(f)));
-}
+/// What the page's canvases share (cheap to clone).
+#[derive(Clone)]
+pub struct Canvases(Rc<Shared>);
 
-/// The CSS size of `canvas` (at least 1 × 1). Measured once (which may lay the page out), then
-/// kept up to date by a `ResizeObserver`: reading `clientWidth` on every redraw would force the
-/// browser to lay out the whole page again each time a setting changes the text around it.
-pub fn css_size(canvas: &HtmlCanvasElement) -> (u32, u32) {
-    if let Some(size) = SIZES.with(|s| s.borrow().iter().find(|(c, _)| c == canvas).map(|e| e.1)) {
-        return size;
+impl Canvases {
+    pub fn new() -> Self {
+        Canvases(Rc::new(Shared {
+            measure: Rc::new(TextMeasure::new()),
+            sizes: RefCell::new(Vec::new()),
+            observer: RefCell::new(None),
+            on_resize: RefCell::new(None),
+            queue: RefCell::new(Vec::new()),
+        }))
     }
-    let size = (canvas.client_width().max(1) as u32, canvas.client_height().max(1) as u32);
-    SIZES.with(|s| s.borrow_mut().push((canvas.clone(), size)));
-    OBSERVER.with(|o| {
-        let mut o = o.borrow_mut();
+
+    /// Sets what to do when a canvas drawn before changes size (window resize, a scroll bar
+    /// appearing, the layout reflowing).
+    pub fn on_resize(&self, f: impl Fn() + 'static) {
+        *self.0.on_resize.borrow_mut() = Some(Box::new(f));
+    }
+
+    /// The CSS size of `canvas` (at least 1 × 1). Measured once (which may lay the page out),
+    /// then kept up to date by a `ResizeObserver`: reading `clientWidth` on every redraw would
+    /// force the browser to lay out the whole page again each time a setting changes the text
+    /// around it.
+    pub fn css_size(&self, canvas: &HtmlCanvasElement) -> (u32, u32) {
+        if let Some(size) = self.0.sizes.borrow().iter().find(|(c, _)| c == canvas).map(|e| e.1) {
+            return size;
+        }
+        let size = (canvas.client_width().max(1) as u32, canvas.client_height().max(1) as u32);
+        self.0.sizes.borrow_mut().push((canvas.clone(), size));
+        let mut o = self.0.observer.borrow_mut();
         if o.is_none() {
-            let cb = Closure::<dyn FnMut(js_sys::Array)>::new(resized);
+            let weak = Rc::downgrade(&self.0);
+            let cb = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+                if let Some(shared) = weak.upgrade() {
+                    Canvases(shared).resized(entries);
+                }
+            });
             *o = web_sys::ResizeObserver::new(cb.as_ref().unchecked_ref()).ok();
             cb.forget();
         }
         if let Some(obs) = o.as_ref() {
             obs.observe(canvas);
         }
-    });
-    size
-}
+        size
+    }
 
-/// The observer's callback: records the new sizes; if any changed, calls the app's hook.
-fn resized(entries: js_sys::Array) {
-    let mut changed = false;
-    for entry in entries.iter() {
-        let Ok(entry) = entry.dyn_into::<web_sys::ResizeObserverEntry>() else { continue };
-        let Ok(canvas) = entry.target().dyn_into::<HtmlCanvasElement>() else { continue };
-        let rect = entry.content_rect();
-        let size = ((rect.width().round() as u32).max(1), (rect.height().round() as u32).max(1));
-        SIZES.with(|s| {
-            for (c, old) in s.borrow_mut().iter_mut() {
+    /// The observer's callback: records the new sizes; if any changed, calls the app's hook.
+    fn resized(&self, entries: js_sys::Array) {
+        let mut changed = false;
+        for entry in entries.iter() {
+            let Ok(entry) = entry.dyn_into::<web_sys::ResizeObserverEntry>() else { continue };
+            let Ok(canvas) = entry.target().dyn_into::<HtmlCanvasElement>() else { continue };
+            let rect = entry.content_rect();
+            let size = ((rect.width().round() as u32).max(1), (rect.height().round() as u32).max(1));
+            for (c, old) in self.0.sizes.borrow_mut().iter_mut() {
                 if *c == canvas && *old != size {
                     *old = size;
                     changed = true;
                 }
             }
-        });
-    }
-    if changed {
-        ON_RESIZE.with(|r| {
-            if let Some(f) = r.borrow().as_ref() {
+        }
+        if changed {
+            if let Some(f) = self.0.on_resize.borrow().as_ref() {
                 f()
             }
-        });
+        }
+    }
+
+    /// Prepares `canvas` for drawing at its CSS size: backing store × DPR, scaled context.
+    /// Returns None if the canvas has no 2-D context or no size yet.
+    fn hidpi(&self, canvas: &HtmlCanvasElement) -> Option<HiDpi> {
+        self.hidpi_at(canvas, self.css_size(canvas))
+    }
+
+    /// [`Canvases::hidpi`] at a given CSS size (a canvas outside the document has none of its own).
+    fn hidpi_at(&self, canvas: &HtmlCanvasElement, (css_w, css_h): (u32, u32)) -> Option<HiDpi> {
+        let ratio = dpr();
+        let (pw, ph) = ((css_w as f64 * ratio).round() as u32, (css_h as f64 * ratio).round() as u32);
+        if canvas.width() != pw {
+            canvas.set_width(pw);
+        }
+        if canvas.height() != ph {
+            canvas.set_height(ph);
+        }
+        let ctx: CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
+        ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0).ok()?;
+        let inner = CanvasBackend::with_canvas_object(canvas.clone())?;
+        let measure = self.0.measure.clone();
+        Some(HiDpi { inner, size: (css_w, css_h), ctx, fill: None, text: (None, None, None), ratio, measure })
+    }
+
+    /// Draws `chart` on `canvas`; errors are returned as text.
+    pub fn draw_on<F>(&self, canvas: &HtmlCanvasElement, chart: F) -> Result<(), String>
+    where
+        F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
+    {
+        let backend = self.hidpi(canvas).ok_or("this browser gives no 2-D canvas")?;
+        draw_filled(backend, chart)
+    }
+
+    /// Draws `chart` on `canvas` (e.g. one outside the document) at the CSS size `size`.
+    pub fn draw_sized<F>(&self, canvas: &HtmlCanvasElement, size: (u32, u32), chart: F) -> Result<(), String>
+    where
+        F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
+    {
+        let backend = self.hidpi_at(canvas, size).ok_or("this browser gives no 2-D canvas")?;
+        draw_filled(backend, chart)
+    }
+
+    /// Draws `chart` on the transparent overlay `canvas` (cleared first, not filled): the marks
+    /// layer of a chart whose base is drawn on the canvas beneath.
+    pub fn draw_overlay_on<F>(&self, canvas: &HtmlCanvasElement, chart: F) -> Result<(), String>
+    where
+        F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
+    {
+        let backend = self.hidpi(canvas).ok_or("this browser gives no 2-D canvas")?;
+        let (w, h) = backend.size;
+        backend.ctx.clear_rect(0.0, 0.0, w as f64, h as f64);
+        let area = backend.into_drawing_area();
+        chart(&area)?;
+        area.present().map_err(|e| e.to_string())
+    }
+
+    /// Queues `job` (a chart's full drawing), replacing a job of the same chart still waiting,
+    /// and makes sure a task will run the queue (a few jobs per task, see
+    /// [`Canvases::run_queued`]; input events get in between).
+    pub fn queue_draw(&self, chart: &'static str, job: DrawJob) {
+        let first = {
+            let mut q = self.0.queue.borrow_mut();
+            let first = q.is_empty();
+            match q.iter_mut().find(|(c, _)| *c == chart) {
+                Some(entry) => entry.1 = job,
+                None => q.push((chart, job)),
+            }
+            first
+        };
+        if first {
+            self.run_later();
+        }
+    }
+
+    fn run_later(&self) {
+        let this = self.clone();
+        leptos::prelude::set_timeout(move || this.run_queued(), std::time::Duration::ZERO);
+    }
+
+    /// Runs queued drawings, oldest first, until [`DRAW_BUDGET_MS`] have passed; schedules the
+    /// rest in a new task.
+    fn run_queued(&self) {
+        let start = super::hooks::now_ms();
+        loop {
+            let job = {
+                let mut q = self.0.queue.borrow_mut();
+                (!q.is_empty()).then(|| q.remove(0).1)
+            };
+            let Some(job) = job else { return };
+            job();
+            if super::hooks::now_ms() - start >= DRAW_BUDGET_MS {
+                break;
+            }
+        }
+        if !self.0.queue.borrow().is_empty() {
+            self.run_later();
+        }
     }
 }
 
-/// Prepares `canvas` for drawing at its CSS size: backing store × DPR, scaled context.
-/// Returns None if the canvas has no 2-D context or no size yet.
-pub fn hidpi(canvas: &HtmlCanvasElement) -> Option<HiDpi> {
-    hidpi_at(canvas, css_size(canvas))
-}
-
-/// [`hidpi`] at a given CSS size (a canvas outside the document has none of its own).
-fn hidpi_at(canvas: &HtmlCanvasElement, (css_w, css_h): (u32, u32)) -> Option<HiDpi> {
-    let ratio = dpr();
-    let (pw, ph) = ((css_w as f64 * ratio).round() as u32, (css_h as f64 * ratio).round() as u32);
-    if canvas.width() != pw {
-        canvas.set_width(pw);
-    }
-    if canvas.height() != ph {
-        canvas.set_height(ph);
-    }
-    let ctx: CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
-    ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0).ok()?;
-    let inner = CanvasBackend::with_canvas_object(canvas.clone())?;
-    Some(HiDpi { inner, size: (css_w, css_h), ctx, fill: None, text: (None, None, None), ratio })
-}
-
-/// Draws `chart` on `canvas`; errors are returned as text.
-pub fn draw_on<F>(canvas: &HtmlCanvasElement, chart: F) -> Result<(), String>
+fn draw_filled<F>(backend: HiDpi, chart: F) -> Result<(), String>
 where
     F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
 {
-    let backend = hidpi(canvas).ok_or("this browser gives no 2-D canvas")?;
     let area = backend.into_drawing_area();
     area.fill(&WHITE).map_err(|e| e.to_string())?;
-    chart(&area)?;
-    area.present().map_err(|e| e.to_string())
-}
-
-/// Draws `chart` on `canvas` (e.g. one outside the document) at the CSS size `size`.
-pub fn draw_sized<F>(canvas: &HtmlCanvasElement, size: (u32, u32), chart: F) -> Result<(), String>
-where
-    F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
-{
-    let backend = hidpi_at(canvas, size).ok_or("this browser gives no 2-D canvas")?;
-    let area = backend.into_drawing_area();
-    area.fill(&WHITE).map_err(|e| e.to_string())?;
-    chart(&area)?;
-    area.present().map_err(|e| e.to_string())
-}
-
-/// Draws `chart` on the transparent overlay `canvas` (cleared first, not filled): the marks
-/// layer of a chart whose base is drawn on the canvas beneath.
-pub fn draw_overlay_on<F>(canvas: &HtmlCanvasElement, chart: F) -> Result<(), String>
-where
-    F: FnOnce(&DrawingArea<HiDpi, Shift>) -> Result<(), String>,
-{
-    let backend = hidpi(canvas).ok_or("this browser gives no 2-D canvas")?;
-    let ctx: CanvasRenderingContext2d = canvas
-        .get_context("2d")
-        .ok()
-        .flatten()
-        .and_then(|c| c.dyn_into().ok())
-        .ok_or("this browser gives no 2-D canvas")?;
-    let (w, h) = backend.size;
-    ctx.clear_rect(0.0, 0.0, w as f64, h as f64);
-    let area = backend.into_drawing_area();
     chart(&area)?;
     area.present().map_err(|e| e.to_string())
 }

@@ -1,11 +1,9 @@
-//! The UI thread's side of the worker protocol.
-//!
-//! [`WorkerClient`] tags requests with increasing ids and keeps, per [`RequestKind`], at most one
-//! request in flight and one waiting (a newer waiting request replaces an older one). A response
-//! whose id is older than the newest request of its kind is dropped, so results never arrive
-//! out of order and rapid slider moves never queue work.
+//! The page's client of a worker: a thin executor of [`RequestBook`] (ids, in flight, waiting,
+//! stale answers), posting what it is told to. One client per worker: the page's own and each
+//! of the comparison pool's.
 
-use ndlab_lab::protocol::{from_json, to_json, Request, RequestBody, RequestKind, Response, ResponseBody};
+use ndlab_lab::client::{Post, RequestBook};
+use ndlab_lab::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -13,105 +11,83 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{MessageEvent, Worker};
 
-/// Where the worker's loader script is, relative to the page (Trunk's loader shim): the SIMD128
-/// build, which every browser with wasm SIMD loads.
+/// The SIMD128 worker build, which every browser with wasm SIMD loads.
 const WORKER_URL: &str = "./ndlab-worker_loader.js";
-/// The relaxed-SIMD (FMA) build of the same worker, for browsers that validate [`RELAXED_PROBE`].
-const WORKER_FMA_URL: &str = "./ndlab-worker-fma_loader.js";
 
-/// The smallest module using relaxed SIMD: `() -> v128` = `f32x4.relaxed_madd` of three zero
-/// `v128.const`s. Validates only where relaxed SIMD is supported (same bytes as in index.html).
-const RELAXED_PROBE: [u8; 82] = [
-    0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 61, 1, 59, 0, 253, 12, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 12, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 133, 2, 11,
-];
-
-/// The worker build this browser can run: the FMA one where relaxed SIMD validates (also used
-/// for the relatives panel's worker, `relatives.rs`).
-pub(crate) fn worker_url() -> &'static str {
-    let probe = js_sys::Uint8Array::from(&RELAXED_PROBE[..]);
-    match js_sys::WebAssembly::validate(&probe.into()) {
-        Ok(true) => WORKER_FMA_URL,
-        _ => WORKER_URL,
-    }
-}
-
-#[derive(Default)]
-struct KindState {
-    /// Id of the newest request sent or waiting for this kind.
-    newest: u64,
-    /// Id of the request in flight, if any.
-    in_flight: Option<u64>,
-    /// The newest request not sent yet (because one is in flight).
-    waiting: Option<Request>,
+/// The worker build this browser runs: the one `index.html`'s inline script chose with its
+/// relaxed-SIMD probe (`window.__ndlabWorkerUrl`: the FMA build where the probe validates), so
+/// the probe is defined once; the SIMD128 build if the script did not run.
+pub(crate) fn worker_url() -> String {
+    web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w, &"__ndlabWorkerUrl".into()).ok())
+        .and_then(|v| v.as_string())
+        .filter(|u| u.starts_with("./ndlab-worker") && u.ends_with("_loader.js"))
+        .unwrap_or_else(|| WORKER_URL.to_string())
 }
 
 struct Inner {
     worker: Worker,
-    /// False until the worker says it is listening; requests are held in `unsent` until then.
-    ready: bool,
-    unsent: Vec<Request>,
-    next_id: u64,
-    kinds: HashMap<RequestKind, KindState>,
-    /// Kind of every request in flight, by id.
-    kind_of: HashMap<u64, RequestKind>,
+    book: RequestBook,
     /// Objects sent next to a request's JSON (the user's file), by request id.
     attachments: HashMap<u64, JsValue>,
 }
 
-/// A handle on the worker; cheap to clone.
+/// A handle on one worker; cheap to clone.
 #[derive(Clone)]
 pub struct WorkerClient {
     inner: Rc<RefCell<Inner>>,
 }
 
 impl WorkerClient {
-    /// Starts the worker; `on_response` receives every response that is not stale (progress
-    /// included) and every worker error as a [`ResponseBody::Error`].
-    pub fn start(on_response: impl Fn(Response) + 'static) -> Result<Self, String> {
+    /// Adopts the worker `index.html` started before the app loaded (replaying the messages it
+    /// sent meanwhile), or starts one. `on_response` receives every answer the book delivers and
+    /// every worker error as a [`ResponseBody::Error`].
+    pub fn adopt_or_start(on_response: impl Fn(Response) + 'static) -> Result<Self, String> {
         let (worker, early) = match adopt_early_worker() {
             Some(found) => found,
-            None => {
-                (Worker::new(worker_url()).map_err(|e| format!("cannot start the worker: {e:?}"))?, vec![])
-            }
+            None => (new_worker()?, Vec::new()),
         };
-        let inner = Rc::new(RefCell::new(Inner {
-            worker,
-            ready: false,
-            unsent: Vec::new(),
-            next_id: 1,
-            kinds: HashMap::new(),
-            kind_of: HashMap::new(),
-            attachments: HashMap::new(),
-        }));
+        Ok(Self::wire(worker, early, on_response))
+    }
+
+    /// Starts a fresh worker.
+    pub fn start(on_response: impl Fn(Response) + 'static) -> Result<Self, String> {
+        Ok(Self::wire(new_worker()?, Vec::new(), on_response))
+    }
+
+    fn wire(worker: Worker, early: Vec<String>, on_response: impl Fn(Response) + 'static) -> Self {
+        let inner =
+            Rc::new(RefCell::new(Inner { worker, book: RequestBook::new(), attachments: HashMap::new() }));
         let client = WorkerClient { inner };
         let on_response = Rc::new(on_response);
         let this = client.clone();
         let handler = on_response.clone();
         let on_text = move |text: String| match from_json::<Response>(&text) {
-            Ok(mut resp) => {
-                if let ResponseBody::Forward(f) = &mut resp.body {
-                    super::keep_term_maps(f);
-                }
-                if this.accept(&resp) {
+            Ok(resp) => {
+                let (deliver, posts) = this.inner.borrow_mut().book.on_response(&resp);
+                this.execute(posts);
+                if deliver {
                     handler(resp);
                 }
             }
             Err(e) => handler(Response { id: 0, body: ResponseBody::Error { message: e.to_string() } }),
         };
-        for text in early {
-            on_text(text);
-        }
+        let on_text = Rc::new(on_text);
+        // The early messages are replayed once the caller holds the client (a microtask: before
+        // any message that arrives later), since the answers they bring send requests.
+        let replay = on_text.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            for text in early {
+                replay(text);
+            }
+        });
         let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             on_text(ev.data().as_string().unwrap_or_default());
         });
         let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
             ev.prevent_default();
-            on_response(Response {
-                id: 0,
-                body: ResponseBody::Error { message: format!("the worker failed: {}", ev.message()) },
-            });
+            let message = format!("the worker failed: {}", ev.message());
+            on_response(Response { id: 0, body: ResponseBody::Error { message } });
         });
         {
             let inner = client.inner.borrow();
@@ -120,7 +96,7 @@ impl WorkerClient {
         }
         onmessage.forget();
         onerror.forget();
-        Ok(client)
+        client
     }
 
     /// Sends a request (or parks it until the one in flight of its kind answers). Returns its id.
@@ -130,63 +106,44 @@ impl WorkerClient {
 
     /// Like [`WorkerClient::send`], with an object (a `File`) structured-cloned next to the JSON.
     pub fn send_with(&self, body: RequestBody, attachment: Option<JsValue>) -> u64 {
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
-        let id = inner.next_id;
-        inner.next_id += 1;
-        if let Some(a) = attachment {
-            inner.attachments.insert(id, a);
-        }
-        let kind = body.kind();
-        let req = Request { id, body };
-        let state = inner.kinds.entry(kind).or_default();
-        state.newest = id;
-        if state.in_flight.is_some() {
-            // A replaced waiting request is never sent, nor its attachment.
-            if let Some(old) = state.waiting.replace(req) {
-                inner.attachments.remove(&old.id);
+        let (id, posts) = {
+            let mut inner = self.inner.borrow_mut();
+            let (id, posts) = inner.book.send(body);
+            if let Some(a) = attachment {
+                inner.attachments.insert(id, a);
             }
-        } else {
-            state.in_flight = Some(id);
-            inner.kind_of.insert(id, kind);
-            inner.post(req);
-        }
+            (id, posts)
+        };
+        self.execute(posts);
         id
     }
 
-    /// True when `resp` is the answer to the newest request of its kind (or a message not tied
-    /// to a request). Final answers free the kind's slot and send the waiting request, if any.
-    fn accept(&self, resp: &Response) -> bool {
-        let mut inner = self.inner.borrow_mut();
-        if resp.body == ResponseBody::Ready {
-            inner.ready = true;
-            for req in std::mem::take(&mut inner.unsent) {
-                let a = inner.attachments.remove(&req.id);
-                post(&inner.worker, &req, a);
-            }
-            return false;
-        }
-        let Some(&kind) = inner.kind_of.get(&resp.id) else {
-            return resp.id == 0;
-        };
-        let is_final = !matches!(resp.body, ResponseBody::Progress { .. } | ResponseBody::Partial(_));
-        let newest = inner.kinds.get(&kind).map(|s| s.newest).unwrap_or(0);
-        if is_final {
-            inner.kind_of.remove(&resp.id);
-            let next = inner.kinds.get_mut(&kind).and_then(|s| {
-                s.in_flight = None;
-                s.waiting.take()
-            });
-            if let Some(req) = next {
-                if let Some(s) = inner.kinds.get_mut(&kind) {
-                    s.in_flight = Some(req.id);
-                }
-                inner.kind_of.insert(req.id, kind);
-                inner.post(req);
-            }
-        }
-        resp.id >= newest
+    /// Stops the worker at once (its messages stop too).
+    pub fn terminate(&self) {
+        let inner = self.inner.borrow();
+        inner.worker.set_onmessage(None);
+        inner.worker.set_onerror(None);
+        inner.worker.terminate();
     }
+
+    fn execute(&self, posts: Vec<Post>) {
+        let mut inner = self.inner.borrow_mut();
+        for p in posts {
+            match p {
+                Post::Send(req) => {
+                    let a = inner.attachments.remove(&req.id);
+                    post(&inner.worker, &req, a);
+                }
+                Post::Forget(id) => {
+                    inner.attachments.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+fn new_worker() -> Result<Worker, String> {
+    Worker::new(&worker_url()).map_err(|e| format!("cannot start the worker: {e:?}"))
 }
 
 /// The worker `index.html` started before the app loaded (`window.__ndlabWorker`), with the
@@ -200,18 +157,6 @@ fn adopt_early_worker() -> Option<(Worker, Vec<String>)> {
     let early = js_sys::Reflect::get(&found, &"early".into()).ok()?;
     let early: Vec<String> = js_sys::Array::from(&early).iter().filter_map(|v| v.as_string()).collect();
     Some((worker, early))
-}
-
-impl Inner {
-    /// Posts now, or holds the request until the worker is ready.
-    fn post(&mut self, req: Request) {
-        if self.ready {
-            let a = self.attachments.remove(&req.id);
-            post(&self.worker, &req, a);
-        } else {
-            self.unsent.push(req);
-        }
-    }
 }
 
 fn post(worker: &Worker, req: &Request, attachment: Option<JsValue>) {

@@ -8,6 +8,7 @@ use super::Ctx;
 use leptos::prelude::*;
 use ndlab_io::formats::Layout;
 use ndlab_lab::files::{FileLayer, FileListing};
+use ndlab_lab::page::Control;
 use ndlab_lab::protocol::RequestBody;
 
 /// The picker's text for one layer.
@@ -38,8 +39,11 @@ fn open(
     layout: Layout,
     current: StoredValue<Option<web_sys::File>, LocalStorage>,
 ) {
-    ctx.progress.set(Some((format!("opening {}", file.name()), 0.0)));
-    ctx.send_file(RequestBody::OpenFile { name: file.name(), layout }, &file);
+    let label = format!("opening {}", file.name());
+    ctx.control_with_file(
+        Control::Request(RequestBody::OpenFile { name: file.name(), layout }, label),
+        &file,
+    );
     current.set_value(Some(file));
 }
 
@@ -62,8 +66,11 @@ pub fn FilePanel() -> impl IntoView {
         let has_bn = ctx.file.with_untracked(|f| {
             f.as_ref().is_some_and(|f| f.layers.iter().any(|l| l.name == layer && l.bn.is_some()))
         });
-        ctx.progress.set(Some((format!("loading '{layer}'"), 0.0)));
-        ctx.send(RequestBody::LoadFileLayer { layer, fold_bn: has_bn && fold.get_untracked() });
+        let label = format!("loading '{layer}'");
+        ctx.control(Control::Request(
+            RequestBody::LoadFileLayer { layer, fold_bn: has_bn && fold.get_untracked() },
+            label,
+        ));
     };
     // A new listing: nothing picked yet; a file with one layer loads it at once.
     Effect::new(move |_| {
@@ -107,12 +114,7 @@ pub fn FilePanel() -> impl IntoView {
         let name = picked.get();
         ctx.file.with(|f| f.as_ref().and_then(|f| f.layers.iter().find(|l| l.name == name).cloned()))
     };
-    let back_to_example = move |_| {
-        let ex = ctx.state.with_untracked(|s| s.example.clone());
-        ctx.progress.set(Some((format!("loading {ex}"), 0.0)));
-        let slice = ctx.state.with_untracked(|s| (s.order, s.channel));
-        ctx.send(RequestBody::LoadExample { example: ex, slice: Some(slice) });
-    };
+    let back_to_example = move |_| ctx.control(Control::ReloadExample);
 
     view! {
         <section class="files" class:dragging=move || dragging.get() aria-label="your model file" data-testid="file-panel">

@@ -70,12 +70,12 @@ pub struct Measured {
 
 /// The measured figures of a forward result, or None while a time is missing (0 ms).
 pub fn measured(f: &ndlab_lab::protocol::ForwardResult, m: &CostModel) -> Option<Measured> {
-    if !(f.original_ms > 0.0 && f.decoupled_ms > 0.0) {
+    if !(f.timings.original_ms > 0.0 && f.timings.decoupled_ms > 0.0) {
         return None;
     }
     Some(Measured {
-        speedup: f.original_ms / f.decoupled_ms,
-        original_gmacs: m.regular_macs() as f64 / f.original_ms / 1e6,
-        decoupled_gmacs: m.decoupled_macs(f.order, f.t) as f64 / f.decoupled_ms / 1e6,
+        speedup: f.timings.original_ms / f.timings.decoupled_ms,
+        original_gmacs: m.regular_macs() as f64 / f.timings.original_ms / 1e6,
+        decoupled_gmacs: m.decoupled_macs(f.order, f.t) as f64 / f.timings.decoupled_ms / 1e6,
     })
 }

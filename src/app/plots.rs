@@ -8,7 +8,7 @@ use ndlab_charts::{
     ChartLayer, ChartStyle, EnergyErrorData, FeatureTripleData, FilterGridData, OutputErrorData,
     SpectrumData, MAX_MAP_SIDE,
 };
-use ndlab_core::decouple::Decomposition;
+use ndlab_core::decouple::{Decomposition, Spectra};
 use ndlab_core::layer::{FeatureMap, Kernel, Order};
 use ndlab_lab::protocol::{ForwardResult, LayerSummary, SliceView};
 use plotters::coord::Shift;
@@ -24,24 +24,26 @@ pub fn style(layer: ChartLayer) -> ChartStyle {
     ChartStyle { font_size: 14.0, layer, raster: true, ..ChartStyle::default() }
 }
 
+/// The chart data computed from the last spectra drawn (a T change reuses them).
+#[derive(Default)]
+pub struct Cache {
+    /// The spectrum statistics of the last spectra drawn.
+    spectrum: RefCell<Option<(u64, SpectrumData)>>,
+    /// The energy and error curves of the last spectra drawn.
+    energy: RefCell<Option<(u64, EnergyErrorData)>>,
+}
+
 /// Singular-value spectra of all slices of the current ordering, cut at T.
 pub fn spectrum<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    dec: &Decomposition,
+    cache: &Cache,
+    dec: &Spectra,
     t: usize,
     style: &ChartStyle,
 ) -> Drawn {
-    let mut data =
-        SPECTRUM.with(|c| cached(c, spectra_key(&[dec]), || SpectrumData::from_decomposition(dec, t)));
+    let mut data = cached(&cache.spectrum, spectra_key(&[dec]), || SpectrumData::from_spectra(dec, t));
     data.t = t;
     draw_spectrum(area, &data, style)
-}
-
-thread_local! {
-    /// The spectrum statistics of the last decomposition drawn (a T change reuses them).
-    static SPECTRUM: RefCell<Option<(u64, SpectrumData)>> = const { RefCell::new(None) };
-    /// The energy and error curves of the last decompositions drawn.
-    static ENERGY: RefCell<Option<(u64, EnergyErrorData)>> = const { RefCell::new(None) };
 }
 
 /// The value cached in `cell` under `key`, or `make()` (then cached).
@@ -59,7 +61,7 @@ fn cached<V: Clone>(cell: &RefCell<Option<(u64, V)>>, key: u64, make: impl FnOnc
 
 /// A hash of the decompositions' orderings, shapes and every singular value (FNV-1a over the
 /// bits): what the spectrum and curve data are computed from.
-fn spectra_key(decs: &[&Decomposition]) -> u64 {
+fn spectra_key(decs: &[&Spectra]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x0100_0000_01b3);
     for d in decs {
@@ -77,14 +79,15 @@ fn spectra_key(decs: &[&Decomposition]) -> u64 {
 /// Energy kept and relative weight error against T, both orderings.
 pub fn errors<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
+    cache: &Cache,
     layer: &LayerSummary,
     t: usize,
     order: Order,
     style: &ChartStyle,
 ) -> Drawn {
-    let decs: Vec<&Decomposition> = layer.orders.iter().map(|o| &o.spectra).collect();
-    let mut data = ENERGY
-        .with(|c| cached(c, spectra_key(&decs), || EnergyErrorData::from_decompositions(&decs, t, order)));
+    let decs: Vec<&Spectra> = layer.orders.iter().map(|o| &o.spectra).collect();
+    let mut data =
+        cached(&cache.energy, spectra_key(&decs), || EnergyErrorData::from_spectra(&decs, t, order));
     (data.t, data.order) = (t, order);
     draw_energy_error(area, &data, style)
 }
@@ -144,10 +147,12 @@ pub fn feature_maps<DB: DrawingBackend>(
     f: &ForwardResult,
     style: &ChartStyle,
 ) -> Drawn {
-    let one = |v: &[f32]| FeatureMap::new(1, f.h, f.w, v.to_vec());
+    let one = |v: &[f32]| FeatureMap::new(1, f.maps.h, f.maps.w, v.to_vec());
     let label = format!("T = {}, {}", f.t, f.order.label());
-    let mut data = one(&f.original)
-        .and_then(|a| one(&f.decoupled).and_then(|b| FeatureTripleData::new(&a, &b, 0, MAX_MAP_SIDE, &label)))
+    let mut data = one(&f.maps.original)
+        .and_then(|a| {
+            one(&f.maps.decoupled).and_then(|b| FeatureTripleData::new(&a, &b, 0, MAX_MAP_SIDE, &label))
+        })
         .map_err(|e| e.to_string())?;
     data.channel = f.out_channel;
     draw_feature_maps(area, &data, style)

@@ -10,13 +10,14 @@
 //! Nothing it makes is shown or kept, and a failure here is ignored (the real view reports its
 //! own).
 
-use super::canvas::draw_sized;
+use super::canvas::Canvases;
 use super::plots;
 use ndlab_charts::{ChartLayer, ChartStyle};
-use ndlab_core::decouple::{Decomposition, Slice};
+use ndlab_core::decouple::{Slice, SliceSpectrum, Spectra};
 use ndlab_core::layer::{ConvGeometry, Order};
 use ndlab_lab::protocol::{
-    from_json, to_json, ForwardResult, LayerSummary, OrderSummary, Response, ResponseBody, SliceView,
+    from_json, to_json, ForwardResult, LayerSummary, OrderSummary, OutputMaps, Response, ResponseBody,
+    SliceView, Timings,
 };
 use std::rc::Rc;
 
@@ -27,6 +28,8 @@ const K2: usize = 9;
 
 /// What the warm-up draws from: the made-up messages after their JSON round trip.
 struct Made {
+    canvases: Canvases,
+    cache: plots::Cache,
     layer: LayerSummary,
     fwd: ForwardResult,
     slice: SliceView,
@@ -42,11 +45,11 @@ type Step = fn(&Made);
 /// The charts in the order the page draws them: spectrum, errors, cost, filters, output error,
 /// feature maps (the layered ones in all three layers, as the page draws them).
 const STEPS: [Step; 6] = [
-    |m| layers(m, |a, s| plots::spectrum(a, &m.layer.orders[0].spectra, 2, s)),
-    |m| layers(m, |a, s| plots::errors(a, &m.layer, 2, Order::DwPw, s)),
+    |m| layers(m, |a, s| plots::spectrum(a, &m.cache, &m.layer.orders[0].spectra, 2, s)),
+    |m| layers(m, |a, s| plots::errors(a, &m.cache, &m.layer, 2, Order::DwPw, s)),
     |m| layers(m, |a, s| plots::cost(a, &m.layer, 2, Order::DwPw, (8, 8), s)),
     |m| {
-        let _ = draw_sized(&m.canvas, (640, 420), |a| {
+        let _ = m.canvases.draw_sized(&m.canvas, (640, 420), |a| {
             plots::filters(a, &m.slice, 2, &plots::style(ChartLayer::All))
         });
     },
@@ -55,7 +58,7 @@ const STEPS: [Step; 6] = [
         layers(m, |a, s| plots::output_error(a, &curves, 2, Order::DwPw, "8×8 input", s))
     },
     |m| {
-        let _ = draw_sized(&m.canvas, (900, 300), |a| {
+        let _ = m.canvases.draw_sized(&m.canvas, (900, 300), |a| {
             plots::feature_maps(a, &m.fwd, &plots::style(ChartLayer::All))
         });
     },
@@ -64,17 +67,18 @@ const STEPS: [Step; 6] = [
 /// Draws a layered chart's base, marks and whole on the warm-up canvas.
 fn layers(m: &Made, chart: impl Fn(&Area, &ChartStyle) -> plots::Drawn) {
     for layer in [ChartLayer::Base, ChartLayer::Marks, ChartLayer::All] {
-        let _ = draw_sized(&m.canvas, (480, 300), |a| chart(a, &plots::style(layer)));
+        let _ = m.canvases.draw_sized(&m.canvas, (480, 300), |a| chart(a, &plots::style(layer)));
     }
 }
 
 /// Starts the warm-up: the JSON round trip, then one chart per task while `pending()` holds
 /// (it says whether the real layer is still awaited).
-pub fn prewarm(pending: impl Fn() -> bool + 'static) {
+pub fn prewarm(canvases: Canvases, pending: impl Fn() -> bool + 'static) {
     let Some((layer, fwd)) = roundtrip(&made_up_layer(), &made_up_forward()) else { return };
     let Some(slice) = layer.slice.clone() else { return };
     let Some(canvas) = detached_canvas() else { return };
-    next_step(Rc::new(Made { layer, fwd, slice, canvas }), Rc::new(pending), 0);
+    let made = Made { canvases, cache: plots::Cache::default(), layer, fwd, slice, canvas };
+    next_step(Rc::new(made), Rc::new(pending), 0);
 }
 
 /// Runs step `i` in a new task if the layer is still awaited, then queues the next.
@@ -119,17 +123,15 @@ fn filler(len: usize, seed: usize) -> Vec<f64> {
 }
 
 /// A slice with `r` terms of `rows` rows (descending σ, filler factors).
-fn slice(r: usize, rows: usize, seed: usize, factors: bool) -> Slice {
+fn slice(r: usize, rows: usize, seed: usize) -> Slice {
     let sigma: Vec<f64> = (0..r).map(|k| 1.0 / (k + 1 + seed % 3) as f64).collect();
     let energy = sigma.iter().map(|s| s * s).sum();
-    let (dw, pw) =
-        if factors { (filler(r * K2, seed), filler(r * rows, seed + 1)) } else { (vec![], vec![]) };
-    Slice { sigma, dw, pw, energy }
+    Slice { sigma, dw: filler(r * K2, seed), pw: filler(r * rows, seed + 1), energy }
 }
 
 /// A made-up N×C×3×3 layer's summary in both orderings, with the view of slice 0 (DW→PW).
 fn made_up_layer() -> LayerSummary {
-    let spectra = |order: Order, count: usize, rows: usize| Decomposition {
+    let spectra = |order: Order, count: usize, rows: usize| Spectra {
         order,
         n: N,
         c: C,
@@ -137,13 +139,19 @@ fn made_up_layer() -> LayerSummary {
         kw: 3,
         groups: 1,
         full_rank: rows.min(K2),
-        slices: (0..count).map(|s| slice(rows.min(K2), rows, s, false)).collect(),
+        slices: (0..count)
+            .map(|s| {
+                let Slice { sigma, energy, .. } = slice(rows.min(K2), rows, s);
+                SliceSpectrum { sigma, energy }
+            })
+            .collect(),
     };
     let orders = vec![
         OrderSummary { spectra: spectra(Order::DwPw, C, N), decouple_ms: 1.0 },
         OrderSummary { spectra: spectra(Order::PwDw, N, C), decouple_ms: 1.0 },
     ];
     let view = SliceView {
+        layer_id: 0,
         order: Order::DwPw,
         index: 0,
         rows: N,
@@ -151,9 +159,10 @@ fn made_up_layer() -> LayerSummary {
         kh: 3,
         kw: 3,
         matrix: filler(N * K2, 5),
-        factors: slice(N.min(K2), N, 0, true),
+        factors: slice(N.min(K2), N, 0),
     };
     LayerSummary {
+        layer_id: 0,
         example: "prewarm".into(),
         title: "made-up layer".into(),
         source: String::new(),
@@ -175,20 +184,15 @@ fn made_up_layer() -> LayerSummary {
 fn made_up_forward() -> ForwardResult {
     let map = |seed| filler(40 * 40, seed).into_iter().map(|v| v as f32).collect();
     ForwardResult {
+        layer_id: 0,
+        input_id: 0,
         t: 2,
         order: Order::DwPw,
         out_channel: 0,
-        h: 40,
-        w: 40,
-        original: map(1),
-        decoupled: map(2),
+        maps: OutputMaps { h: 40, w: 40, original: map(1), decoupled: map(2) },
         rel_error: 0.1,
         weight_error: 0.1,
-        original_ms: 1.0,
-        decoupled_ms: 1.0,
-        kernels: String::new(),
-        settled: false,
-        terms: Vec::new(),
-        bias: 0.0,
+        timings: Timings { original_ms: 1.0, decoupled_ms: 1.0, kernels: String::new(), settled: false },
+        terms: None,
     }
 }

@@ -3,22 +3,22 @@
 //!
 //! A Web Worker cannot read messages while it computes, so cancelling (or a newer request, which
 //! wins) terminates the relatives worker and starts a fresh one. The fresh worker is given the
-//! latest layer and image requests the page sent to the main worker ([`mirror`]) before the new
-//! comparison; answers of any other request id are dropped.
+//! latest layer and image requests the page sent to the main worker ([`Pool::mirror`]) before
+//! the new comparison; answers of any other request id are dropped.
 
-use super::canvas::{download_svg, draw_on, to_svg};
+use super::canvas::{download_svg, to_svg};
+use super::client::WorkerClient;
+use super::hooks::now_ms;
 use super::{plots, Ctx};
 use leptos::html;
 use leptos::prelude::*;
 use ndlab_charts::{draw_pareto, ParetoData};
 use ndlab_core::relatives::session::{CompareReport, CompareRequest, MethodRow};
 use ndlab_core::relatives::{Dims, Method};
-use ndlab_lab::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
+use ndlab_lab::protocol::{RequestBody, Response, ResponseBody};
 use ndlab_lab::state::{parse_speedup, SPEEDUP_RANGE};
-use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{MessageEvent, Worker};
 
 /// Where a comparison stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,13 +53,10 @@ struct Rel {
 }
 
 /// The relatives worker and what it has been given.
-struct Pool {
-    worker: Option<Worker>,
-    ready: bool,
-    unsent: Vec<(Request, Option<JsValue>)>,
+pub(crate) struct Pool {
+    client: Option<WorkerClient>,
     /// Id of the comparison whose answers are accepted.
     job: u64,
-    next_id: u64,
     started_ms: f64,
     /// Latest layer and image requests sent to the main worker (the layer request is a
     /// `LoadExample` or a `LoadFileLayer`; the latter needs `file` first).
@@ -67,151 +64,44 @@ struct Pool {
     /// The user's model file: its `OpenFile` request and the `File` itself.
     file: Option<(RequestBody, JsValue)>,
     image: Option<RequestBody>,
-    /// Whether the current worker already holds them.
-    sent_example: bool,
-    sent_image: bool,
     sink: Option<Rel>,
-    /// Bumped at every restart: messages of a terminated worker are ignored.
-    generation: u64,
-}
-
-thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool {
-        worker: None, ready: false, unsent: Vec::new(), job: 0, next_id: 1, started_ms: 0.0,
-        example: None, file: None, image: None, sent_example: false, sent_image: false, sink: None, generation: 0,
-    }) };
-}
-
-/// Remembers the layer and image requests the page sends to the main worker, so the relatives
-/// worker works on the same layer and input. Called by [`Ctx::send`].
-pub(crate) fn mirror(body: &RequestBody, attachment: Option<&JsValue>) {
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        match body {
-            RequestBody::LoadExample { .. } | RequestBody::LoadFileLayer { .. } => {
-                p.example = Some(body.clone());
-                p.sent_example = false;
-            }
-            RequestBody::OpenFile { .. } => {
-                if let Some(file) = attachment {
-                    p.file = Some((body.clone(), file.clone()));
-                }
-            }
-            RequestBody::LoadImage { .. } | RequestBody::LoadBuiltinImage { .. } => {
-                p.image = Some(body.clone());
-                p.sent_image = false;
-            }
-            _ => {}
-        }
-    });
-}
-
-/// Posts a request as JSON text, or as `[json, File]` when a file goes with it.
-fn send(worker: &Worker, req: &Request, attachment: Option<&JsValue>) {
-    let text = JsValue::from_str(&to_json(req));
-    let msg = match attachment {
-        Some(a) => js_sys::Array::of2(&text, a).into(),
-        None => text,
-    };
-    if let Err(e) = worker.post_message(&msg) {
-        web_sys::console::warn_1(&e);
-    }
-}
-
-fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
 }
 
 impl Pool {
-    fn post(&mut self, body: RequestBody) -> u64 {
-        self.post_with(body, None)
+    pub(crate) fn new() -> Self {
+        Pool { client: None, job: 0, started_ms: 0.0, example: None, file: None, image: None, sink: None }
     }
 
-    /// Posts (or holds until the worker is ready) a request, with a `File` next to it if given.
-    fn post_with(&mut self, body: RequestBody, attachment: Option<JsValue>) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let req = Request { id, body };
-        match (&self.worker, self.ready) {
-            (Some(w), true) => send(w, &req, attachment.as_ref()),
-            _ => self.unsent.push((req, attachment)),
+    /// Remembers the layer and image requests the page sends to the main worker, so the
+    /// relatives worker works on the same layer and input.
+    pub(crate) fn mirror(&mut self, body: &RequestBody, attachment: Option<&JsValue>) {
+        match body {
+            RequestBody::LoadExample { .. } | RequestBody::LoadFileLayer { .. } => {
+                self.example = Some(body.clone())
+            }
+            RequestBody::OpenFile { .. } => {
+                if let Some(file) = attachment {
+                    self.file = Some((body.clone(), file.clone()));
+                }
+            }
+            RequestBody::LoadImage { .. } | RequestBody::LoadBuiltinImage { .. } => {
+                self.image = Some(body.clone())
+            }
+            _ => {}
         }
-        id
     }
 
     fn stop_worker(&mut self) {
-        if let Some(w) = self.worker.take() {
-            w.terminate();
+        if let Some(c) = self.client.take() {
+            c.terminate();
         }
-        self.ready = false;
-        self.unsent.clear();
-        self.sent_example = false;
-        self.sent_image = false;
-    }
-}
-
-/// Starts a fresh relatives worker (terminating the old one).
-fn restart_worker() -> Result<(), String> {
-    POOL.with(|p| p.borrow_mut().stop_worker());
-    let worker = Worker::new(super::client::worker_url())
-        .map_err(|e| format!("cannot start the relatives worker: {e:?}"))?;
-    let generation = POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        p.generation += 1;
-        p.generation
-    });
-    let current = move || POOL.with(|p| p.borrow().generation) == generation;
-    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        if !current() {
-            return;
-        }
-        let text = ev.data().as_string().unwrap_or_default();
-        match from_json::<Response>(&text) {
-            Ok(resp) => on_response(resp),
-            Err(e) => fail(e.to_string()),
-        }
-    });
-    let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
-        ev.prevent_default();
-        if !current() {
-            return;
-        }
-        fail(format!("the relatives worker failed: {}", ev.message()));
-    });
-    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
-    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
-    onmessage.forget();
-    onerror.forget();
-    POOL.with(|p| p.borrow_mut().worker = Some(worker));
-    Ok(())
-}
-
-fn sink() -> Option<Rel> {
-    POOL.with(|p| p.borrow().sink)
-}
-
-fn fail(message: String) {
-    if let Some(rel) = sink() {
-        rel.status.set(Status::Failed(message));
     }
 }
 
 /// Applies one answer of the relatives worker.
-fn on_response(resp: Response) {
-    if resp.body == ResponseBody::Ready {
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            p.ready = true;
-            for (req, attachment) in std::mem::take(&mut p.unsent) {
-                if let Some(w) = &p.worker {
-                    send(w, &req, attachment.as_ref());
-                }
-            }
-        });
-        return;
-    }
-    let (job, started) = POOL.with(|p| (p.borrow().job, p.borrow().started_ms));
-    let Some(rel) = sink() else { return };
+fn on_response(ctx: Ctx, resp: Response) {
+    let (job, started, sink) = ctx.pool.with_value(|p| (p.job, p.started_ms, p.sink));
+    let Some(rel) = sink else { return };
     match resp.body {
         ResponseBody::Error { message } if resp.id == job || resp.id == 0 => {
             rel.status.set(Status::Failed(message))
@@ -232,44 +122,39 @@ fn on_response(resp: Response) {
 }
 
 /// Starts a comparison at `speedup` in a fresh worker (newest wins: the previous one is stopped).
-fn start(rel: Rel, speedup: f64) {
-    if let Err(e) = restart_worker() {
-        rel.status.set(Status::Failed(e));
-        return;
-    }
+/// A Web Worker cannot read messages while it computes, so a newer comparison terminates the
+/// running one's worker and starts another, given the latest layer and image first.
+fn start(ctx: Ctx, rel: Rel, speedup: f64) {
+    ctx.pool.update_value(|p| p.stop_worker());
+    let client = match WorkerClient::start(move |r| on_response(ctx, r)) {
+        Ok(c) => c,
+        Err(e) => return rel.status.set(Status::Failed(e)),
+    };
     rel.rows.set(Vec::new());
     rel.report.set(None);
     rel.elapsed.set(None);
     rel.status.set(Status::Running("starting the relatives worker".into(), 0.0));
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
+    ctx.pool.update_value(|p| {
         p.sink = Some(rel);
         p.started_ms = now_ms();
         // A file layer needs its file opened first (the worker keeps the File, not a copy).
-        if let (Some(RequestBody::LoadFileLayer { .. }), Some((open, file)), false) =
-            (&p.example, p.file.clone(), p.sent_example)
-        {
-            p.post_with(open, Some(file));
+        if let (Some(RequestBody::LoadFileLayer { .. }), Some((open, file))) = (&p.example, p.file.clone()) {
+            client.send_with(open, Some(file));
         }
-        for (body, sent) in [(p.example.clone(), p.sent_example), (p.image.clone(), p.sent_image)] {
-            if let (Some(b), false) = (body, sent) {
-                p.post(b);
-            }
+        for body in [p.example.clone(), p.image.clone()].into_iter().flatten() {
+            client.send(body);
         }
-        p.sent_example = p.example.is_some();
-        p.sent_image = p.image.is_some();
         let req = CompareRequest { speedup, ..CompareRequest::default() };
-        p.job = p.post(RequestBody::Compare(req));
+        p.job = client.send(RequestBody::Compare(req));
+        p.client = Some(client);
     });
 }
 
 /// Stops the running comparison.
-fn cancel(rel: Rel) {
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
+fn cancel(ctx: Ctx, rel: Rel) {
+    ctx.pool.update_value(|p| {
         p.stop_worker();
         p.job = 0;
-        p.generation += 1;
     });
     rel.status.set(Status::Cancelled);
 }
@@ -296,7 +181,7 @@ pub fn RelativesSection() -> impl IntoView {
     // times the decoupled layer at the new T), which must not restart the comparison.
     let ready_for = RwSignal::new(None);
     Effect::new(move |_| {
-        let settled = ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.settled));
+        let settled = ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.timings.settled));
         if settled && ctx.curves.with(|c| !c.is_empty()) {
             let key = (layer_key.get_untracked(), input_key.get_untracked());
             if ready_for.with_untracked(|r| r.as_ref() != Some(&key)) {
@@ -326,7 +211,7 @@ pub fn RelativesSection() -> impl IntoView {
             let key = (l, i, x.to_bits());
             if started_for.with_value(|s| s.as_ref() != Some(&key)) {
                 started_for.set_value(Some(key));
-                start(rel, x);
+                start(ctx, rel, x);
             }
         }
     });
@@ -350,14 +235,14 @@ pub fn RelativesSection() -> impl IntoView {
     };
     let on_speedup = move |ev: leptos::ev::Event| {
         if let Some(x) = parse_speedup(&event_target_value(&ev)) {
-            ctx.state.update(|s| s.speedup = x);
+            ctx.control(ndlab_lab::page::Control::Speedup(x));
         }
     };
     let restart = move |_| {
         let x = ctx.state.with_untracked(|s| s.speedup);
         // Started by hand: coming on screen later does not start it again.
         started_for.set_value(Some((layer_key.get_untracked(), input_key.get_untracked(), x.to_bits())));
-        start(rel, x);
+        start(ctx, rel, x);
     };
     let running = move || matches!(rel.status.get(), Status::Running(..));
     view! {
@@ -370,7 +255,7 @@ pub fn RelativesSection() -> impl IntoView {
                         prop:value=move || speedup.get().to_string() on:change=on_speedup/>
                 </label>
                 <span class="budget" data-testid="budget">{budget_text}</span>
-                <button data-testid="compare-cancel" disabled=move || !running() on:click=move |_| cancel(rel)>"cancel"</button>
+                <button data-testid="compare-cancel" disabled=move || !running() on:click=move |_| cancel(ctx, rel)>"cancel"</button>
                 <button data-testid="compare-run" disabled=running on:click=restart>
                     {move || if rel.status.with(|s| *s == Status::Idle) { "run" } else { "run again" }}
                 </button>
@@ -508,9 +393,10 @@ fn ParetoCard(rel: Rel) -> impl IntoView {
             drawn.set(false);
             return;
         };
-        match draw_on(&el, |area| draw_pareto(area, &data, &plots::style(ndlab_charts::ChartLayer::All))) {
+        let style = plots::style(ndlab_charts::ChartLayer::All);
+        match ctx.canvases.with_value(|c| c.draw_on(&el, |area| draw_pareto(area, &data, &style))) {
             Ok(()) => drawn.set(true),
-            Err(e) => ctx.error.set(Some(format!("Pareto plot: {e}"))),
+            Err(e) => ctx.control(ndlab_lab::page::Control::Error(format!("Pareto plot: {e}"))),
         }
     });
     let export = move |_| {
@@ -518,7 +404,7 @@ fn ParetoCard(rel: Rel) -> impl IntoView {
         let svg =
             to_svg(900, 560, |area| draw_pareto(area, &data, &plots::style(ndlab_charts::ChartLayer::All)));
         if let Err(e) = svg.and_then(|text| download_svg("ndlab-pareto.svg", &text)) {
-            ctx.error.set(Some(e));
+            ctx.control(ndlab_lab::page::Control::Error(e));
         }
     };
     view! {

@@ -1,27 +1,19 @@
 //! The page: controls, numbers and plot cards, and the effects that keep them in step.
 
-use super::canvas::{download_svg, draw_on, draw_overlay_on, to_svg};
+use super::canvas::{download_svg, to_svg};
+use super::hooks::now_ms;
 use super::image::decode_file;
 use super::model::{cost_model, format_error, format_speedup, measured as measured_figures, DEFAULT_HW};
-use super::{plots, start_worker, Ctx};
+use super::{plots, Ctx};
 use leptos::html;
 use leptos::prelude::*;
 use ndlab_charts::ChartLayer;
 use ndlab_core::decouple::ThresholdRule;
 use ndlab_core::Order;
 use ndlab_lab::examples::{self, IMAGES};
+use ndlab_lab::page::Control;
 use ndlab_lab::protocol::RequestBody;
 use wasm_bindgen::JsCast;
-
-fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
-}
-
-fn set_body_data(key: &str, value: &str) {
-    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
-        let _ = body.set_attribute(&format!("data-{key}"), value);
-    }
-}
 
 /// Longest wait before the secondary sections are mounted (ms).
 const EXTRAS_AFTER_MS: u64 = 3000;
@@ -31,12 +23,11 @@ const EXTRAS_AFTER_MS: u64 = 3000;
 pub fn App() -> impl IntoView {
     let ctx = Ctx::new();
     provide_context(ctx);
-    start_worker(ctx);
-    wire_requests(ctx);
+    ctx.start();
     wire_url(ctx);
     wire_keyboard(ctx);
     let _ = window_event_listener(leptos::ev::resize, move |_| ctx.resize.update(|r| *r += 1));
-    super::canvas::on_canvas_resize(move || ctx.resize.update(|r| *r += 1));
+    ctx.canvases.with_value(|c| c.on_resize(move || ctx.resize.update(|r| *r += 1)));
     // The secondary sections come after the first plots (see `mark_ready`), or after this delay
     // if some plot cannot be drawn (no image, an error).
     set_timeout(move || ctx.extras.set(true), std::time::Duration::from_millis(EXTRAS_AFTER_MS));
@@ -46,7 +37,7 @@ pub fn App() -> impl IntoView {
         move || {
             let pending = move || ctx.layer.with_untracked(Option::is_none);
             if pending() {
-                super::prewarm::prewarm(pending);
+                super::prewarm::prewarm(ctx.canvases.get_value(), pending);
             }
         },
         std::time::Duration::from_millis(0),
@@ -86,100 +77,6 @@ pub fn App() -> impl IntoView {
             <p>"Guo et al., “Network Decoupling: From Regular to Depthwise Separable Convolutions”, BMVC 2018. Everything runs in your browser; nothing is uploaded."</p>
         </footer>
     }
-}
-
-/// Sends worker requests when the inputs they depend on change.
-fn wire_requests(ctx: Ctx) {
-    let example = Memo::new(move |_| ctx.state.with(|s| s.example.clone()));
-    let order = Memo::new(move |_| ctx.state.with(|s| s.order));
-    let t = Memo::new(move |_| ctx.state.with(|s| s.t));
-    let channel = Memo::new(move |_| ctx.state.with(|s| s.channel));
-    let out = Memo::new(move |_| ctx.state.with(|s| s.out_channel));
-    let image = Memo::new(move |_| ctx.state.with(|s| s.image.clone()));
-    let loaded = Memo::new(move |_| ctx.layer.with(|l| l.as_ref().map(|l| l.example.clone())));
-    let has_input = Memo::new(move |_| ctx.input.with(|i| i.is_some()));
-    let input_key =
-        Memo::new(move |_| ctx.input.with(|i| i.as_ref().map(|i| (i.c, i.h, i.w, i.description.clone()))));
-
-    Effect::new(move |_| {
-        let ex = example.get();
-        ctx.progress.set(Some((format!("loading {ex}"), 0.0)));
-        let slice = ctx.state.with_untracked(|s| (s.order, s.channel));
-        ctx.send(RequestBody::LoadExample { example: ex, slice: Some(slice) });
-    });
-    Effect::new(move |_| {
-        let id = image.get();
-        // Built-in images are fetched and decoded by the worker (which may hold this one already).
-        if IMAGES.iter().any(|i| i.id == id) {
-            ctx.send(RequestBody::LoadBuiltinImage { image: id });
-        }
-    });
-    Effect::new(move |_| {
-        let (o, c) = (order.get(), channel.get());
-        // The layer brings the view of the slice shown when it was asked for.
-        let have = ctx.slice.with_untracked(|s| s.as_ref().is_some_and(|v| v.order == o && v.index == c));
-        if loaded.get().is_some() && !have {
-            ctx.send(RequestBody::Slice { order: o, slice: c });
-        }
-    });
-    Effect::new(move |prev: Option<_>| {
-        let key = (input_key.get(), order.get(), out.get());
-        let t = t.get();
-        if loaded.get().is_some() && has_input.get() {
-            // A T change alone: the maps at the new T are made here, in the frame of the change,
-            // from the term maps the worker sent (when it did); its own answer follows.
-            if prev.as_ref() == Some(&key) {
-                show_local_forward(ctx, t);
-            }
-            send_after_frame(ctx, RequestBody::Forward { t, order: key.1, out_channel: key.2 });
-        }
-        key
-    });
-    Effect::new(move |_| {
-        let _ = input_key.get();
-        if loaded.get().is_some() && has_input.get() {
-            ctx.send(RequestBody::OutputErrorCurve { order: order.get() });
-        }
-    });
-}
-
-/// Shows the forward result at `t` made from the kept term maps (see `super::local_forward`),
-/// if the shown result is of the current ordering and channel.
-fn show_local_forward(ctx: Ctx, t: usize) {
-    let (order, out) = ctx.state.with_untracked(|s| (s.order, s.out_channel));
-    let local = ctx.fwd.with_untracked(|f| {
-        let f = f.as_ref().filter(|f| (f.order, f.out_channel) == (order, out) && f.t != t)?;
-        ctx.curves.with_untracked(|c| {
-            let curve = c.iter().find(|(o, _)| *o == order)?;
-            ctx.layer.with_untracked(|l| super::local_forward(f, t, &curve.1, l.as_ref()?))
-        })
-    });
-    if let Some(f) = local {
-        ctx.fwd.set(Some(f));
-    }
-}
-
-thread_local! {
-    /// The forward request waiting for the next frame (see [`send_after_frame`]).
-    static PENDING_FORWARD: std::cell::RefCell<Option<RequestBody>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Sends `body` once the page has drawn its next frame (the newest such request wins): a T
-/// change redraws the layer charts in that frame, and the worker's answer (the feature maps,
-/// drawn in the frame after) then neither competes with it for the CPU nor lands in it. A timer
-/// sends it too, for a hidden tab, which draws no frames.
-fn send_after_frame(ctx: Ctx, body: RequestBody) {
-    let first = PENDING_FORWARD.with(|p| p.borrow_mut().replace(body).is_none());
-    if !first {
-        return;
-    }
-    let flush = move || {
-        if let Some(body) = PENDING_FORWARD.with(|p| p.borrow_mut().take()) {
-            ctx.send(body);
-        }
-    };
-    request_animation_frame(move || set_timeout(flush, std::time::Duration::ZERO));
-    set_timeout(flush, std::time::Duration::from_millis(100));
 }
 
 /// Keeps the address bar in step with the state.
@@ -240,11 +137,10 @@ fn wire_keyboard(ctx: Ctx) {
         if in_field {
             return;
         }
-        let full = ctx.full_rank();
         match ev.key().as_str() {
-            "ArrowLeft" => ctx.state.update(|s| s.t = s.t.saturating_sub(1).max(1)),
-            "ArrowRight" => ctx.state.update(|s| s.t = (s.t + 1).min(full)),
-            "o" | "O" => toggle_order(ctx),
+            "ArrowLeft" => ctx.control(Control::StepT(-1)),
+            "ArrowRight" => ctx.control(Control::StepT(1)),
+            "o" | "O" => ctx.control(Control::ToggleOrder),
             _ => return,
         }
         ev.prevent_default();
@@ -278,16 +174,6 @@ fn channel_field(
     }
 }
 
-fn toggle_order(ctx: Ctx) {
-    let layer = ctx.layer.get_untracked();
-    ctx.state.update(|s| {
-        s.order = s.order.flip();
-        if let Some(l) = &layer {
-            super::clamp_to_layer(s, l);
-        }
-    });
-}
-
 #[component]
 fn ErrorBanner() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
@@ -296,7 +182,7 @@ fn ErrorBanner() -> impl IntoView {
             <div class="error" role="alert" data-testid="load-error">
                 <strong>"Something went wrong: "</strong>
                 {move || ctx.error.get().unwrap_or_default()}
-                <button on:click=move |_| ctx.error.set(None)>"dismiss"</button>
+                <button on:click=move |_| ctx.control(Control::DismissError)>"dismiss"</button>
             </div>
         </Show>
     }
@@ -324,26 +210,18 @@ fn Controls() -> impl IntoView {
         ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.slices.len()).unwrap_or(1))
     };
     let outs = move || ctx.layer.with(|l| l.as_ref().map(|l| l.n).unwrap_or(1));
-    let apply_threshold = move || {
-        let (tau, rule, o) = ctx.state.with(|s| (s.tau.unwrap_or(0.9), s.rule, s.order));
-        let t =
-            ctx.layer.with(|l| l.as_ref().and_then(|l| l.order(o)).map(|o| o.spectra.threshold_t(tau, rule)));
-        match t {
-            Some(Ok(t)) => ctx.state.update(|s| s.t = t),
-            Some(Err(e)) => ctx.error.set(Some(e.to_string())),
-            None => {}
-        }
-    };
     let on_file = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
         if let Some(file) = input.files().and_then(|f| f.get(0)) {
-            ctx.state.update(|s| s.image = "upload".into());
+            ctx.control(Control::Image("upload".into()));
             leptos::task::spawn_local(async move {
                 match decode_file(&file).await {
                     Ok(px) => {
-                        ctx.send(RequestBody::LoadImage { rgba: px.rgba, width: px.width, height: px.height })
+                        let body =
+                            RequestBody::LoadImage { rgba: px.rgba, width: px.width, height: px.height };
+                        ctx.control(Control::Request(body, "your image".into()))
                     }
-                    Err(e) => ctx.error.set(Some(e)),
+                    Err(e) => ctx.control(Control::Error(e)),
                 }
             });
         }
@@ -362,15 +240,7 @@ fn Controls() -> impl IntoView {
         <section class="controls" aria-label="controls">
             <label>"Example "
                 <select data-testid="example-select" on:change=move |ev| {
-                    let v = event_target_value(&ev);
-                    if let Some(ex) = examples::find(&v) {
-                        ctx.state.update(|s| {
-                            s.example = v;
-                            s.t = ex.preset_t;
-                            s.order = ex.preset_order;
-                            s.tau = None;
-                        });
-                    }
+                    ctx.control(Control::Example(event_target_value(&ev)));
                 }>
                     {examples::catalogue().iter().map(|e| {
                         let id = e.id;
@@ -390,17 +260,14 @@ fn Controls() -> impl IntoView {
                             aria-valuetext=move || format!("T = {} of {}", t(), max)
                             on:input=move |ev| {
                                 if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                                    ctx.state.update(|s| {
-                                        s.t = v.clamp(1, max);
-                                        s.tau = None;
-                                    });
+                                    ctx.control(Control::T(v.clamp(1, max)));
                                 }
                             }/>
                     }
                 }}
             </label>
             <button data-testid="order-toggle" class="toggle" aria-pressed=move || (order() == Order::PwDw).to_string()
-                title="keyboard: o" on:click=move |_| toggle_order(ctx)>
+                title="keyboard: o" on:click=move |_| ctx.control(Control::ToggleOrder)>
                 {move || format!("ordering: {}", order().label())}
             </button>
             <label>"Energy threshold τ "
@@ -409,18 +276,14 @@ fn Controls() -> impl IntoView {
                     placeholder="0.90"
                     on:change=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
-                            if v.is_finite() {
-                                ctx.state.update(|s| s.tau = Some(v.clamp(0.01, 1.0)));
-                                apply_threshold();
-                            }
+                            ctx.control(Control::Threshold(v));
                         }
                     }/>
             </label>
             <label>"rule "
                 <select data-testid="threshold-rule" on:change=move |ev| {
-                    let v = event_target_value(&ev);
-                    ctx.state.update(|s| s.rule = if v == "max" { ThresholdRule::Max } else { ThresholdRule::Mean });
-                    apply_threshold();
+                    let rule = if event_target_value(&ev) == "max" { ThresholdRule::Max } else { ThresholdRule::Mean };
+                    ctx.control(Control::Rule(rule));
                 }>
                     <option value="mean" prop:selected=move || rule.get() == ThresholdRule::Mean>"mean over slices (official code)"</option>
                     <option value="max" prop:selected=move || rule.get() == ThresholdRule::Max>"max over slices (TRP code)"</option>
@@ -429,15 +292,14 @@ fn Controls() -> impl IntoView {
             // Number fields, not drop-downs: a drop-down of 256–512 channels costs an element, an
             // effect and a text layout per option (tens of ms when a layer arrives).
             <label>{move || if order() == Order::DwPw { "Input channel " } else { "Output channel " }}
-                {channel_field("channel-select", channel, slices, move |v| ctx.state.update(|s| s.channel = v))}
+                {channel_field("channel-select", channel, slices, move |v| ctx.control(Control::Channel(v)))}
             </label>
             <label>"Output map "
-                {channel_field("out-channel-select", out_channel, outs, move |v| ctx.state.update(|s| s.out_channel = v))}
+                {channel_field("out-channel-select", out_channel, outs, move |v| ctx.control(Control::OutChannel(v)))}
             </label>
             <label>"Image "
                 <select data-testid="image-select" on:change=move |ev| {
-                    let v = event_target_value(&ev);
-                    ctx.state.update(|s| s.image = v);
+                    ctx.control(Control::Image(event_target_value(&ev)));
                 }>
                     {IMAGES.iter().map(|info| {
                         let id = info.id;
@@ -485,24 +347,24 @@ fn Numbers() -> impl IntoView {
             // `Engine::forward`), the original once per input, the decoupled layer once per T.
             // (No longer than the line with both times: on a narrow screen a line that wraps
             // where the other does not would move the page below it at every T change.)
-            Some(f) if f.original_ms > 0.0 && f.decoupled_ms <= 0.0 => {
-                format!("original {:.1} ms; decoupled at T = {}: timing…", f.original_ms, f.t)
+            Some(f) if f.timings.original_ms > 0.0 && f.timings.decoupled_ms <= 0.0 => {
+                format!("original {:.1} ms; decoupled at T = {}: timing…", f.timings.original_ms, f.t)
             }
-            Some(f) if !(f.original_ms > 0.0 && f.decoupled_ms > 0.0) => {
+            Some(f) if !(f.timings.original_ms > 0.0 && f.timings.decoupled_ms > 0.0) => {
                 "timing both layers once the worker is idle…".into()
             }
             Some(f) => format!(
                 "original {:.1} ms, decoupled {:.1} ms → measured {:.2}×{}",
-                f.original_ms,
-                f.decoupled_ms,
-                f.original_ms / f.decoupled_ms.max(1e-6),
-                if f.settled { "" } else { " (first runs; measuring again…)" }
+                f.timings.original_ms,
+                f.timings.decoupled_ms,
+                f.timings.original_ms / f.timings.decoupled_ms.max(1e-6),
+                if f.timings.settled { "" } else { " (first runs; measuring again…)" }
             ),
             None => "…".into(),
         })
     };
     let kernels =
-        move || ctx.fwd.with(|f| f.as_ref().map(|f| f.kernels.clone()).unwrap_or_else(|| "…".into()));
+        move || ctx.fwd.with(|f| f.as_ref().map(|f| f.timings.kernels.clone()).unwrap_or_else(|| "…".into()));
     // Measured speed-up and GMAC/s of the last forward (its own T and ordering, the current input).
     let figures = move || {
         let hw = ctx.input.with(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
@@ -556,7 +418,7 @@ fn Numbers() -> impl IntoView {
                 <div class="stat"><span class="k">"weight error"</span><span class="v" data-testid="weight-error">{weight_error}</span></div>
                 <div class="stat"><span class="k">"theoretical speed-up"</span><span class="v" data-testid="speedup">{speedup}</span></div>
                 <div class="stat"><span class="k">"measured speed-up"</span><span class="v" data-testid="measured-speedup"
-                    data-settled=move || ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.settled).to_string())>{measured_speedup}</span></div>
+                    data-settled=move || ctx.fwd.with(|f| f.as_ref().is_some_and(|f| f.timings.settled).to_string())>{measured_speedup}</span></div>
                 <div class="stat wide"><span class="k">"throughput in this browser"</span><span class="v small" data-testid="gmacs">{gmacs}</span></div>
                 <div class="stat"><span class="k">"output error"</span><span class="v" data-testid="output-error">{out_error}</span></div>
                 <div class="stat wide"><span class="k">"measured in this browser"</span><span class="v small" data-testid="measured">{measured}</span></div>
@@ -643,10 +505,10 @@ fn draw_chart<DB: plotters::prelude::DrawingBackend>(
     let Some(summary) = summary.as_ref() else { return Ok(false) };
     match which {
         Which::Spectrum => match summary.order(order) {
-            Some(o) => plots::spectrum(area, &o.spectra, t, &style)?,
+            Some(o) => ctx.charts.with_value(|c| plots::spectrum(area, c, &o.spectra, t, &style))?,
             None => return Ok(false),
         },
-        Which::Error => plots::errors(area, summary, t, order, &style)?,
+        Which::Error => ctx.charts.with_value(|c| plots::errors(area, c, summary, t, order, &style))?,
         Which::Cost => {
             let hw = ctx.input.with_untracked(|i| i.as_ref().map(|i| (i.h, i.w))).unwrap_or(DEFAULT_HW);
             plots::cost(area, summary, t, order, hw, &style)?
@@ -664,6 +526,7 @@ fn draw_chart<DB: plotters::prelude::DrawingBackend>(
             if curves.is_empty() {
                 return Ok(false);
             }
+            let curves: Vec<(Order, Vec<f64>)> = curves.into_iter().map(|c| (c.order, c.errors)).collect();
             let label = ctx
                 .input
                 .with_untracked(|i| i.as_ref().map(|i| format!("{}×{} input", i.h, i.w)))
@@ -697,12 +560,8 @@ fn PlotCard(
     // worker's answer after the page made them from the term maps; settled timings) is no
     // reason to draw them again.
     let maps = Memo::new(move |_| {
-        (which == Which::Maps).then(|| {
-            ctx.fwd.with(|f| {
-                f.as_ref()
-                    .map(|f| (f.t, f.order, f.out_channel, f.h, f.w, f.original.clone(), f.decoupled.clone()))
-            })
-        })
+        (which == Which::Maps)
+            .then(|| ctx.fwd.with(|f| f.as_ref().map(|f| (f.t, f.order, f.out_channel, f.maps.clone()))))
     });
     // Bumped whenever the chart's data, the ordering or the size change (not on T changes).
     let data_version = Memo::new(move |prev: Option<&u64>| {
@@ -718,9 +577,11 @@ fn PlotCard(
         let layer = if which.layered() { ChartLayer::Base } else { ChartLayer::All };
         let start = now_ms();
         let mut ok = false;
-        let res = draw_on(&el, |area| {
-            ok = draw_chart(ctx, which, area, layer)?;
-            Ok(())
+        let res = ctx.canvases.with_value(|c| {
+            c.draw_on(&el, |area| {
+                ok = draw_chart(ctx, which, area, layer)?;
+                Ok(())
+            })
         });
         match res {
             Ok(()) => {
@@ -736,20 +597,21 @@ fn PlotCard(
                         let t = ctx.fwd.with_untracked(|f| f.as_ref().map(|f| f.t).unwrap_or(0));
                         let _ = el.set_attribute("data-t", &t.to_string());
                     }
-                    mark_ready(ctx, which);
+                    ctx.chart_drawn(which as u8);
                 }
             }
-            Err(e) => ctx.error.set(Some(format!("{title}: {e}"))),
+            Err(e) => ctx.control(Control::Error(format!("{title}: {e}"))),
         }
     };
     // The marks of a layered chart (current T) on its overlay.
     let draw_marks = move || {
         let (Some(el), Some(base)) = (overlay.get_untracked(), canvas.get_untracked()) else { return };
         let start = now_ms();
-        if let Err(e) =
-            draw_overlay_on(&el, |area| draw_chart(ctx, which, area, ChartLayer::Marks).map(|_| ()))
-        {
-            ctx.error.set(Some(format!("{title}: {e}")));
+        let drawn = ctx.canvases.with_value(|c| {
+            c.draw_overlay_on(&el, |area| draw_chart(ctx, which, area, ChartLayer::Marks).map(|_| ()))
+        });
+        if let Err(e) = drawn {
+            ctx.control(Control::Error(format!("{title}: {e}")));
             return;
         }
         let ms = format!("{:.2}", now_ms() - start);
@@ -775,16 +637,18 @@ fn PlotCard(
             draw_base();
             return;
         }
-        queue_draw(
-            which,
-            Box::new(move || {
-                shown.set_value(data_version.get_untracked());
-                draw_base();
-                if which.layered() {
-                    draw_marks();
-                }
-            }),
-        );
+        ctx.canvases.with_value(|c| {
+            c.queue_draw(
+                id,
+                Box::new(move || {
+                    shown.set_value(data_version.get_untracked());
+                    draw_base();
+                    if which.layered() {
+                        draw_marks();
+                    }
+                }),
+            )
+        });
     });
     Effect::new(move |_| {
         let _ = t.get();
@@ -795,7 +659,7 @@ fn PlotCard(
     let export = move |_| {
         let svg = to_svg(900, 560, |area| draw_chart(ctx, which, area, ChartLayer::All).map(|_| ()));
         if let Err(e) = svg.and_then(|text| download_svg(&format!("ndlab-{id}.svg"), &text)) {
-            ctx.error.set(Some(e));
+            ctx.control(Control::Error(e));
         }
     };
     view! {
@@ -814,88 +678,4 @@ fn PlotCard(
             </div>
         </article>
     }
-}
-
-/// A chart's drawing, to run later.
-type DrawJob = Box<dyn FnOnce()>;
-
-thread_local! {
-    /// Chart drawings waiting for their own task (at most one per chart), in order.
-    static DRAW_QUEUE: std::cell::RefCell<Vec<(Which, DrawJob)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Queues `job` (a chart's full drawing), replacing a job of the same chart still waiting, and
-/// makes sure a task will run the queue (a few jobs per task, see [`run_one_draw`]; input events
-/// get in between).
-fn queue_draw(which: Which, job: DrawJob) {
-    let first = DRAW_QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        let first = q.is_empty();
-        match q.iter_mut().find(|(w, _)| *w == which) {
-            Some(entry) => entry.1 = job,
-            None => q.push((which, job)),
-        }
-        first
-    });
-    if first {
-        set_timeout(run_one_draw, std::time::Duration::ZERO);
-    }
-}
-
-/// Time a task of queued drawings may take before the rest waits for the next task (ms). A
-/// cold first view draws a chart in 10–35 ms: most of a new layer's charts share a task or two,
-/// instead of paying a frame (the canvases' hand-over to the compositor, 10–25 ms each here)
-/// between every two of them, and no task comes near the 100 ms an input may wait.
-const DRAW_BUDGET_MS: f64 = 40.0;
-
-/// Runs queued drawings, oldest first, until [`DRAW_BUDGET_MS`] have passed; schedules the
-/// rest in a new task.
-fn run_one_draw() {
-    let start = now_ms();
-    loop {
-        let job = DRAW_QUEUE.with(|q| {
-            let mut q = q.borrow_mut();
-            (!q.is_empty()).then(|| q.remove(0).1)
-        });
-        let Some(job) = job else { return };
-        job();
-        if now_ms() - start >= DRAW_BUDGET_MS {
-            break;
-        }
-    }
-    if DRAW_QUEUE.with(|q| !q.borrow().is_empty()) {
-        set_timeout(run_one_draw, std::time::Duration::ZERO);
-    }
-}
-
-thread_local! {
-    /// Bit set of the charts drawn at least once.
-    static DRAWN: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
-}
-
-/// Sets `data-plots-ms` (time since navigation) and `data-ready` once all six charts have been
-/// drawn (and mounts the secondary sections); `data-main-plots-ms` once the four layer charts
-/// have.
-fn mark_ready(ctx: Ctx, which: Which) {
-    let bits = DRAWN.with(|d| {
-        let b = d.get() | (1 << which as u8);
-        d.set(b);
-        b
-    });
-    if bits & 0b1111 == 0b1111 && !body_has("data-main-plots-ms") {
-        set_body_data("main-plots-ms", &format!("{:.0}", now_ms()));
-    }
-    if bits == 0b11_1111 && !body_has("data-ready") {
-        set_body_data("plots-ms", &format!("{:.0}", now_ms()));
-        set_body_data("ready", "1");
-        ctx.extras.set(true);
-    }
-}
-
-fn body_has(attr: &str) -> bool {
-    web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.body())
-        .map(|b| b.has_attribute(attr))
-        .unwrap_or(false)
 }

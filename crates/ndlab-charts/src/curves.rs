@@ -3,7 +3,7 @@
 use super::lines::{draw_legend_strip, draw_panel, t_range, value_range, LegendItem, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
 use ndlab_core::conv::{conv2d, layer_forward};
-use ndlab_core::decouple::Decomposition;
+use ndlab_core::decouple::{Decomposition, Spectra};
 use ndlab_core::error::Result;
 use ndlab_core::layer::{ConvLayer, FeatureMap, Order};
 use plotters::coord::Shift;
@@ -21,8 +21,8 @@ pub struct OrderCurves {
 }
 
 impl OrderCurves {
-    /// The curves of a decomposition.
-    pub fn from_decomposition(d: &Decomposition) -> Self {
+    /// The curves of one ordering's spectra.
+    pub fn from_spectra(d: &Spectra) -> Self {
         OrderCurves { order: d.order, energy: d.energy_kept(), error: d.rel_weight_error() }
     }
 }
@@ -40,9 +40,9 @@ pub struct EnergyErrorData {
 }
 
 impl EnergyErrorData {
-    /// From the decompositions of the same kernel in (usually) both orderings.
-    pub fn from_decompositions(ds: &[&Decomposition], t: usize, order: Order) -> Self {
-        EnergyErrorData { curves: ds.iter().map(|d| OrderCurves::from_decomposition(d)).collect(), t, order }
+    /// From the spectra of the same kernel in (usually) both orderings.
+    pub fn from_spectra(ds: &[&Spectra], t: usize, order: Order) -> Self {
+        EnergyErrorData { curves: ds.iter().map(|d| OrderCurves::from_spectra(d)).collect(), t, order }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::lines::{draw_legend_strip, draw_panel, t_range, Band, LegendItem, Line, Panel, VMark};
 use super::{clear, ChartStyle, DrawResult};
-use ndlab_core::decouple::Decomposition;
+use ndlab_core::decouple::Spectra;
 use ndlab_core::layer::Order;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -71,8 +71,8 @@ impl SpectrumData {
         }
     }
 
-    /// Statistics of a decomposition's slices, cut at `t`.
-    pub fn from_decomposition(d: &Decomposition, t: usize) -> Self {
+    /// Statistics of one ordering's slices, cut at `t`.
+    pub fn from_spectra(d: &Spectra, t: usize) -> Self {
         let sigmas: Vec<Vec<f64>> = d.slices.iter().map(|s| s.sigma.clone()).collect();
         let mut data = Self::from_sigmas(d.order, &sigmas, t);
         data.full_rank = d.full_rank.max(data.full_rank);

@@ -291,7 +291,7 @@ fn degenerate_inputs_draw_without_error() {
         slices: vec![zero],
     };
     let k = Kernel::new(1, 1, 3, 3, vec![0.0; 9]).unwrap();
-    let spec = SpectrumData::from_decomposition(&d, 1);
+    let spec = SpectrumData::from_spectra(&d.spectra(), 1);
     assert_eq!(spec.zero_slices, 1);
     let f = FilterGridData::from_decomposition(&k, &d, 0, 1).unwrap();
     let c = EnergyErrorData {
@@ -405,7 +405,7 @@ fn dump_real_charts() {
     let dir = "/tmp/ndlab-charts";
     std::fs::create_dir_all(dir).unwrap();
     let save = |name: &str, svg: String| std::fs::write(format!("{dir}/{name}.svg"), svg).unwrap();
-    let mut spec = SpectrumData::from_decomposition(&dw, 2);
+    let mut spec = SpectrumData::from_spectra(&dw.spectra(), 2);
     spec.show_min_max = true;
     save("spectrum", to_svg(640, 400, |a| draw_spectrum(a, &spec, &style)).unwrap());
     let ee = EnergyErrorData { curves: vec![curve(&dw), curve(&pw)], t: 2, order: Order::DwPw };
@@ -464,11 +464,11 @@ fn charts_from_the_real_decomposition() {
             }
         }
         let (sa, sb) =
-            (SpectrumData::from_decomposition(&d, 2), SpectrumData::from_decomposition(&oracle, 2));
+            (SpectrumData::from_spectra(&d.spectra(), 2), SpectrumData::from_spectra(&oracle.spectra(), 2));
         for (x, y) in sa.median.iter().zip(&sb.median) {
             assert!((x - y).abs() < 1e-9);
         }
-        let ee = EnergyErrorData::from_decompositions(&[&d], 2, order);
+        let ee = EnergyErrorData::from_spectra(&[&d.spectra()], 2, order);
         let svg = to_svg(600, 400, |a| draw_energy_error(a, &ee, &style)).unwrap();
         assert_clean(&svg);
         assert_eq!(lines_of(&svg, style.order_color(order))[0].len(), 9);

@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 mod fast;
 mod lanes;
+mod spectra;
+pub mod terms;
+
+pub use spectra::{SliceSpectrum, Spectra};
 
 /// The SVD of one slice of the kernel.
 /// DW→PW: slice = input channel c (global index), matrix M_c is (N/groups) × K².
@@ -143,58 +147,51 @@ impl Decomposition {
         Ok((d, routes))
     }
 
-    /// Energy kept for T = 1..=full_rank (index T−1): 1 − Σ_{k>T}σ² / Σσ² over all slices.
-    /// An all-zero kernel keeps all of its (zero) energy: every entry is 1.
+    /// Singular values and energies only (what the page draws and the threshold rules read).
+    pub fn spectra(&self) -> Spectra {
+        Spectra {
+            order: self.order,
+            n: self.n,
+            c: self.c,
+            kh: self.kh,
+            kw: self.kw,
+            groups: self.groups,
+            full_rank: self.full_rank,
+            slices: self
+                .slices
+                .iter()
+                .map(|s| SliceSpectrum { sigma: s.sigma.clone(), energy: s.energy })
+                .collect(),
+        }
+    }
+
+    /// Energy kept for T = 1..=full_rank (index T−1); see [`Spectra::energy_kept`].
     pub fn energy_kept(&self) -> Vec<f64> {
-        let tails = self.tail_sums();
-        let total = tails[0];
-        (1..=self.full_rank).map(|t| if total > 0.0 { 1.0 - tails[t] / total } else { 1.0 }).collect()
+        spectra::energy_kept(self.full_rank, self.sigmas())
     }
 
-    /// Relative weight error ‖W − W_T‖_F / ‖W‖_F for T = 1..=full_rank (index T−1), from the σ tails.
-    /// An all-zero kernel has zero error at every T.
+    /// Relative weight error for T = 1..=full_rank (index T−1); see [`Spectra::rel_weight_error`].
     pub fn rel_weight_error(&self) -> Vec<f64> {
-        let tails = self.tail_sums();
-        let total = tails[0];
-        (1..=self.full_rank).map(|t| if total > 0.0 { (tails[t] / total).sqrt() } else { 0.0 }).collect()
+        spectra::rel_weight_error(self.full_rank, self.sigmas())
     }
 
-    /// Per-slice energy fractions e_s(t) for t = 1..=full_rank. An all-zero slice gives 1.0
-    /// everywhere (nothing to lose); an out-of-range `slice` gives an empty vector.
+    /// Per-slice energy fractions; see [`Spectra::slice_energy`].
     pub fn slice_energy(&self, slice: usize) -> Vec<f64> {
-        match self.slices.get(slice) {
-            Some(s) => energy_fractions(&s.sigma),
-            None => Vec::new(),
-        }
+        self.slices.get(slice).map_or_else(Vec::new, |s| spectra::energy_fractions(&s.sigma))
     }
 
-    /// Smallest T whose energy reaches τ ∈ (0, 1] under `rule` (METHOD.md, "Choosing T"):
-    /// `Mean`: smallest t with mean over slices of e_s(t) ≥ τ; `Max`: max over slices of
-    /// min{t : e_s(t) ≥ τ}. All-zero slices are left out of both; an all-zero kernel gives T = 1.
+    /// Smallest T whose energy reaches τ under `rule`; see [`Spectra::threshold_t`].
     pub fn threshold_t(&self, tau: f64, rule: ThresholdRule) -> Result<usize> {
-        if !(tau > 0.0 && tau <= 1.0) {
-            return Err(Error::Param(format!("energy threshold must be in (0, 1], got {tau}")));
-        }
-        let curves: Vec<Vec<f64>> = self
-            .slices
-            .iter()
-            .filter(|s| s.sigma.iter().any(|&x| x > 0.0))
-            .map(|s| energy_fractions(&s.sigma))
-            .collect();
-        if curves.is_empty() {
-            return Ok(1);
-        }
-        let r = self.full_rank;
-        let first_reaching = |e: &[f64]| e.iter().position(|&x| x >= tau).map_or(r, |i| i + 1);
-        Ok(match rule {
-            ThresholdRule::Max => curves.iter().map(|e| first_reaching(e)).max().unwrap_or(1),
-            ThresholdRule::Mean => {
-                let count = curves.len() as f64;
-                let mean: Vec<f64> =
-                    (0..r).map(|t| curves.iter().map(|e| e[t]).sum::<f64>() / count).collect();
-                first_reaching(&mean)
-            }
-        })
+        spectra::threshold_t(self.full_rank, self.sigmas(), tau, rule)
+    }
+
+    /// 1 ≤ t ≤ full_rank, or an error naming the range.
+    pub fn check_t(&self, t: usize) -> Result<()> {
+        spectra::check_t(t, self.full_rank, self.order)
+    }
+
+    fn sigmas(&self) -> impl Iterator<Item = &[f64]> + Clone {
+        self.slices.iter().map(|s| s.sigma.as_slice())
     }
 
     /// The k-th rank-one term of every slice alone (k = 0 is the strongest), as a one-term
@@ -346,20 +343,6 @@ impl Decomposition {
         Branch { dw, pw }
     }
 
-    /// Σ_s Σ_{k ≥ t} σ²_{s,k} (0-based k) for t = 0..=full_rank; entry 0 is the total energy.
-    fn tail_sums(&self) -> Vec<f64> {
-        let r = self.full_rank;
-        let mut tails = vec![0.0; r + 1];
-        for slice in &self.slices {
-            let mut acc = 0.0;
-            for t in (0..r).rev() {
-                acc += slice.sigma.get(t).map_or(0.0, |s| s * s);
-                tails[t] += acc;
-            }
-        }
-        tails
-    }
-
     /// Rows of one slice matrix: N/groups for DW→PW, c for PW→DW.
     fn slice_rows(&self) -> usize {
         match self.order {
@@ -379,18 +362,6 @@ impl Decomposition {
             }
             Order::PwDw => (s * self.c + row) * k2,
         }
-    }
-
-    /// 1 ≤ t ≤ full_rank.
-    fn check_t(&self, t: usize) -> Result<()> {
-        if t == 0 || t > self.full_rank {
-            return Err(Error::Param(format!(
-                "T must be between 1 and {} (full rank of {}), got {t}",
-                self.full_rank,
-                self.order.label()
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -595,15 +566,4 @@ fn with_slice(e: Error, order: Order, s: usize) -> Error {
         Error::Numeric(msg) => Error::Numeric(format!("{} slice {s}: {msg}", order.label())),
         other => other,
     }
-}
-
-/// e(t) = 1 − Σ_{k≥t}σ² / Σσ² for t = 1..=len (0-based k); all ones for a zero slice.
-fn energy_fractions(sigma: &[f64]) -> Vec<f64> {
-    let r = sigma.len();
-    let mut tails = vec![0.0; r + 1];
-    for t in (0..r).rev() {
-        tails[t] = tails[t + 1] + sigma[t] * sigma[t];
-    }
-    let total = tails[0];
-    (1..=r).map(|t| if total > 0.0 { 1.0 - tails[t] / total } else { 1.0 }).collect()
 }

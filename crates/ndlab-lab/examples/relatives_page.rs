@@ -7,7 +7,7 @@
 
 use ndlab_core::relatives::session::CompareRequest;
 use ndlab_core::relatives::{Dims, Method, Rank};
-use ndlab_lab::engine::Engine;
+use ndlab_lab::engine::{DirAssets, Engine};
 use ndlab_lab::examples::{self, IMAGES};
 use ndlab_lab::protocol::{Request, RequestBody, ResponseBody};
 use std::path::Path;
@@ -36,11 +36,8 @@ fn rgba(path: &str) -> Result<(Vec<u8>, usize, usize), Box<dyn std::error::Error
 }
 
 fn ask(e: &mut Engine, id: u64, body: RequestBody) -> Result<ResponseBody, Box<dyn std::error::Error>> {
-    for path in e.assets_needed(&body) {
-        let bytes = std::fs::read(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(&path))?;
-        e.provide(&path, bytes);
-    }
-    match e.handle(Request { id, body }, &mut |_| {}).body {
+    let repo = DirAssets(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    match e.handle_with(&repo, Request { id, body }, &mut |_| {}).body {
         ResponseBody::Error { message } => Err(message.into()),
         b => Ok(b),
     }

@@ -2,12 +2,22 @@
 //!
 //! Every request carries an id chosen by the UI thread (strictly increasing); every response
 //! repeats the id of the request it answers. The UI keeps only the newest response of each
-//! [`RequestKind`] and drops older ones ("newest wins"). Messages travel as JSON strings, so the
-//! same types are tested natively.
+//! [`RequestKind`] and drops older ones ("newest wins", [`crate::client::RequestBook`]). The
+//! engine names what it computes: every loaded layer gets a [`LayerId`] and every prepared input
+//! an [`InputId`], carried on each answer derived from them, so whether an answer belongs to what
+//! the page shows is an id comparison. Messages travel as JSON strings, so the same types are
+//! tested natively.
 
-use ndlab_core::decouple::{Decomposition, Slice};
+use ndlab_core::decouple::{Slice, Spectra};
 use ndlab_core::layer::{ConvGeometry, Order};
 use serde::{Deserialize, Serialize};
+
+/// Names a loaded layer (and its decompositions): a new one at every load of a layer.
+pub type LayerId = u64;
+
+/// Names a prepared input (the layer's input activations for the current image): a new one
+/// whenever the layer or the image changes.
+pub type InputId = u64;
 
 /// A request from the UI thread to the worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,12 +168,7 @@ pub enum ResponseBody {
     /// Original and decoupled output maps of one channel, with timings.
     Forward(Box<ForwardResult>),
     /// Output relative error for T = 1..=full rank.
-    OutputErrorCurve {
-        /// Ordering.
-        order: Order,
-        /// Index T−1.
-        errors: Vec<f64>,
-    },
+    OutputErrorCurve(ErrorCurve),
     /// The conv layers of an opened file.
     FileListing(Box<crate::files::FileListing>),
     /// One finished row of a comparison (sent while it runs).
@@ -187,8 +192,8 @@ pub enum ResponseBody {
 /// `threshold_t` work on it), plus the time the decoupling took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderSummary {
-    /// The decomposition with empty `dw`/`pw` in every slice.
-    pub spectra: Decomposition,
+    /// Every slice's singular values and energy.
+    pub spectra: Spectra,
     /// Wall time of the decoupling in the worker, milliseconds.
     pub decouple_ms: f64,
 }
@@ -196,6 +201,8 @@ pub struct OrderSummary {
 /// A loaded layer: its shape, geometry and both orderings' summaries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerSummary {
+    /// This load of the layer (the same layer asked for again keeps its id).
+    pub layer_id: LayerId,
     /// Example id.
     pub example: String,
     /// Human title.
@@ -237,6 +244,8 @@ impl LayerSummary {
 /// The chosen slice: its matrix and its factors (untruncated; the UI truncates to T).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SliceView {
+    /// The layer it belongs to.
+    pub layer_id: LayerId,
     /// The ordering.
     pub order: Order,
     /// Slice index.
@@ -258,6 +267,10 @@ pub struct SliceView {
 /// What the inference views show after a new input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputSummary {
+    /// This input (new whenever the layer or the image changes).
+    pub input_id: InputId,
+    /// The layer it feeds.
+    pub layer_id: LayerId,
     /// Channels, height, width of the layer's input.
     pub c: usize,
     /// Height.
@@ -270,15 +283,59 @@ pub struct InputSummary {
     pub prefix_ms: f64,
 }
 
-/// One output channel of the original and the decoupled layer at T.
+/// Output relative error ‖Y_T − Y‖ / ‖Y‖ for T = 1..=full rank, in one ordering, on one input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCurve {
+    /// The layer.
+    pub layer_id: LayerId,
+    /// The input.
+    pub input_id: InputId,
+    /// Ordering.
+    pub order: Order,
+    /// Index T−1.
+    pub errors: Vec<f64>,
+}
+
+/// One output channel of the original and the decoupled layer at T, with its errors and times.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForwardResult {
+    /// The layer.
+    pub layer_id: LayerId,
+    /// The input.
+    pub input_id: InputId,
     /// Terms kept.
     pub t: usize,
     /// Ordering.
     pub order: Order,
     /// Output channel shown.
     pub out_channel: usize,
+    /// The output maps of that channel.
+    pub maps: OutputMaps,
+    /// Relative output error over all channels, ‖Y_T − Y‖ / ‖Y‖.
+    pub rel_error: f64,
+    /// Relative weight error at T (from the σ tails), as the core reports it.
+    pub weight_error: f64,
+    /// The measured times so far.
+    pub timings: Timings,
+    /// The shown output channel's map of every term, in the first answer for this ordering,
+    /// channel and input when the worker holds them and they are small
+    /// (`engine::PAGE_TERMS_MAX`): the page then makes the maps at any T itself, in the frame of
+    /// the change.
+    #[serde(default)]
+    pub terms: Option<TermMaps>,
+}
+
+impl ForwardResult {
+    /// Whether this result is for (`layer`, `input`, `t`, `order`, `out_channel`).
+    pub fn is_for(&self, layer: LayerId, input: InputId, t: usize, order: Order, out_channel: usize) -> bool {
+        (self.layer_id, self.input_id, self.t, self.order, self.out_channel)
+            == (layer, input, t, order, out_channel)
+    }
+}
+
+/// One output channel's maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputMaps {
     /// Output height.
     pub h: usize,
     /// Output width.
@@ -287,32 +344,31 @@ pub struct ForwardResult {
     pub original: Vec<f32>,
     /// The decoupled layer's output map (h·w).
     pub decoupled: Vec<f32>,
-    /// Relative output error over all channels, ‖Y_T − Y‖ / ‖Y‖.
-    pub rel_error: f64,
-    /// Relative weight error at T (from the σ tails), as the core reports it.
-    pub weight_error: f64,
-    /// Wall time of the original forward, milliseconds: the shortest run on this input so far
-    /// (0: not measured yet; forwards are computed from the layer's terms, untimed, and the worker
-    /// times the layers when idle, see `Engine::forward`).
+}
+
+/// Wall times of the original and the decoupled layer on the input (the shortest runs so far;
+/// forwards are computed from the layer's terms, untimed, and the worker times the layers when
+/// idle, see `Engine::settle_timings`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// The original layer, milliseconds (0: not measured yet).
     pub original_ms: f64,
-    /// Wall time of the decoupled forward at this T (merged form), milliseconds: the shortest run
-    /// so far (0: not measured yet).
+    /// The decoupled layer at this T (merged form), milliseconds (0: not measured yet).
     pub decoupled_ms: f64,
     /// The GEMM kernels the times were measured with ([`ndlab_core::conv::kernels`]).
-    #[serde(default)]
     pub kernels: String,
-    /// Whether both layers have been timed three times (`Engine::settle_timings`); false: the
-    /// times are missing or come from a first run, which may be several times too long.
-    #[serde(default)]
+    /// Whether both layers have been timed three times; false: the times are missing or come
+    /// from a first run, which may be several times too long.
     pub settled: bool,
-    /// The shown output channel's map of every term (full rank of them, each h·w), in the first
-    /// answer for this ordering, channel and input when the worker holds them and they are
-    /// small (`engine::PAGE_TERMS_MAX`): the page then makes the maps at any T itself
-    /// (`engine::sum_terms`), in the frame of the change. Empty otherwise.
-    #[serde(default)]
-    pub terms: Vec<Vec<f32>>,
-    /// The shown output channel's bias (0 without one): decoupled = Σ_{k<T} terms[k] + bias.
-    #[serde(default)]
+}
+
+/// One output channel's map of every term: decoupled at T = Σ_{k<T} maps[k] + bias
+/// ([`ndlab_core::decouple::terms::sum_terms`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TermMaps {
+    /// Term k's map (h·w) at index k, full rank of them.
+    pub maps: Vec<Vec<f32>>,
+    /// The channel's bias (0 without one).
     pub bias: f32,
 }
 

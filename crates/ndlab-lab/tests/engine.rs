@@ -2,9 +2,10 @@
 //! check its answers against the core (and METHOD.md's identities); bad input gives an error
 //! response, never a panic.
 
+use ndlab_core::decouple::terms::KeepTerms;
 use ndlab_core::decouple::Decomposition;
 use ndlab_core::Order;
-use ndlab_lab::engine::{Engine, KeepTerms};
+use ndlab_lab::engine::{DirAssets, Engine};
 use ndlab_lab::examples::{self, KernelSource};
 use ndlab_lab::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
 use std::path::Path;
@@ -16,15 +17,18 @@ fn clock() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
 }
 
+/// The repository's top folder (the app's files are under `assets/`).
+fn repo() -> DirAssets {
+    DirAssets(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
 /// Runs one request through the engine, providing the files it asks for from the repository.
 fn ask(engine: &mut Engine, id: u64, body: RequestBody) -> (Response, Vec<Response>) {
-    for path in engine.assets_needed(&body) {
-        let bytes = std::fs::read(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(&path))
-            .expect("asset file");
-        engine.provide(&path, bytes);
-    }
     let mut progress = Vec::new();
-    let resp = engine.handle(Request { id, body }, &mut |p| progress.push(p));
+    let resp = engine.handle_with(&repo(), Request { id, body }, &mut |p| progress.push(p));
+    if let ResponseBody::Error { message } = &resp.body {
+        assert!(!message.starts_with("could not load"), "{message}");
+    }
     // Every message survives the JSON round trip the worker uses (floats to within JSON's
     // decimal rounding, so compare the id and the kind of answer, not bits).
     let back: Response = from_json(&to_json(&resp)).expect("round trip");
@@ -65,7 +69,10 @@ fn load_decouple_and_forward_agree_with_the_core() {
         let mine = Decomposition::new(&kernel, 1, order).expect("decouple");
         let theirs = &summary.order(order).expect("order").spectra;
         assert_eq!(theirs.full_rank, mine.full_rank);
-        assert!(theirs.slices.iter().all(|s| s.dw.is_empty() && s.pw.is_empty()));
+        assert_eq!(theirs.slices.len(), mine.slices.len());
+        for (a, b) in theirs.slices.iter().zip(&mine.slices) {
+            assert_eq!((&a.sigma, a.energy), (&b.sigma, b.energy));
+        }
         for (a, b) in theirs.rel_weight_error().iter().zip(mine.rel_weight_error()) {
             assert!((a - b).abs() <= 1e-12, "{a} vs {b}");
         }
@@ -94,8 +101,8 @@ fn load_decouple_and_forward_agree_with_the_core() {
             let (resp, _) = ask(&mut e, id, RequestBody::Forward { t, order, out_channel: ch });
             let ResponseBody::Forward(f) = resp.body else { panic!("expected forward, got {:?}", resp.body) };
             assert_eq!(f.weight_error, dec.rel_weight_error()[t - 1]);
-            assert_eq!((f.h, f.w), (32, 40), "padding 1 keeps the size");
-            assert!(rel_diff(&f.original, direct.channel(ch)) <= 1e-5, "{order:?} T={t}: original map");
+            assert_eq!((f.maps.h, f.maps.w), (32, 40), "padding 1 keeps the size");
+            assert!(rel_diff(&f.maps.original, direct.channel(ch)) <= 1e-5, "{order:?} T={t}: original map");
             let y = ndlab_core::conv::decoupled_forward(
                 &x,
                 &dec.merged(t).expect("merged"),
@@ -103,7 +110,7 @@ fn load_decouple_and_forward_agree_with_the_core() {
                 &layer.geometry,
             )
             .expect("decoupled");
-            assert!(rel_diff(&f.decoupled, y.channel(ch)) <= 1e-5, "{order:?} T={t}: decoupled map");
+            assert!(rel_diff(&f.maps.decoupled, y.channel(ch)) <= 1e-5, "{order:?} T={t}: decoupled map");
             let want = y.rel_error(&direct).expect("error");
             // (At full rank the curve says exactly 0; the direct measure leaves f32 rounding, ≈ 1e-7.)
             let got = f.rel_error;
@@ -135,9 +142,9 @@ fn output_error_curve_ends_at_zero_and_slices_rebuild_the_kernel() {
     ask(&mut e, 1, image(24, 24));
     ask(&mut e, 2, RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: None });
     let (resp, progress) = ask(&mut e, 3, RequestBody::OutputErrorCurve { order: Order::PwDw });
-    let ResponseBody::OutputErrorCurve { errors, .. } = resp.body else { panic!("{:?}", resp.body) };
-    assert_eq!(errors.len(), 3, "PW→DW full rank of a 3-input layer is 3");
-    assert!(errors[2] < 1e-4);
+    let ResponseBody::OutputErrorCurve(curve) = resp.body else { panic!("{:?}", resp.body) };
+    assert_eq!(curve.errors.len(), 3, "PW→DW full rank of a 3-input layer is 3");
+    assert!(curve.errors[2] < 1e-4);
     assert!(progress.iter().all(|p| p.id == 3));
     // The slice view: Σ_k pw_k ⊗ dw_k rebuilds the slice matrix (METHOD.md check 5: compare
     // reconstructions, not raw vectors).
@@ -239,7 +246,7 @@ fn terms_pass_error_curve_matches_the_direct_measure() {
     for order in [Order::DwPw, Order::PwDw] {
         let dec = Decomposition::new(&layer.kernel, 1, order).expect("decouple");
         let bias = layer.bias.as_deref();
-        let fast = ndlab_lab::engine::decoupled_by_terms(
+        let fast = ndlab_core::decouple::terms::decoupled_by_terms(
             &dec,
             &x,
             bias,
@@ -289,7 +296,7 @@ fn decoupled_by_terms_matches_the_direct_convs() {
         for order in [Order::DwPw, Order::PwDw] {
             let dec = Decomposition::new(&layer.kernel, geometry.groups, order).expect("decouple");
             for t in [1, 2, dec.full_rank] {
-                let pass = ndlab_lab::engine::decoupled_by_terms(
+                let pass = ndlab_core::decouple::terms::decoupled_by_terms(
                     &dec,
                     &x,
                     Some(&bias),
@@ -417,7 +424,10 @@ fn repeated_requests_are_answered_from_what_the_engine_holds() {
     assert_eq!((by_page.c, by_page.h, by_page.w), (input.c, input.h, input.w));
     let (f2, _) = ask(&mut e, 5, RequestBody::Forward { t: 2, order: Order::DwPw, out_channel: 5 });
     let (ResponseBody::Forward(a), ResponseBody::Forward(b)) = (&f0.body, &f2.body) else { panic!() };
-    assert_eq!((&a.original, &a.decoupled, a.rel_error), (&b.original, &b.decoupled, b.rel_error));
+    assert_eq!(
+        (&a.maps.original, &a.maps.decoupled, a.rel_error),
+        (&b.maps.original, &b.maps.decoupled, b.rel_error)
+    );
 
     // Another image is decoded and run; an unknown one is an error and changes nothing.
     let (resp, progress) = ask(&mut e, 6, RequestBody::LoadBuiltinImage { image: "chelsea".into() });
@@ -490,7 +500,10 @@ fn the_default_views_input_ships_precomputed_and_equals_the_prefix() {
     assert!(!by_prefix.description.contains("precomputed"));
     let (fb, _) = ask(&mut live, 3, forward);
     let (ResponseBody::Forward(a), ResponseBody::Forward(b)) = (&fa.body, &fb.body) else { panic!() };
-    assert!(rel_diff(&a.original, &b.original) <= 1e-5 && rel_diff(&a.decoupled, &b.decoupled) <= 1e-5);
+    assert!(
+        rel_diff(&a.maps.original, &b.maps.original) <= 1e-5
+            && rel_diff(&a.maps.decoupled, &b.maps.decoupled) <= 1e-5
+    );
     assert!(
         (a.rel_error - b.rel_error).abs() <= 1e-5 * b.rel_error.abs().max(1e-12),
         "{} vs {}",
@@ -565,17 +578,26 @@ fn forward_at(e: &mut Engine, id: u64, t: usize) -> ndlab_lab::protocol::Forward
 #[test]
 fn settling_times_both_layers_and_keeps_the_shorter_times() {
     let (mut e, f) = first_forward(speeding_clock);
-    assert_eq!((f.original_ms, f.decoupled_ms), (0.0, 0.0), "the first forward is not timed");
-    assert!(!f.settled && e.timings_unsettled());
+    assert_eq!((f.timings.original_ms, f.timings.decoupled_ms), (0.0, 0.0), "the first forward is not timed");
+    assert!(!f.timings.settled && e.timings_unsettled());
     // One step times the original layer once (the same forward asked again shows it).
     assert!(e.settle_timings().expect("settle").is_none());
     let once = forward_at(&mut e, 4, 2);
-    assert!(once.original_ms > 0.0 && once.decoupled_ms == 0.0 && !once.settled, "{once:?}");
+    assert!(
+        once.timings.original_ms > 0.0 && once.timings.decoupled_ms == 0.0 && !once.timings.settled,
+        "{once:?}"
+    );
     let g = settle(&mut e);
-    assert!(g.settled && g.original_ms > 0.0 && g.decoupled_ms > 0.0, "{g:?}");
-    assert!(g.original_ms < once.original_ms, "a speeding clock: the later, shorter run is kept");
+    assert!(g.timings.settled && g.timings.original_ms > 0.0 && g.timings.decoupled_ms > 0.0, "{g:?}");
+    assert!(
+        g.timings.original_ms < once.timings.original_ms,
+        "a speeding clock: the later, shorter run is kept"
+    );
     assert_eq!((g.t, g.order, g.out_channel), (f.t, f.order, f.out_channel));
-    assert_eq!((&g.original, &g.decoupled, g.rel_error), (&f.original, &f.decoupled, f.rel_error));
+    assert_eq!(
+        (&g.maps.original, &g.maps.decoupled, g.rel_error),
+        (&f.maps.original, &f.maps.decoupled, f.rel_error)
+    );
     assert!(!e.timings_unsettled());
     assert!(e.settle_timings().expect("settle").is_none());
 
@@ -583,22 +605,32 @@ fn settling_times_both_layers_and_keeps_the_shorter_times() {
     let ticks = TICKS.with(|t| t.get());
     let h = forward_at(&mut e, 5, 3);
     assert_eq!(TICKS.with(|t| t.get()), ticks, "a forward from the kept terms runs nothing timed");
-    assert!(!h.settled && h.decoupled_ms == 0.0 && h.original_ms == g.original_ms, "{h:?}");
+    assert!(
+        !h.timings.settled && h.timings.decoupled_ms == 0.0 && h.timings.original_ms == g.timings.original_ms,
+        "{h:?}"
+    );
     assert!(e.timings_unsettled());
     for _ in 1..3 {
         assert!(e.settle_timings().expect("settle").is_none());
     }
     let h = e.settle_timings().expect("settle").expect("three runs of the decoupled layer settle T = 3");
-    assert!(h.settled && h.decoupled_ms > 0.0 && h.original_ms == g.original_ms, "{h:?}");
+    assert!(
+        h.timings.settled && h.timings.decoupled_ms > 0.0 && h.timings.original_ms == g.timings.original_ms,
+        "{h:?}"
+    );
     // Back to T = 2: settled at once, with its own times.
     let back = forward_at(&mut e, 6, 2);
-    assert!(back.settled && (back.original_ms, back.decoupled_ms) == (g.original_ms, g.decoupled_ms));
+    assert!(
+        back.timings.settled
+            && (back.timings.original_ms, back.timings.decoupled_ms)
+                == (g.timings.original_ms, g.timings.decoupled_ms)
+    );
     assert!(!e.timings_unsettled());
 
     // A new input starts unsettled again.
     ask(&mut e, 7, image(20, 24));
     let k = forward_at(&mut e, 8, 3);
-    assert!(!k.settled && k.original_ms == 0.0 && e.timings_unsettled());
+    assert!(!k.timings.settled && k.timings.original_ms == 0.0 && e.timings_unsettled());
 
     // The two layers are timed in turn: on a clock that slows down each keeps its first run, and
     // the decoupled layer's first run came right after the original's (on the clock n², runs at
@@ -608,8 +640,11 @@ fn settling_times_both_layers_and_keeps_the_shorter_times() {
     assert!(e.settle_timings().expect("settle").is_none());
     let once = forward_at(&mut e, 4, 2);
     let g = settle(&mut e);
-    assert_eq!(g.decoupled_ms - g.original_ms, 4.0, "{g:?}");
-    assert_eq!(g.original_ms, once.original_ms, "a slowing clock: the first, shorter run is kept");
+    assert_eq!(g.timings.decoupled_ms - g.timings.original_ms, 4.0, "{g:?}");
+    assert_eq!(
+        g.timings.original_ms, once.timings.original_ms,
+        "a slowing clock: the first, shorter run is kept"
+    );
 }
 
 /// A layer whose term outputs do not all fit keeps the shown output channel's: a T change on it
@@ -628,22 +663,25 @@ fn past_the_cache_cap_the_shown_channel_is_kept() {
         .full_rank;
     // Room for one channel's terms, not for all 32.
     TICKS.with(|t| t.set(0));
-    let mut e = Engine::new(speeding_clock).with_term_cache_max(2 * r * f.h * f.w);
+    let mut e = Engine::new(speeding_clock).with_term_cache_max(2 * r * f.maps.h * f.maps.w);
     ask(&mut e, 1, image(24, 20));
     ask(&mut e, 2, RequestBody::LoadExample { example: "mtcnn_onet_conv1".into(), slice: None });
     let first = run(&mut e, 3, 2, 1);
-    assert_eq!((&first.original, &first.decoupled), (&f.original, &f.decoupled));
+    assert_eq!((&first.maps.original, &first.maps.decoupled), (&f.maps.original, &f.maps.decoupled));
     let ticks = TICKS.with(|t| t.get());
     let kept = run(&mut e, 4, 3, 1);
     assert_eq!(TICKS.with(|t| t.get()), ticks, "T = 3 on the kept channel runs nothing");
-    assert!(kept.decoupled_ms == 0.0 && !kept.settled);
+    assert!(kept.timings.decoupled_ms == 0.0 && !kept.timings.settled);
     let want = run(&mut full, 10, 3, 1);
-    assert!(rel_diff(&kept.decoupled, &want.decoupled) <= 1e-6 && kept.rel_error == want.rel_error);
+    assert!(rel_diff(&kept.maps.decoupled, &want.maps.decoupled) <= 1e-6 && kept.rel_error == want.rel_error);
     let other = run(&mut e, 5, 3, 2);
-    assert!(TICKS.with(|t| t.get()) > ticks && other.decoupled_ms > 0.0, "another channel is run and timed");
+    assert!(
+        TICKS.with(|t| t.get()) > ticks && other.timings.decoupled_ms > 0.0,
+        "another channel is run and timed"
+    );
     let want = run(&mut full, 11, 3, 2);
-    assert!(rel_diff(&other.decoupled, &want.decoupled) <= 1e-5);
-    assert!(rel_diff(&other.original, &want.original) <= 1e-6);
+    assert!(rel_diff(&other.maps.decoupled, &want.maps.decoupled) <= 1e-5);
+    assert!(rel_diff(&other.maps.original, &want.maps.original) <= 1e-6);
     assert!(
         (other.rel_error - want.rel_error).abs() <= 1e-4 * want.rel_error,
         "{} vs {}",
@@ -682,36 +720,48 @@ fn the_first_answer_for_a_channel_carries_its_term_maps() {
         id += 1;
         id
     };
+    let first_input = forward_json(&mut e, next(), 1, Order::DwPw, 0).input_id;
     for order in [Order::DwPw, Order::PwDw] {
         let first = forward_json(&mut e, next(), 2, order, 1);
         // 3 → 32 channels, 3×3: DW→PW slices are 32 × 9 (rank 9), PW→DW slices 3 × 9 (rank 3).
         let full = if order == Order::DwPw { 9 } else { 3 };
-        assert_eq!(first.terms.len(), full, "{order:?}: every term's map");
-        assert!(first.terms.iter().all(|m| m.len() == first.h * first.w));
-        assert_eq!(first.bias, 0.0, "the example has no bias (tests/engine_files.rs has one)");
+        let terms = first.terms.clone().expect("the first answer carries the term maps");
+        assert_eq!(terms.maps.len(), full, "{order:?}: every term's map");
+        assert!(terms.maps.iter().all(|m| m.len() == first.maps.h * first.maps.w));
+        assert_eq!(terms.bias, 0.0, "the example has no bias (tests/engine_files.rs has one)");
         for t in 1..=full {
             let f = forward_json(&mut e, next(), t, order, 1);
-            assert!(f.terms.is_empty(), "{order:?} T = {t}: sent once");
-            let sum = ndlab_lab::engine::sum_terms(&first.terms[..t], first.bias);
+            assert!(f.terms.is_none(), "{order:?} T = {t}: sent once");
+            let sum = ndlab_core::decouple::terms::sum_terms(&terms.maps[..t], terms.bias);
             assert_eq!(
                 sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                f.decoupled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                f.maps.decoupled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 "{order:?} T = {t}: the page's sum differs from the worker's maps"
             );
             if t == full {
-                assert!(rel_diff(&sum, &f.original) < 1e-5, "{order:?}: all terms are the original layer");
+                assert!(
+                    rel_diff(&sum, &f.maps.original) < 1e-5,
+                    "{order:?}: all terms are the original layer"
+                );
             }
         }
         // Another channel brings its own maps; back to channel 1, they come again (the page
         // keeps one channel's).
         let other = forward_json(&mut e, next(), 2, order, 2);
-        assert_eq!(other.terms.len(), full);
-        assert_eq!(ndlab_lab::engine::sum_terms(&other.terms[..2], other.bias), other.decoupled);
-        assert_eq!(forward_json(&mut e, next(), 2, order, 1).terms.len(), full);
+        let other_terms = other.terms.clone().expect("another channel's maps");
+        assert_eq!(other_terms.maps.len(), full);
+        assert_eq!(
+            ndlab_core::decouple::terms::sum_terms(&other_terms.maps[..2], other_terms.bias),
+            other.maps.decoupled
+        );
+        let again = forward_json(&mut e, next(), 2, order, 1);
+        assert_eq!(again.terms.map(|m| m.maps.len()), Some(full));
     }
-    // A new input: its first answer carries the maps again.
+    // A new input: its first answer carries the maps again, with the new input's id.
     ask(&mut e, next(), image(20, 24));
     let f = forward_json(&mut e, next(), 4, Order::DwPw, 1);
-    assert_eq!(f.terms.len(), 9);
-    assert_eq!(ndlab_lab::engine::sum_terms(&f.terms[..4], f.bias), f.decoupled);
+    assert_ne!(f.input_id, first_input);
+    let terms = f.terms.clone().expect("the maps again");
+    assert_eq!(terms.maps.len(), 9);
+    assert_eq!(ndlab_core::decouple::terms::sum_terms(&terms.maps[..4], terms.bias), f.maps.decoupled);
 }

@@ -72,7 +72,7 @@ fn a_pytorch_file_layer_loads_folded_and_runs_on_the_image() {
     assert!(matches!(ask(&mut e, 3, image()).0, ResponseBody::Input(_)));
     let (body, _) = ask(&mut e, 4, RequestBody::Forward { t: 2, order: Order::PwDw, out_channel: 1 });
     let ResponseBody::Forward(f) = body else { panic!("{body:?}") };
-    assert_eq!((f.h, f.w), (26, 34), "3×3, no padding in a state_dict: 28−2 × 36−2");
+    assert_eq!((f.maps.h, f.maps.w), (26, 34), "3×3, no padding in a state_dict: 28−2 × 36−2");
     // PW→DW full rank is C = 2: T = 2 is exact.
     assert!(f.rel_error < 1e-5, "{}", f.rel_error);
 }
@@ -111,7 +111,7 @@ fn hostile_files_give_their_message_and_the_loaded_layer_keeps_working() {
     // (The first answer for the channel also carried its term maps, sent once.)
     let strip = |b: ResponseBody| match b {
         ResponseBody::Forward(mut f) => {
-            f.terms.clear();
+            f.terms = None;
             format!("{f:?}")
         }
         other => format!("{other:?}"),
@@ -138,7 +138,7 @@ fn an_onnx_layer_keeps_its_geometry_and_no_file_means_a_message() {
     let (body, _) = ask(&mut e, 4, RequestBody::Forward { t: 1, order: Order::DwPw, out_channel: 0 });
     let ResponseBody::Forward(f) = body else { panic!("{body:?}") };
     // H = (28 + 0 + 2 − 3)/2 + 1 = 14, W = (36 + 1 + 1 − 5)/2 + 1 = 17.
-    assert_eq!((f.h, f.w), (14, 17));
+    assert_eq!((f.maps.h, f.maps.w), (14, 17));
 }
 
 /// A folded layer has a bias: the first forward answer for a channel carries it with the term
@@ -158,15 +158,16 @@ fn the_term_maps_sent_to_the_page_carry_the_bias() {
         *f
     };
     let first = forward(&mut e, 4, 1);
-    assert!(first.bias != 0.0, "folding BatchNorm gives a bias");
-    let full = first.terms.len();
+    let terms = first.terms.clone().expect("the first answer carries the term maps");
+    assert!(terms.bias != 0.0, "folding BatchNorm gives a bias");
+    let full = terms.maps.len();
     assert!(full >= 2, "{full} terms");
     for t in 1..=full {
         let f = forward(&mut e, 5 + t as u64, t);
-        let sum = ndlab_lab::engine::sum_terms(&first.terms[..t], first.bias);
-        assert_eq!(sum, f.decoupled, "T = {t}");
+        let sum = ndlab_core::decouple::terms::sum_terms(&terms.maps[..t], terms.bias);
+        assert_eq!(sum, f.maps.decoupled, "T = {t}");
         if t == full {
-            let worst = sum.iter().zip(&f.original).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let worst = sum.iter().zip(&f.maps.original).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-4, "full rank is the original layer ({worst})");
         }
     }
