@@ -32,7 +32,7 @@ function expected(example) {
     const bin = join(ROOT, 'target/release/examples/expected_errors');
     const out = existsSync(bin)
       ? execFileSync(bin, [example, ROOT], { encoding: 'utf8' })
-      : execFileSync('cargo', ['run', '-q', '--release', '--example', 'expected_errors', '--', example, ROOT], {
+      : execFileSync('cargo', ['run', '-q', '--release', '-p', 'ndlab-lab', '--example', 'expected_errors', '--', example, ROOT], {
           encoding: 'utf8',
           cwd: ROOT,
         });

@@ -17,7 +17,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const TIMEOUT = 120_000;
 const CORPUS = join(ROOT, 'tests/corpus');
-const SHARED = resolve(ROOT, '../shared/data');
+const DATA = resolve(ROOT, 'tests/data');
 const figures = {};
 
 let server;
@@ -170,7 +170,7 @@ async function setT(page, t) {
 test('dropped safetensors: every layer listed, a picked layer fills the lab, numbers agree with numpy, no requests', async () => {
   const p = await openPage();
   const { page } = p;
-  const file = join(SHARED, 'layers/conv_layers.safetensors');
+  const file = join(DATA, 'conv_layers.safetensors');
   await drop(page, file, 'conv_layers.safetensors');
   const opts = await layerOptions(page, 8);
   const onet = opts.find(([v]) => v === 'onet.pt/conv1.weight');
@@ -302,7 +302,7 @@ print(json.dumps([float(np.sqrt(sum((x[T:] ** 2).sum() for x in sig) / tot)) for
 test('ONNX (float_data, auto_pad VALID) read by range in the worker: layers, geometry, numbers as onnx + numpy', async () => {
   const p = await openPage();
   const { page } = p;
-  const file = join(SHARED, 'onnx/mtcnn_pnet.onnx');
+  const file = join(DATA, 'mtcnn_pnet.onnx');
   await drop(page, file, 'mtcnn_pnet.onnx');
   const opts = await layerOptions(page, 5);
   assert.deepEqual(opts.map(([v]) => v), ['conv2d', 'conv2d_1', 'conv2d_2', 'conv2d_4', 'conv2d_3']);

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod cost;
 pub mod decouple;
 pub mod error;
+pub mod graph;
 pub mod layer;
 pub mod random;
 pub mod relatives;
