@@ -10,6 +10,7 @@ pub mod decouple;
 pub mod error;
 pub mod graph;
 pub mod layer;
+pub mod network;
 pub mod random;
 pub mod relatives;
 pub mod svd;
