@@ -114,11 +114,16 @@ pub struct GraphEdit {
 
 /// Reads an ONNX model (see the module's documentation).
 pub fn read_model(bytes: &[u8]) -> Result<OnnxModel> {
+    read_model_within(bytes, MAX_TOTAL_TENSOR_BYTES)
+}
+
+/// [`read_model`] with `limit` bytes for all tensors and attribute values.
+fn read_model_within(bytes: &[u8], limit: u64) -> Result<OnnxModel> {
     let model = read::model(bytes)?;
     let opset = read::opset(&model)?;
     let body = model.graph.ok_or_else(|| Error::Format("the ONNX model has no graph".into()))?;
     let parts = read::graph_parts(body)?;
-    let mut budget = read::Budget::new(MAX_TOTAL_TENSOR_BYTES);
+    let mut budget = read::Budget::new(limit);
     let mut initializers = BTreeMap::new();
     for b in &parts.initializers {
         let (name, t) = tensor::decode(b, None, &mut budget)?;

@@ -32,7 +32,7 @@ fn text(e: Error) -> String {
 }
 
 /// A node as written.
-fn encode_node(n: &Node) -> NodeProto {
+pub(super) fn encode_node(n: &Node) -> NodeProto {
     let attribute = n
         .attrs
         .iter()
