@@ -40,8 +40,8 @@
 //! the graph (name, inputs, outputs, value_info, doc string, untouched nodes and initializers, and
 //! unknown fields), in the file's order. What changes: each replaced node is re-encoded from the IR
 //! in its place (name, op, inputs, outputs, attributes with their type; default domain, no doc
-//! string), in the order given; each removed initializer is dropped (with its graph-input entry in
-//! IR version 3 and before, where initializers are listed as inputs); new initializers (FLOAT or
+//! string), in the order given; each removed initializer is dropped (and its graph-input entry, if
+//! the file lists it as an input, as IR version 3 and before must); new initializers (FLOAT or
 //! INT64, little-endian `raw_data`) follow the last existing one (and, in IR version 3 and before,
 //! are declared as inputs after the last input). With no edits the output is the input, byte for
 //! byte. The output is deterministic, and its graph is checked (a value made twice or never, a

@@ -244,7 +244,10 @@ fn the_hostile_corpus_gives_the_expected_messages() {
         let b = file(&format!("{GRAPHS}/{name}"));
         let got = read_graph(&b);
         match (spec.get("error").and_then(Value::as_str), &got) {
-            (Some(want), Err(e)) => assert!(e.to_string().contains(want), "{name}: '{e}' lacks '{want}'"),
+            (Some(want), Err(e)) => {
+                assert!(e.to_string().contains(want), "{name}: '{e}' lacks '{want}'");
+                println!("{name}: {e}");
+            }
             (Some(want), Ok(_)) => panic!("{name}: read, expected '{want}'"),
             (None, Err(e)) => panic!("{name}: {e}"),
             (None, Ok(_)) => assert_eq!(spec["read_graph"], "ok", "{name}"),
@@ -446,6 +449,10 @@ fn edits_that_name_nothing_or_break_the_graph_are_refused() {
         "Transpose 'Transpose9' is replaced twice",
     );
     refused(replace(NodeRef::Index(0), vec![relu("softmax")]), "made by two nodes");
+    refused(
+        GraphEdit { add_initializers: vec![("input_1".into(), t.clone())], ..Default::default() },
+        "the new initializer 'input_1' is the name of a graph input",
+    );
     refused(replace(NodeRef::Index(12), vec![]), "the graph output 'softmax' is made by no node");
     let mut no_op = relu("x");
     no_op.op.clear();

@@ -15,13 +15,13 @@ use ndlab_core::graph::{Tensor, TensorData, MAX_DIM};
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Typed {
     /// `float_data` (4), 32-bit.
-    Float,
+    Float = 0,
     /// `int32_data` (5), varints (also the bits of float16 and bfloat16).
-    Int32,
+    Int32 = 1,
     /// `int64_data` (7), varints.
-    Int64,
+    Int64 = 2,
     /// `double_data` (10), 64-bit.
-    Double,
+    Double = 3,
 }
 
 impl Typed {
@@ -136,7 +136,7 @@ pub(super) struct Header<'a> {
     data_type: i32,
     /// `raw_data` (9), the last one as in protobuf.
     raw: Option<&'a [u8]>,
-    /// Values in `float_data`, `int32_data`, `int64_data`, `double_data`.
+    /// Values in `float_data`, `int32_data`, `int64_data`, `double_data` (by [`Typed`] index).
     counts: [usize; 4],
     /// `data_location` is EXTERNAL or `external_data` has entries.
     external: bool,

@@ -1,7 +1,7 @@
 //! [`super::rewrite`]: a protobuf splice. The model's top-level fields are copied as they are in
 //! the file except the graph; the graph's fields are copied as they are except the replaced nodes
-//! (re-encoded from the IR), the removed initializers (and, for IR version 3 and before, their
-//! graph-input entries), and the new initializers appended after the last existing one.
+//! (re-encoded from the IR), the removed initializers (and their graph-input entries, if the file
+//! lists them as inputs), and the new initializers appended after the last existing one.
 
 use super::proto::{
     AttributeProto, Dimension, NodeProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
@@ -139,12 +139,20 @@ pub(super) fn rewrite(original: &[u8], edits: &GraphEdit) -> Result<Vec<u8>> {
         removed.insert(r);
     }
     let kept: BTreeSet<&str> = names.iter().map(String::as_str).filter(|n| !removed.contains(n)).collect();
+    let inputs = parts
+        .inputs
+        .iter()
+        .map(|b| read::value_info(b, "graph input", &mut budget))
+        .collect::<Result<Vec<_>>>()?;
     let mut added: BTreeSet<&str> = BTreeSet::new();
     for (name, t) in &edits.add_initializers {
         if kept.contains(name.as_str()) {
             return Err(refuse(format!(
                 "the initializer '{name}' exists already (remove it in the same edit to replace it)"
             )));
+        }
+        if inputs.iter().any(|v| v.name == *name && !removed.contains(name.as_str())) {
+            return Err(refuse(format!("the new initializer '{name}' is the name of a graph input")));
         }
         if !added.insert(name) {
             return Err(refuse(format!("the initializer '{name}' is added twice")));
@@ -154,11 +162,6 @@ pub(super) fn rewrite(original: &[u8], edits: &GraphEdit) -> Result<Vec<u8>> {
 
     // The edited graph's structure must be valid: every value made once and before it is read,
     // every output made, no cycle.
-    let inputs = parts
-        .inputs
-        .iter()
-        .map(|b| read::value_info(b, "graph input", &mut budget))
-        .collect::<Result<Vec<_>>>()?;
     let outputs = parts
         .outputs
         .iter()
