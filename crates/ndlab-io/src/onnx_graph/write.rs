@@ -12,7 +12,7 @@ use super::{tensor, GraphEdit, NodeRef, MAX_TOTAL_TENSOR_BYTES};
 use ndlab_core::error::{Error, Result};
 use ndlab_core::graph::{Attr, Graph, Node, Tensor, TensorData};
 use prost::Message;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A message for a refused edit.
 fn refuse(msg: String) -> Error {
@@ -131,9 +131,10 @@ pub(super) fn rewrite(original: &[u8], edits: &GraphEdit) -> Result<Vec<u8>> {
 
     // Initializers: which go, which come.
     let names = parts.initializers.iter().map(|b| Ok(tensor::header(b)?.name)).collect::<Result<Vec<_>>>()?;
+    let existing: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut removed: BTreeSet<&str> = BTreeSet::new();
     for r in &edits.remove_initializers {
-        if !names.contains(r) {
+        if !existing.contains(r.as_str()) {
             return Err(refuse(format!("there is no initializer '{r}' to remove")));
         }
         removed.insert(r);
@@ -144,6 +145,7 @@ pub(super) fn rewrite(original: &[u8], edits: &GraphEdit) -> Result<Vec<u8>> {
         .iter()
         .map(|b| read::value_info(b, "graph input", &mut budget))
         .collect::<Result<Vec<_>>>()?;
+    let input_names: HashSet<&str> = inputs.iter().map(|v| v.name.as_str()).collect();
     let mut added: BTreeSet<&str> = BTreeSet::new();
     for (name, t) in &edits.add_initializers {
         if kept.contains(name.as_str()) {
@@ -151,7 +153,7 @@ pub(super) fn rewrite(original: &[u8], edits: &GraphEdit) -> Result<Vec<u8>> {
                 "the initializer '{name}' exists already (remove it in the same edit to replace it)"
             )));
         }
-        if inputs.iter().any(|v| v.name == *name && !removed.contains(name.as_str())) {
+        if input_names.contains(name.as_str()) && !removed.contains(name.as_str()) {
             return Err(refuse(format!("the new initializer '{name}' is the name of a graph input")));
         }
         if !added.insert(name) {
