@@ -35,17 +35,17 @@
 //!
 //! # Writing: what the splice keeps
 //!
-//! Every top-level field of the model but the graph is copied byte for byte (IR version, opset
-//! imports, producer, metadata, functions, doc strings, unknown fields), and so is every field of
-//! the graph (name, inputs, outputs, value_info, doc string, untouched nodes and initializers, and
-//! unknown fields), in the file's order. What changes: each replaced node is re-encoded from the IR
-//! in its place (name, op, inputs, outputs, attributes with their type; default domain, no doc
-//! string), in the order given; each removed initializer is dropped (and its graph-input entry, if
-//! the file lists it as an input, as IR version 3 and before must); new initializers (FLOAT or
-//! INT64, little-endian `raw_data`) follow the last existing one (and, in IR version 3 and before,
-//! are declared as inputs after the last input). With no edits the output is the input, byte for
-//! byte. The output is deterministic, and its graph is checked (a value made twice or never, a
-//! cycle, a removed initializer still read: refused) before it is written.
+//! Every top-level field of the model but the graph is copied byte for byte (IR version, opset imports,
+//! producer, metadata, functions, doc strings, unknown fields), and so is every field of the graph (name,
+//! inputs, outputs, value_info, doc string, untouched nodes and initializers, and unknown fields), in the
+//! file's order. What changes: each replaced node is re-encoded from the IR in its place (name, op, inputs,
+//! outputs, attributes with their type, tensor attributes as FLOAT or INT64; default domain, no doc string),
+//! in the order given; each removed initializer is dropped (and its graph-input entry, if the file lists it
+//! as an input, as IR version 3 and before must); new initializers (FLOAT or INT64, little-endian `raw_data`)
+//! follow the last existing one (and, in IR version 3 and before, are declared as inputs after the last
+//! input). With no edits the output is the input, byte for byte. The output is deterministic, and its graph
+//! is checked (a value made twice or never, a cycle, a removed initializer still read: refused) before it is
+//! written.
 
 mod proto;
 mod read;
