@@ -5,6 +5,7 @@
 # target/fuzz-corpus/<target>/ (not committed).
 #   scripts/fuzz.sh            # a minute per target
 #   scripts/fuzz.sh 5          # a few seconds each (what scripts/test-all.sh runs)
+#   FUZZ_TARGETS="onnx_graph" scripts/fuzz.sh 60   # only some targets
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -17,10 +18,11 @@ fi
 # sanitizer needs nightly's std, so targets run without it: Rust's own checks still catch
 # out-of-bounds access, overflow (debug assertions on) and panics.
 export RUSTC_BOOTSTRAP=1
-TARGETS=(npy npz safetensors onnx torch pickle)
+read -ra TARGETS <<<"${FUZZ_TARGETS:-npy npz safetensors onnx torch pickle onnx_graph}"
 ext_of() {
   case "$1" in
     torch) echo "pth pt" ;;
+    onnx_graph) echo "onnx" ;;
     pickle) echo "pkl" ;;
     *) echo "$1" ;;
   esac
@@ -50,6 +52,10 @@ for i, path in enumerate(sys.argv[2:]):
     except zipfile.BadZipFile:
         pass
 PY
+  fi
+  if [ "$t" = onnx_graph ]; then
+    # The graph corpus (good and hostile models) and the real P-Net.
+    cp tests/corpus/graphs/*.onnx tests/data/mtcnn_pnet.onnx "$seeds/" 2>/dev/null || true
   fi
   # Any corpus file is a useful seed for the format-sniffing front end too.
   cp tests/corpus/wrong_magic.bin "$seeds/" 2>/dev/null || true

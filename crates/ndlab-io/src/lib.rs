@@ -5,5 +5,6 @@
 
 pub mod formats;
 pub mod npy;
+pub mod onnx_graph;
 pub mod picture;
 pub mod vgg;
