@@ -13,7 +13,11 @@ use std::fmt::Write as _;
 
 pub mod compare;
 pub mod model;
+mod network;
+#[cfg(not(target_arch = "wasm32"))]
+mod runtime;
 pub use model::{ListOpts, Source};
+pub use network::{DecoupleOpts, EvaluateOpts};
 
 /// What the command line needs from its surroundings.
 pub trait Host {
@@ -38,6 +42,10 @@ USAGE:
                           [--stride S] [--padding P] [--dilation D] [--groups G] [--bias B.npy]
   ndlab list MODEL [--layout oihw|hwio]
   ndlab compare MODEL [--layer NAME] [--fold-bn] --speedup X [--json]
+  ndlab decouple-model MODEL.onnx --out OUT.onnx [--order dw-pw|pw-dw]
+                          (--t T | --threshold TAU [--rule mean|max] | --speedup X)
+                          [--calibration DATA.npz] [--json]
+  ndlab evaluate MODEL.onnx --data DATA.npz [--json]
   ndlab --help
 
 MODEL/KERNEL files: .npy, .npz, .safetensors, .onnx, PyTorch .pt/.pth (zip format). With a model file,
@@ -54,6 +62,14 @@ apply   runs the T-term decoupled layer on a C×H×W (or 1×C×H×W) input, writ
 compare every related decomposition (nd-dw-pw, nd-pw-dw, channel, spatial, cp, cp-mobilenet,
         tucker2) at its largest rank whose MACs per output pixel (stride 1) fit regular MACs / X:
         rank, MACs, params, relative weight error (--json: an array of objects).
+decouple-model  decouples every conv with K > 1 of an ONNX network (BatchNorm folded first, kept as
+        a node) and writes the decoupled network as ONNX: one T for all (capped at each layer's
+        full rank), the energy threshold with the mean or max rule, or a budget of conv MACs / X
+        allocated by each layer's measured sensitivity on --calibration data (by its weight
+        error without data). 1×1 convs and convs not cheaper at their T stay as they are. MACs
+        at the model's input with batch 1 (symbolic input dims from the calibration data).
+evaluate  top-1 accuracy of the network's first output on DATA.npz (x: the input with batch N
+        first, y: integer labels; or an IDX images file), run by tract (a real ONNX runtime).
 ";
 
 /// A parsed command line.
@@ -67,8 +83,12 @@ pub enum Command {
     Apply(ApplyOpts),
     /// `ndlab list ...`
     List(ListOpts),
-    /// `ndlab compare ...` (the arguments after `compare`; see [`ndlab_core::relatives::cli`]).
+    /// `ndlab compare ...` (the arguments after `compare`; see [`compare`]).
     Compare(Vec<String>),
+    /// `ndlab decouple-model ...`
+    DecoupleModel(DecoupleOpts),
+    /// `ndlab evaluate ...`
+    Evaluate(EvaluateOpts),
 }
 
 /// Options of `ndlab report`.
@@ -119,6 +139,8 @@ pub fn run(args: &[String], host: &mut dyn Host) -> Result<String> {
         Command::Apply(o) => apply(&o, host),
         Command::List(o) => model::list(&o, host),
         Command::Compare(a) => compare(&a, host),
+        Command::DecoupleModel(o) => network::decouple_model(&o, host),
+        Command::Evaluate(o) => network::evaluate(&o, host),
     }
 }
 
@@ -243,7 +265,7 @@ fn parse_threshold(v: &str) -> Result<f64> {
 /// Turns the arguments (without the program name) into a [`Command`].
 pub fn parse_args(args: &[String]) -> Result<Command> {
     let Some((cmd, rest)) = args.split_first() else {
-        return Err(usage_err("missing command: report, apply, list or compare"));
+        return Err(usage_err("missing command: report, apply, list, compare, decouple-model or evaluate"));
     };
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         return Ok(Command::Help);
@@ -254,9 +276,11 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
         "apply" => parse_apply(rest).map(Command::Apply),
         "list" => model::parse_list(rest).map(Command::List),
         "compare" => Ok(Command::Compare(rest.to_vec())),
-        other => {
-            Err(usage_err(format!("unknown command '{other}' (expected report, apply, list or compare)")))
-        }
+        "decouple-model" => network::parse_decouple(rest).map(Command::DecoupleModel),
+        "evaluate" => network::parse_evaluate(rest).map(Command::Evaluate),
+        other => Err(usage_err(format!(
+            "unknown command '{other}' (expected report, apply, list, compare, decouple-model or evaluate)"
+        ))),
     }
 }
 

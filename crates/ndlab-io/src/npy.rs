@@ -19,12 +19,18 @@ pub struct NpyArray {
     pub data: Vec<f32>,
 }
 
-/// Floating-point element types the reader accepts.
+/// Element types the reader knows: floats (weights, activations) and integers (labels, read by
+/// [`read_npy_labels`] only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dtype {
     F16,
     F32,
     F64,
+    /// Integers of `size` bytes (booleans are 1-byte unsigned).
+    Int {
+        size: usize,
+        signed: bool,
+    },
 }
 
 impl Dtype {
@@ -33,6 +39,7 @@ impl Dtype {
             Dtype::F16 => 2,
             Dtype::F32 => 4,
             Dtype::F64 => 8,
+            Dtype::Int { size, .. } => size,
         }
     }
 }
@@ -50,6 +57,61 @@ struct Header {
 /// size, parses the header, refuses shapes over [`MAX_ELEMENTS`] or larger than the data before
 /// allocating, converts to f32 and transposes Fortran-ordered data to C order.
 pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
+    let (text, _) = split_header(bytes)?;
+    if let Dtype::Int { .. } = parse_header(&text)?.dtype {
+        return Err(Error::Format(format!(
+            "unsupported dtype {} (expected float16/32/64: <f2 <f4 <f8 or >f2 >f4 >f8)",
+            dtype_name(parse_header(&text)?.dtype)
+        )));
+    }
+    let (header, data) = checked_data(bytes)?;
+    let values = decode(data, header.dtype, header.little_endian);
+    let values =
+        if header.fortran && header.shape.len() > 1 { fortran_to_c(&values, &header.shape) } else { values };
+    Ok(NpyArray { shape: header.shape, data: values })
+}
+
+/// Integer labels (any integer or boolean dtype, C order; a float array of whole numbers is
+/// accepted too): the shape and the values.
+pub fn read_npy_labels(bytes: &[u8]) -> Result<(Vec<usize>, Vec<i64>)> {
+    let (header, data) = checked_data(bytes)?;
+    if header.fortran && header.shape.len() > 1 {
+        return Err(Error::Format("labels in Fortran order: save them as a 1-D array".into()));
+    }
+    let values = match header.dtype {
+        Dtype::Int { size, signed } => data
+            .chunks_exact(size)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                if header.little_endian {
+                    b[..size].copy_from_slice(c);
+                } else {
+                    b[..size].copy_from_slice(c);
+                    b[..size].reverse();
+                }
+                let neg = signed && b[size - 1] & 0x80 != 0;
+                if neg {
+                    b[size..].fill(0xff);
+                }
+                i64::from_le_bytes(b)
+            })
+            .collect(),
+        float => decode(data, float, header.little_endian)
+            .into_iter()
+            .map(|v| {
+                if v.is_finite() && v.fract() == 0.0 {
+                    Ok(v as i64)
+                } else {
+                    Err(Error::Format(format!("the label {v} is not a whole number")))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    Ok((header.shape, values))
+}
+
+/// The header and exactly the data bytes it declares.
+fn checked_data(bytes: &[u8]) -> Result<(Header, &[u8])> {
     let (header_text, data) = split_header(bytes)?;
     let header = parse_header(&header_text)?;
     let count = element_count(&header.shape)?;
@@ -71,10 +133,7 @@ pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
             header.shape
         )));
     }
-    let values = decode(data, header.dtype, header.little_endian);
-    let values =
-        if header.fortran && header.shape.len() > 1 { fortran_to_c(&values, &header.shape) } else { values };
-    Ok(NpyArray { shape: header.shape, data: values })
+    Ok((header, data))
 }
 
 /// What a `.npy` header declares, read by [`peek_npy`].
@@ -172,6 +231,14 @@ fn dtype_name(d: Dtype) -> &'static str {
         Dtype::F16 => "float16",
         Dtype::F32 => "float32",
         Dtype::F64 => "float64",
+        Dtype::Int { size: 1, signed: true } => "int8",
+        Dtype::Int { size: 1, signed: false } => "uint8",
+        Dtype::Int { size: 2, signed: true } => "int16",
+        Dtype::Int { size: 2, signed: false } => "uint16",
+        Dtype::Int { size: 4, signed: true } => "int32",
+        Dtype::Int { size: 4, signed: false } => "uint32",
+        Dtype::Int { signed: true, .. } => "int64",
+        Dtype::Int { signed: false, .. } => "uint64",
     }
 }
 
@@ -203,6 +270,8 @@ fn decode(data: &[u8], dtype: Dtype, little: bool) -> Vec<f32> {
                 f16_to_f32(if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) })
             })
             .collect(),
+        // (Integer arrays are read by `read_npy_labels` only.)
+        Dtype::Int { .. } => Vec::new(),
     }
 }
 
@@ -405,12 +474,22 @@ fn parse_descr(d: &str) -> Result<(Dtype, bool)> {
         Some('<') => true,
         Some('>') => false,
         Some('=') => cfg!(target_endian = "little"),
+        // One-byte types carry no byte order.
+        Some('|') => true,
         _ => return Err(unsupported()),
     };
     let dtype = match chars.as_str() {
         "f2" | "e" => Dtype::F16,
         "f4" | "f" => Dtype::F32,
         "f8" | "d" => Dtype::F64,
+        "i1" | "b" => Dtype::Int { size: 1, signed: true },
+        "u1" | "B" | "b1" | "?" => Dtype::Int { size: 1, signed: false },
+        "i2" | "h" => Dtype::Int { size: 2, signed: true },
+        "u2" | "H" => Dtype::Int { size: 2, signed: false },
+        "i4" | "i" => Dtype::Int { size: 4, signed: true },
+        "u4" | "I" => Dtype::Int { size: 4, signed: false },
+        "i8" | "q" | "l" => Dtype::Int { size: 8, signed: true },
+        "u8" | "Q" | "L" => Dtype::Int { size: 8, signed: false },
         _ => return Err(unsupported()),
     };
     Ok((dtype, little))

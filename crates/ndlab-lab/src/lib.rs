@@ -11,6 +11,7 @@ pub mod client;
 pub mod engine;
 pub mod examples;
 pub mod files;
+pub mod network;
 pub mod page;
 pub mod protocol;
 pub mod scheduler;

@@ -12,6 +12,7 @@
 mod compile;
 pub mod ops;
 pub mod plan;
+pub mod study;
 #[cfg(test)]
 mod tests;
 

@@ -235,3 +235,47 @@ fn unsupported_operators_and_computed_weights_are_refused_by_name() {
     let e = compile(&g, 13).unwrap_err().to_string();
     assert!(e.contains("comes from another node's output"), "{e}");
 }
+
+#[test]
+fn the_exported_graph_computes_what_the_decoupled_program_does() {
+    use super::study::{outputs, replaced_graph, replacements};
+    let mut g = small_cnn();
+    g.outputs[0].name = "z".into();
+    g.nodes.pop();
+    let p = compile(&g, 13).unwrap();
+    let x = input(3, 11);
+    let original = outputs(&p, &x, &[]).unwrap();
+    for order in [Order::DwPw, Order::PwDw] {
+        let cands = candidates(&p, &[1, 3, 8, 8], order).unwrap();
+        let decs: Vec<_> = cands.iter().map(|c| c.dec.clone()).collect();
+        for ts in [vec![1, 1], vec![2, 0], cands.iter().map(|c| c.full_rank()).collect::<Vec<_>>()] {
+            let pl = plan(&cands, order, &ts).unwrap();
+            let forced = super::plan::NetworkPlan {
+                layers: pl
+                    .layers
+                    .iter()
+                    .zip(&ts)
+                    .map(|(l, &t)| super::plan::LayerPlan { decoupled: t > 0, t: t.max(1), ..l.clone() })
+                    .collect(),
+                ..pl
+            };
+            let impls = conv_impls(&p, &cands, &decs, &forced).unwrap();
+            let want = outputs(&p, &x, &impls).unwrap();
+            let reps = replacements(&g, &p, &cands, &decs, &forced).unwrap();
+            assert_eq!(reps.len(), ts.iter().filter(|&&t| t > 0).count());
+            let exported = replaced_graph(&g, &reps).unwrap();
+            // The BatchNorm node is still there; the first conv's weight is gone when replaced.
+            assert!(exported.nodes.iter().any(|n| n.op == "BatchNormalization"));
+            assert_eq!(exported.initializers.contains_key("w1"), ts[0] == 0);
+            let q = compile(&exported, 13).unwrap();
+            let got = outputs(&q, &x, &[]).unwrap();
+            assert!(close(&got.data, &want.data, 1e-4), "{order:?} {ts:?}");
+            if ts.iter().zip(&cands).all(|(&t, c)| t == c.full_rank()) {
+                assert!(
+                    close(&got.data, &original.data, 1e-4),
+                    "{order:?}: full rank is the original network"
+                );
+            }
+        }
+    }
+}
