@@ -221,6 +221,33 @@ pub struct Program {
 /// Every value's dims for one input size (None: not made, e.g. constants).
 pub type Shapes = Vec<Option<Vec<usize>>>;
 
+/// What [`Program::run_cached`] keeps between runs on the same input.
+#[derive(Debug, Clone, Default)]
+pub struct RunCache {
+    input: Option<(usize, Value)>,
+    width: usize,
+    /// How each conv ran last time.
+    impls: Vec<ConvImpl>,
+    /// The live values before each conv's step, last time.
+    snapshots: Vec<Option<Vec<Option<Value>>>>,
+}
+
+impl RunCache {
+    /// A cache for runs of `program` on `x`.
+    pub fn new(program: &Program, x: Value) -> Self {
+        RunCache { input: Some((program.input.0, x)), width: program.names.len(), impls: Vec::new(), snapshots: Vec::new() }
+    }
+
+    /// Values with only the input set.
+    fn start(&self) -> Vec<Option<Value>> {
+        let mut vals = vec![None; self.width];
+        if let Some((id, x)) = &self.input {
+            vals[*id] = Some(x.clone());
+        }
+        vals
+    }
+}
+
 impl Program {
     /// The input's dims as declared (None: symbolic).
     pub fn input_dims(&self) -> &[Option<usize>] {
@@ -284,7 +311,62 @@ impl Program {
     ) -> Result<Vec<Value>> {
         let mut vals: Vec<Option<Value>> = vec![None; self.names.len()];
         vals[self.input.0] = Some(x.clone());
-        for (i, step) in self.steps.iter().enumerate() {
+        self.run_steps(0, vals, impls, tap, None)
+    }
+
+    /// [`Program::run`] on the input `cache` was made for, starting from the first conv whose
+    /// way of running differs from the cache's: the values live before each conv are kept in
+    /// the cache, so a change to one layer recomputes only from that layer on. A new input needs
+    /// a new cache ([`RunCache::new`]).
+    pub fn run_cached(
+        &self,
+        cache: &mut RunCache,
+        impls: &[ConvImpl],
+        tap: &mut dyn FnMut(usize, &Value, &Value),
+    ) -> Result<Vec<Value>> {
+        let regular = ConvImpl::Regular;
+        let get = |v: &[ConvImpl], i: usize| v.get(i).unwrap_or(&regular).clone();
+        let first_diff = (0..self.convs.len()).find(|&i| get(&cache.impls, i) != get(impls, i));
+        let start_conv = match (&cache.snapshots, first_diff) {
+            (s, _) if s.is_empty() => None,
+            (_, None) => Some(self.convs.len()),
+            (_, Some(d)) => Some(d),
+        };
+        let (start, vals) = match start_conv {
+            // Everything before the end is the same: the snapshot after the last conv is what
+            // the last steps need.
+            Some(c) if c < self.convs.len() => match cache.snapshots.get(c) {
+                Some(Some(snap)) => (self.conv_step(c), snap.clone()),
+                _ => (0, cache.start()),
+            },
+            _ => (0, cache.start()),
+        };
+        cache.snapshots.resize(self.convs.len(), None);
+        cache.impls = (0..self.convs.len()).map(|i| get(impls, i)).collect();
+        let out = self.run_steps(start, vals, impls, tap, Some(&mut cache.snapshots))?;
+        Ok(out)
+    }
+
+    /// The index of conv `c`'s step.
+    fn conv_step(&self, c: usize) -> usize {
+        self.steps.iter().position(|s| matches!(s.op, Op::Conv { conv, .. } if conv == c)).unwrap_or(0)
+    }
+
+    /// Runs steps `start..` from `vals`; keeps the live values before each conv in `snapshots`.
+    fn run_steps(
+        &self,
+        start: usize,
+        mut vals: Vec<Option<Value>>,
+        impls: &[ConvImpl],
+        tap: &mut dyn FnMut(usize, &Value, &Value),
+        mut snapshots: Option<&mut Vec<Option<Vec<Option<Value>>>>>,
+    ) -> Result<Vec<Value>> {
+        for (i, step) in self.steps.iter().enumerate().skip(start) {
+            if let (Some(s), Op::Conv { conv, .. }) = (snapshots.as_deref_mut(), &step.op) {
+                if let Some(slot) = s.get_mut(*conv) {
+                    *slot = Some(vals.clone());
+                }
+            }
             let y = self.exec(step, &vals, impls, tap).map_err(|e| self.at(step, e))?;
             vals[step.out] = Some(y);
             for (id, v) in vals.iter_mut().enumerate() {

@@ -279,3 +279,37 @@ fn the_exported_graph_computes_what_the_decoupled_program_does() {
         }
     }
 }
+
+#[test]
+fn a_cached_run_recomputes_from_the_first_changed_conv_and_agrees_with_a_full_run() {
+    let mut g = small_cnn();
+    g.outputs[0].name = "z".into();
+    g.nodes.pop();
+    let p = compile(&g, 13).unwrap();
+    let x = input(2, 4);
+    let cands = candidates(&p, &[1, 3, 8, 8], Order::PwDw).unwrap();
+    let decs: Vec<_> = cands.iter().map(|c| c.dec.clone()).collect();
+    let force = |ts: &[usize]| {
+        let pl = plan(&cands, Order::PwDw, ts).unwrap();
+        let forced = super::plan::NetworkPlan {
+            layers: pl.layers.iter().zip(ts).map(|(l, &t)| super::plan::LayerPlan { decoupled: t > 0, t: t.max(1), ..l.clone() }).collect(),
+            ..pl
+        };
+        conv_impls(&p, &cands, &decs, &forced).unwrap()
+    };
+    let mut cache = RunCache::new(&p, x.clone());
+    for ts in [[0, 0], [1, 0], [1, 2], [1, 1], [0, 1], [0, 1]] {
+        let impls = force(&ts);
+        let mut convs_run = Vec::new();
+        let got = p.run_cached(&mut cache, &impls, &mut |c, _, _| convs_run.push(c)).unwrap();
+        let want = p.run(&x, &impls, &mut |_, _, _| {}).unwrap();
+        assert_eq!(got[0].data, want[0].data, "{ts:?}: bit for bit");
+        // Only the convs from the first changed one on ran (all of them the first time).
+        convs_run.dedup();
+        match ts {
+            [1, 2] | [1, 1] => assert_eq!(convs_run, vec![1], "{ts:?}"),
+            [0, 1] if convs_run.is_empty() => {}
+            _ => assert!(convs_run.first() == Some(&0), "{ts:?}: {convs_run:?}"),
+        }
+    }
+}
