@@ -40,6 +40,10 @@ TS, ORDERS, TOL, TIE = (1, 2, 9), ("dw-pw", "pw-dw"), 1e-4, 1e-5
 RESULTS = {"passed": 0, "failed": 0}
 
 
+class CliError(Exception):
+    """ndlab exited non-zero."""
+
+
 def check(ok, what):
     """Count one check; print it if it failed."""
     RESULTS["passed" if ok else "failed"] += 1
@@ -132,19 +136,19 @@ def reference(model, order, decoupled_t):
     return with_weights(model, new_w)
 
 
-def run(model, x):
-    """All outputs of the model (ModelProto or path) on x, with onnxruntime (CPU)."""
+def run(model, x, batch=1000):
+    """All outputs of the model (ModelProto or path) on x, with onnxruntime (CPU), in batches along axis 0."""
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # no warnings about initializers the rank-T copies left unused
     sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})
+    parts = [sess.run(None, {sess.get_inputs()[0].name: x[i:i + batch]}) for i in range(0, len(x), batch)]
+    return [np.concatenate(outs) for outs in zip(*parts)]
 
 
 def rel(a, b):
-    """||a - b|| / ||b|| over all outputs."""
-    num = sum(np.sum((x.astype(np.float64) - y) ** 2) for x, y in zip(a, b))
-    return float(np.sqrt(num / sum(np.sum(y.astype(np.float64) ** 2) for y in b)))
+    """max over outputs of ||a - b|| / ||b|| (float64)."""
+    return max(float(np.linalg.norm(x.astype(np.float64) - y) / np.linalg.norm(y.astype(np.float64))) for x, y in zip(a, b))
 
 
 def static_copy(model, shape):
@@ -192,6 +196,9 @@ def check_decoupling(tag, model_path, x, order, t_req, decouple, strict_macs=Tru
         except Exception as e:  # noqa: BLE001 - report any checker error as a failure
             check(False, f"{tag}: onnx.checker: {e}")
         exported = onnx.load(str(out_path))
+    io = [[v.name for v in m.graph.input if v.name not in {t.name for t in m.graph.initializer}] + [v.name for v in m.graph.output]
+          for m in (model, exported)]
+    check(io[0] == io[1], f"{tag}: exported inputs/outputs {io[1]} != original {io[0]}")
     by_name = {layer["name"]: layer for layer in conv_layers(model)}
     jl = {entry["name"]: entry for entry in rep["layers"]}
     check(set(jl) <= set(by_name), f"{tag}: JSON names {sorted(set(jl) - set(by_name))} are not Conv nodes")
@@ -233,7 +240,7 @@ def check_decoupling(tag, model_path, x, order, t_req, decouple, strict_macs=Tru
 
 def ort_accuracy(model_path, data):
     """(n, correct count, near-tie count) of onnxruntime's top-1 on an .npz with x, y."""
-    logits = np.concatenate([run(model_path, data["x"][i:i + 500])[0] for i in range(0, len(data["x"]), 500)])
+    logits = run(model_path, data["x"])[0]
     top2 = np.sort(logits, axis=1)[:, -2:]
     return len(logits), int((logits.argmax(1) == data["y"]).sum()), int((top2[:, 1] - top2[:, 0] < TIE).sum())
 
@@ -254,7 +261,7 @@ def cli_backend(binary):
     def call(args):
         p = subprocess.run([str(binary), *map(str, args), "--json"], capture_output=True, text=True, timeout=600)
         if p.returncode != 0:
-            raise SystemExit(f"FAIL: `ndlab {' '.join(map(str, args))}` exited {p.returncode}: {p.stderr.strip()[:500]}")
+            raise CliError(f"`ndlab {' '.join(map(str, args))}` exited {p.returncode}: {p.stderr.strip()[:500]}")
         return json.loads(p.stdout)
     return (lambda m, o, order, t: call(["decouple-model", m, "--out", o, "--order", order, "--t", t]),
             lambda m, d: call(["evaluate", m, "--data", d]))
@@ -362,12 +369,18 @@ def main():
     for tag, path, x, strict in models:
         for order in ORDERS:
             for t in (TS if strict else (2,)):
-                check_decoupling(f"{tag} {order} T={t}", path, x, order, t, decouple, strict)
-    check_evaluate("evaluate fmnist_vgg", CNN, CNN_DATA, evaluate)
-    with tempfile.TemporaryDirectory() as t2:
-        out = pathlib.Path(t2) / "dec.onnx"
-        decouple(CNN, out, "dw-pw", 2)
-        check_evaluate("evaluate fmnist_vgg dw-pw T=2", out, CNN_DATA, evaluate)
+                try:
+                    check_decoupling(f"{tag} {order} T={t}", path, x, order, t, decouple, strict)
+                except (CliError, KeyError, TypeError, ValueError) as e:  # CLI failed, malformed JSON or output
+                    check(False, f"{tag} {order} T={t}: {type(e).__name__}: {e}")
+    try:
+        check_evaluate("evaluate fmnist_vgg", CNN, CNN_DATA, evaluate)
+        with tempfile.TemporaryDirectory() as t2:
+            out = pathlib.Path(t2) / "dec.onnx"
+            decouple(CNN, out, "dw-pw", 2)
+            check_evaluate("evaluate fmnist_vgg dw-pw T=2", out, CNN_DATA, evaluate)
+    except (CliError, KeyError, TypeError, ValueError) as e:
+        check(False, f"evaluate: {type(e).__name__}: {e}")
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
     sys.exit(1 if RESULTS["failed"] else 0)
 
