@@ -5,7 +5,11 @@ onnxruntime only; no torch).
 Every 3x3 conv of assets/networks/fmnist_vgg.onnx gets numpy's rank-T rebuild of its BN-folded kernel, un-scaled back
 (the reference of tests/network_check.py: data-free ND, METHOD.md's slices, T capped at each layer's full rank), for
 T = 1..9 and both orders; top-1 on the full 10k test set and on assets/networks/fmnist_test_1000.npz; conv MACs per
-METHOD.md. Variant "conv1 kept": the first layer (1 -> 32) stays regular. Writes a Markdown report.
+METHOD.md. Variant "conv1 kept": the first layer (1 -> 32) stays regular. Then single-layer sensitivity: one layer
+at a time at T = 1..8, the others regular, top-1 on the 1000-image subset (cheap; what a MAC-budget allocator needs).
+Last, a greedy per-layer allocation for a MAC budget (conv MACs / X, X = 1.5 and 2), driven only by the 256
+training images of fmnist_calib_256.npz (label-free: relative logit error against the original), then scored on
+the test set: what `--speedup X` can be expected to reach without fine-tuning. Writes a Markdown report.
 
 Usage (repo root): python3 training/explore_uniform_t.py [--data DIR] [--out training/EXPLORATION.md]
 """
@@ -33,7 +37,49 @@ def read_idx(path):
 
 def logits(model, x):
     """First output of the model on x, in batches of 1000."""
-    return np.concatenate([nc.run(model, x[i:i + 1000])[0] for i in range(0, len(x), 1000)])
+    return nc.run(model, x)[0]
+
+
+_rank_cache = {}
+
+
+def cached_rank_t(layer, order, t):
+    """nc.rank_t memoised on (layer name, order, t): the greedy search asks for the same rebuilds many times."""
+    key = (layer["name"], order, t)
+    if key not in _rank_cache:
+        _rank_cache[key] = _rank_t(layer, order, t)
+    return _rank_cache[key]
+
+
+_rank_t, nc.rank_t = nc.rank_t, cached_rank_t
+
+
+def greedy(model, order, layers, calib, budget):
+    """METHOD.md's MAC-budget allocation: start with every layer regular; at each step try every lower T of every
+    layer that is cheaper than now, and take the one with the smallest increase of the calibration logits' relative
+    error (against the original's logits, no labels) per conv MAC saved; stop when conv MACs <= budget.
+    Returns ({name: t}, conv MACs, calibration error)."""
+    z0 = logits(model, calib)
+    macs_of = lambda tm: sum(v[1] for v in nc.expected_macs(model, order, tm, (1, 1, 28, 28)).values())  # noqa: E731
+    err_of = lambda tm: float(np.linalg.norm(logits(nc.reference(model, order, tm), calib) - z0) / np.linalg.norm(z0))  # noqa: E731
+    tmap, err, macs = {}, 0.0, macs_of({})
+    while macs > budget:
+        best = None
+        for layer in layers:
+            name, full = layer["name"], nc.rank_t(layer, order, 1)[3]
+            for t in range(min(tmap.get(name, full + 1) - 1, full), 0, -1):
+                cand = {**tmap, name: t}
+                m = macs_of(cand)
+                if m >= macs:
+                    continue
+                e = err_of(cand)
+                score = max(e - err, 0.0) / (macs - m)
+                if best is None or score < best[0]:
+                    best = (score, cand, m, e)
+        if best is None:
+            break
+        _, tmap, macs, err = best
+    return tmap, macs, err
 
 
 def main():
@@ -96,6 +142,38 @@ def main():
                 cells += [f"{macs:,}", f"{base_macs / macs:.2f}x", f"{acc[0] * 100:.2f} %", f"{acc[1] * 100:.1f} %"]
             md.append(f"| {t} | " + " | ".join(cells) + " |")
         md.append("")
+    md += ["## Single-layer sensitivity (top-1 % on the 1000-image subset; only that layer decoupled at T, others regular)", "",
+           f"Original on the subset: {base[1] * 100:.1f} %. MACs saved: that layer's regular MACs minus its decoupled MACs "
+           "(negative = the decoupled layer costs more).", "",
+           "| order | layer | regular MACs | " + " | ".join(f"T={t}" for t in range(1, 9)) + " | saved at T=1 / 2 / 4 |",
+           "|---|---|---|" + "---|" * 9]
+    for order in nc.ORDERS:
+        for name, layer in zip(names, layers):
+            accs, saved = [], {}
+            for t in range(1, 9):
+                tmap = {name: min(t, nc.rank_t(layer, order, 1)[3])}
+                reg, dec = nc.expected_macs(model, order, tmap, (1, 1, 28, 28))[name]
+                saved[t] = reg - dec
+                ls = logits(nc.reference(model, order, tmap), sub["x"])
+                accs.append(float((ls.argmax(1) == sub["y"]).mean()))
+            print(f"sensitivity {order} {name}: " + " ".join(f"{a:.3f}" for a in accs), flush=True)
+            md.append(f"| {order} | {name} | {reg:,} | " + " | ".join(f"{a * 100:.1f}" for a in accs)
+                      + f" | {saved[1]:,} / {saved[2]:,} / {saved[4]:,} |")
+    md.append("")
+    calib = np.load(nc.ROOT / "assets" / "networks" / "fmnist_calib_256.npz")["x"]
+    md += ["## MAC budget: greedy per-layer T from 256 calibration (training) images, scored on the test set", "",
+           "Each step lowers one layer's T by the smallest increase in calibration logit error (relative to the "
+           "original's logits, no labels) per conv MAC saved, until conv MACs <= original / X. `-` = layer kept regular.", "",
+           "| order | X | conv MACs | speed-up | calib. logit error | " + " | ".join(f"T {n}" for n in names)
+           + " | top-1 10k | top-1 1000 |", "|---|---|---|---|---|" + "---|" * (len(names) + 2)]
+    for order in nc.ORDERS:
+        for x in (1.5, 2.0):
+            tmap, macs, err = greedy(model, order, layers, calib, base_macs / x)
+            acc = evaluate(nc.reference(model, order, tmap))
+            print(f"greedy {order} {x}x: {tmap} MACs {macs:,} calib err {err:.3f} top-1 {acc[0]:.4f} {acc[1]:.4f}", flush=True)
+            md.append(f"| {order} | {x} | {macs:,} | {base_macs / macs:.2f}x | {err:.3f} | "
+                      + " | ".join(str(tmap.get(n, "-")) for n in names) + f" | {acc[0] * 100:.2f} % | {acc[1] * 100:.1f} % |")
+    md.append("")
     md += ["## Relative weight error per layer (BN-folded kernel), `||W_eff - W_T|| / ||W_eff||`", "",
            "| order | T | " + " | ".join(f"{n} {tuple(l['W'].shape)}" for n, l in zip(names, layers)) + " |",
            "|---|---|" + "---|" * len(names)]
