@@ -42,6 +42,8 @@ if [ -f tests/numpy_check.py ]; then
   step "NumPy cross-check"
   python3 tests/numpy_check.py target/release/ndlab
 fi
+step "whole networks: decouple-model and evaluate against numpy and onnxruntime (two real models)"
+python3 tests/network_check.py target/release/ndlab
 if [ -f tests/tensorly_check.py ]; then
   step "TensorLy cross-check (CP-ALS, Tucker-2)"
   python3 tests/tensorly_check.py target/release/examples/relatives

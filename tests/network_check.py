@@ -7,8 +7,9 @@ Usage: python3 tests/network_check.py PATH/TO/ndlab      # check the CLI
 Models: assets/networks/fmnist_vgg.onnx (Conv+BN+ReLU, inputs from assets/networks/fmnist_test_1000.npz) and the MTCNN
 P-Net tests/data/mtcnn_pnet.onnx (NHWC + Transpose, PRelu, VALID 3x3 and 1x1 convs, Softmax, two outputs; input
 tests/data/pnet_astronaut_64x48.npy). P-Net's H and W are symbolic, so MACs are only defined for a given size: it is
-checked as a static-shape copy ([1,64,48,3], the image's size; strict MAC checks) and as the dynamic original (MACs
-only reported). For each model, order (dw-pw, pw-dw) and T in (1, 2, 9):
+checked as a static-shape copy ([1,64,48,3], the image's size) and as the dynamic original, whose size comes from
+`--calibration` data of that image (the CLI refuses symbolic dims without data: also checked); strict MAC checks on
+both. For each model, order (dw-pw, pw-dw) and T in (1, 2, 9):
   1. `ndlab decouple-model M --out O --order X --t T --json`; onnx.checker.check_model(O, full_check=True);
   2. reference = the original graph, each Conv the JSON reports as decoupled given numpy's rank-T rebuild of its weight
      (METHOD.md slices; a Conv whose only consumer is a BatchNormalization is rebuilt on the BN-folded kernel
@@ -263,8 +264,10 @@ def cli_backend(binary):
         if p.returncode != 0:
             raise CliError(f"`ndlab {' '.join(map(str, args))}` exited {p.returncode}: {p.stderr.strip()[:500]}")
         return json.loads(p.stdout)
-    return (lambda m, o, order, t: call(["decouple-model", m, "--out", o, "--order", order, "--t", t]),
-            lambda m, d: call(["evaluate", m, "--data", d]))
+    def decouple(m, o, order, t, calibration=None):
+        extra = ["--calibration", calibration] if calibration else []
+        return call(["decouple-model", m, "--out", o, "--order", order, "--t", t, *extra])
+    return decouple, lambda m, d: call(["evaluate", m, "--data", d])
 
 
 def mock_decouple(model_path, out_path, order, t_req, force=False):
@@ -361,16 +364,26 @@ def main():
     tmp = tempfile.TemporaryDirectory()
     pnet_static = pathlib.Path(tmp.name) / "mtcnn_pnet_1x64x48x3.onnx"
     onnx.save(static_copy(onnx.load(str(PNET)), pnet_x.shape), str(pnet_static))
-    models = [("fmnist_vgg", CNN, data["x"], True), ("pnet[1,64,48,3]", pnet_static, pnet_x, True),
-              ("pnet(dynamic)", PNET, pnet_x, False)]
+    models = [("fmnist_vgg", CNN, data["x"], True), ("pnet[1,64,48,3]", pnet_static, pnet_x, True)]
     decouple, evaluate = (mock_decouple, mock_evaluate) if self_mode else cli_backend(binary)
     if self_mode:
-        self_test(models[:2])
+        self_test(models)
+    else:
+        # The dynamic original: its size from calibration data of the image (and none: a clear refusal).
+        calib = pathlib.Path(tmp.name) / "pnet_calibration.npz"
+        np.savez(calib, x=pnet_x)
+        models.append(("pnet(dynamic, sized by --calibration)", PNET, pnet_x, True))
+        p = subprocess.run([str(binary), "decouple-model", str(PNET), "--out", str(pathlib.Path(tmp.name) / "x.onnx"), "--t", "2"],
+                           capture_output=True, text=True, timeout=600)
+        check(p.returncode != 0 and "symbolic" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+              f"pnet(dynamic) without data: exit {p.returncode}, stderr {p.stderr.strip()!r}")
     for tag, path, x, strict in models:
+        sized = "calibration" in tag
+        run_one = (lambda m, o, order, t: decouple(m, o, order, t, str(calib))) if sized else decouple
         for order in ORDERS:
             for t in (TS if strict else (2,)):
                 try:
-                    check_decoupling(f"{tag} {order} T={t}", path, x, order, t, decouple, strict)
+                    check_decoupling(f"{tag} {order} T={t}", path, x, order, t, run_one, strict)
                 except (CliError, KeyError, TypeError, ValueError) as e:  # CLI failed, malformed JSON or output
                     check(False, f"{tag} {order} T={t}: {type(e).__name__}: {e}")
     try:

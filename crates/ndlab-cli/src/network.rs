@@ -5,7 +5,7 @@ use ndlab_core::decouple::ThresholdRule;
 use ndlab_core::error::{Error, Result};
 use ndlab_core::layer::Order;
 use ndlab_core::network::plan::NetworkPlan;
-use ndlab_io::dataset::{read_dataset, Dataset};
+use ndlab_io::dataset::{read_dataset, read_idx_pair, Dataset};
 use ndlab_lab::network::{Allocation, Choice, NetworkSession};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -97,8 +97,15 @@ pub(crate) fn parse_evaluate(args: &[String]) -> Result<EvaluateOpts> {
     })
 }
 
+/// Labelled data: an `.npz` (x, y), or an IDX images file whose labels file sits beside it
+/// (`…images-idx3-ubyte[.gz]` → `…labels-idx1-ubyte[.gz]`, as MNIST and Fashion-MNIST ship).
 fn data(host: &mut dyn Host, path: &str) -> Result<Dataset> {
-    read_dataset(&host.read(path)?).map_err(|e| super::in_file(path, e))
+    let bytes = host.read(path)?;
+    if !bytes.starts_with(b"PK") && path.contains("images-idx3") {
+        let labels = host.read(&path.replace("images-idx3", "labels-idx1"))?;
+        return read_idx_pair(&bytes, Some(&labels)).map_err(|e| super::in_file(path, e));
+    }
+    read_dataset(&bytes).map_err(|e| super::in_file(path, e))
 }
 
 /// One layer of the report (the keys the command line promises).
