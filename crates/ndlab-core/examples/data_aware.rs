@@ -9,14 +9,16 @@
 //!   `aware_o_T.npy` (W_T, f32), `refit_o_T.npy` (refit W_T, f32), `dw_o_T.npy`, `pw0_o_T.npy`,
 //!   `pwfit_o_T.npy` (f64 factors: slices × T × K², slices × T × rows), and `expected_o.npy`
 //!   (f64 rows per T: expected error ratio data-free, data-aware, residual before and after the refit).
-//! * `... -- vgg [MAX_SIDE] [T]`: figures on the VGG16-BN prefix (assets/models) with the
-//!   built-in images: per layer, relative output errors of data-free, data-aware and refit
-//!   decouplings (calibration: three images; held out: the fourth), then the whole prefix
-//!   decoupled layer by layer (DW→PW, each layer refit on the decoupled prefix's activations).
+//! * `... -- vgg layers SIDE [REFIT_RIDGE]`: figures on the VGG16-BN prefix (assets/models) with
+//!   the built-in images at most SIDE pixels: per layer, relative output errors of data-free,
+//!   data-aware and refit decouplings (calibration: three images; held out: the fourth).
+//! * `... -- vgg chain SIDE T [REFIT_RIDGE...]`: the whole prefix decoupled layer by layer
+//!   (DW→PW at T), data-free, data-aware, and data-aware with each layer refit on the decoupled
+//!   prefix's activations (one run per ridge).
 
 use ndlab_core::conv::{conv2d, decoupled_forward, reference_conv2d};
 use ndlab_core::decouple::data_aware::{
-    self, expected_error, expected_residual, AwareOptions, PatchStats, RefitOptions, StatsOptions,
+    self, expected_error, expected_residual, AwareOptions, KronFactor, PatchStats, RefitOptions, StatsOptions,
 };
 use ndlab_core::decouple::{Decomposition, Slice};
 use ndlab_core::{ConvGeometry, FeatureMap, Kernel, Order, Padding};
@@ -31,7 +33,7 @@ fn main() -> Res<()> {
     match args.first().map(String::as_str) {
         Some("vgg") => vgg(&args[1..]),
         Some(dir) => oracle(Path::new(dir)),
-        None => Err("usage: data_aware DIR | data_aware vgg [MAX_SIDE] [T]".into()),
+        None => Err("usage: data_aware DIR | data_aware vgg layers|chain ...".into()),
     }
 }
 
@@ -125,6 +127,31 @@ use ndlab_io::vgg::{
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const IMAGES: [&str; 4] = ["astronaut_256.png", "chelsea.png", "coffee_384x256.png", "camera.png"];
 
+/// The decoupled layer `d` at `t` run on the calibration (first three) and held-out maps:
+/// relative output errors against `ys`, bias excluded.
+fn measure(xs: &[FeatureMap], ys: &[FeatureMap], b: &[f32], d: &Decomposition, t: usize) -> Res<(f64, f64)> {
+    let merged = d.merged(t)?;
+    let yh: Vec<FeatureMap> = xs
+        .iter()
+        .map(|x| decoupled_forward(x, &merged, Some(b), &vgg_geometry()))
+        .collect::<Result<_, _>>()?;
+    // The bias cancels in the difference; the reference is the bias-free output.
+    let bias_free = |m: &[FeatureMap]| -> Vec<FeatureMap> {
+        m.iter()
+            .map(|f| {
+                let mut g = f.clone();
+                g.data
+                    .chunks_exact_mut(f.h * f.w)
+                    .zip(b)
+                    .for_each(|(p, &v)| p.iter_mut().for_each(|o| *o -= v));
+                g
+            })
+            .collect()
+    };
+    let (yb, yhb) = (bias_free(ys), bias_free(&yh));
+    Ok((rel_maps(&yhb[..3], &yb[..3]), rel_maps(&yhb[3..], &yb[3..])))
+}
+
 /// Σ‖a − b‖² / Σ‖b‖² over pairs of maps, as a relative error (sqrt).
 fn rel_maps(a: &[FeatureMap], b: &[FeatureMap]) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
@@ -138,8 +165,9 @@ fn rel_maps(a: &[FeatureMap], b: &[FeatureMap]) -> f64 {
 }
 
 fn vgg(args: &[String]) -> Res<()> {
-    let side: usize = args.first().map_or(Ok(128), |s| s.parse())?;
-    let t_chain: usize = args.get(1).map_or(Ok(2), |s| s.parse())?;
+    let usage =
+        "usage: data_aware vgg layers SIDE [REFIT_RIDGE] | data_aware vgg chain SIDE T [REFIT_RIDGE...]";
+    let side: usize = args.get(1).ok_or(usage)?.parse()?;
     let prefix = VggPrefix::from_safetensors(&std::fs::read(format!(
         "{ROOT}/assets/models/vgg16bn_craft_conv1_1-conv3_3.safetensors"
     ))?)?;
@@ -148,11 +176,27 @@ fn vgg(args: &[String]) -> Res<()> {
         let img = rgba_from_png(&std::fs::read(format!("{ROOT}/assets/images/{name}"))?, side)?;
         inputs.push(image_to_map(&img.rgba, img.width, img.height, side, Normalisation::ImageNet)?);
     }
-    let geom = vgg_geometry();
     println!("VGG16-BN prefix, images ≤ {side} px; calibration {:?}, held out {}", &IMAGES[..3], IMAGES[3]);
+    match args.first().map(String::as_str) {
+        Some("layers") => {
+            let ridge = args.get(2).map_or(Ok(RefitOptions::default().ridge), |s| s.parse())?;
+            layers(&prefix, &inputs, ridge)
+        }
+        Some("chain") => {
+            let t: usize = args.get(2).ok_or(usage)?.parse()?;
+            let ridges: Vec<f64> = args[3..].iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            chain(&prefix, &inputs, t, &ridges)
+        }
+        _ => Err(usage.into()),
+    }
+}
+
+/// Per layer, each on the original network's activations (x_dec = x: the refit only re-solves
+/// the pointwise weights for the data-aware depthwise filters).
+fn layers(prefix: &VggPrefix, inputs: &[FeatureMap], ridge: f64) -> Res<()> {
+    let geom = vgg_geometry();
     println!("relative output error (bias-free, sqrt of energy ratio): calib / held-out");
-    // Per layer, each on the original network's activations (x_dec = x: the refit only re-solves
-    // the pointwise weights for the data-aware depthwise filters).
+    println!("refit ridge {ridge:e}");
     for layer in [VggLayer::Conv1_2, VggLayer::Conv2_1, VggLayer::Conv2_2, VggLayer::Conv3_2] {
         let conv = prefix.conv(layer)?;
         let (w, b) = (&conv.folded_kernel, &conv.folded_bias);
@@ -183,101 +227,96 @@ fn vgg(args: &[String]) -> Res<()> {
             println!("    T   data-free        data-aware       refit            (expected, calib)");
             for t in 1..=4 {
                 let clock = Instant::now();
-                let fit = data_aware::refit(&aware, t, &stats, &RefitOptions::default())?;
+                let fit = data_aware::refit(&aware, t, &stats, &RefitOptions { ridge })?;
                 let t_fit = clock.elapsed().as_secs_f64();
                 let mut cells = Vec::new();
                 let mut expect = Vec::new();
                 for d in [&free, &aware, &fit] {
-                    let merged = d.merged(t)?;
-                    let yh: Vec<FeatureMap> = xs
-                        .iter()
-                        .map(|x| decoupled_forward(x, &merged, Some(b), &geom))
-                        .collect::<Result<_, _>>()?;
-                    let bias_free = |m: &[FeatureMap]| -> Vec<FeatureMap> {
-                        m.iter()
-                            .map(|f| {
-                                let mut g = f.clone();
-                                g.data
-                                    .chunks_exact_mut(f.h * f.w)
-                                    .zip(b)
-                                    .for_each(|(p, &v)| p.iter_mut().for_each(|o| *o -= v));
-                                g
-                            })
-                            .collect()
-                    };
-                    let (yb, yhb) = (bias_free(&ys), bias_free(&yh));
-                    cells.push(format!(
-                        "{:.4} / {:.4}",
-                        rel_maps(&yhb[..3], &yb[..3]),
-                        rel_maps(&yhb[3..], &yb[3..])
-                    ));
+                    let (calib, held) = measure(&xs, &ys, b, d, t)?;
+                    cells.push(format!("{calib:.4} / {held:.4}"));
                     expect.push(format!("{:.4}", expected_error(&stats, w, &d.reconstruct(t)?)?.relative()));
                 }
                 println!("    {t}   {}   ({}; refit {t_fit:.2} s)", cells.join("  "), expect.join(", "));
             }
+            if order == Order::PwDw {
+                let vlp = AwareOptions { kron: KronFactor::Nearest, ..AwareOptions::default() };
+                let near = data_aware::decouple(w, order, &stats, &vlp)?;
+                let cells: Vec<String> = (1..=4)
+                    .map(|t| measure(&xs, &ys, b, &near, t).map(|(c, h)| format!("{c:.4} / {h:.4}")))
+                    .collect::<Res<_>>()?;
+                println!("    Van Loan–Pitsianis factors instead, T = 1..4: {}", cells.join(", "));
+            }
         }
     }
-    chain(&prefix, &inputs, t_chain)
+    Ok(())
 }
 
-/// The whole prefix decoupled layer by layer (DW→PW at T, conv1_1 left alone: 3 input channels),
-/// each layer's statistics from the original network and its refit from the decoupled prefix.
-fn chain(prefix: &VggPrefix, inputs: &[FeatureMap], t: usize) -> Res<()> {
+/// The whole prefix decoupled layer by layer (DW→PW at T; conv1_1, with 3 input channels, left
+/// alone), each layer's data-aware statistics from the original network (computed once), and for
+/// each refit ridge a refit of every layer on the decoupled prefix's own activations.
+fn chain(prefix: &VggPrefix, inputs: &[FeatureMap], t: usize, ridges: &[f64]) -> Res<()> {
     let geom = vgg_geometry();
-    let names = ["data-free", "data-aware", "data-aware + refit"];
-    let mut outs: Vec<Vec<FeatureMap>> = Vec::new();
+    let post = |layer: VggLayer, mut m: Vec<FeatureMap>| -> Res<Vec<FeatureMap>> {
+        m.iter_mut().for_each(relu_inplace);
+        if layer.pool_after() {
+            m = m.iter().map(max_pool2x2).collect::<Result<_, _>>()?;
+        }
+        Ok(m)
+    };
+    // The original network: every layer's output (the refit's targets) and input statistics.
     let clock = Instant::now();
-    for variant in 0..3 {
-        let (mut xo, mut xd) = (inputs.to_vec(), inputs.to_vec());
-        for conv in &prefix.convs {
+    let (mut xo, mut targets, mut stats) = (inputs.to_vec(), Vec::new(), Vec::new());
+    for conv in &prefix.convs {
+        let (w, b) = (&conv.folded_kernel, &conv.folded_bias);
+        let mut s = PatchStats::new(w, geom, StatsOptions::default())?;
+        if conv.layer != VggLayer::Conv1_1 {
+            xo.iter().take(3).try_for_each(|x| s.add(x))?;
+        }
+        let yo: Vec<FeatureMap> =
+            xo.iter().map(|x| conv2d(x, w, Some(b), &geom)).collect::<Result<_, _>>()?;
+        stats.push(s);
+        targets.push(yo.clone());
+        xo = post(conv.layer, yo)?;
+    }
+    println!(
+        "\nwhole prefix, conv1_2 … conv3_3 decoupled DW→PW at T = {t}: relative error of the conv3_3 activations \
+         (after ReLU), calib / held-out (original statistics {:.0} s)",
+        clock.elapsed().as_secs_f64()
+    );
+    let mut variants: Vec<(String, Option<f64>, bool)> =
+        vec![("data-free".into(), None, false), ("data-aware".into(), None, true)];
+    variants.extend(ridges.iter().map(|&r| (format!("data-aware + refit (ridge {r:e})"), Some(r), true)));
+    for (name, ridge, aware) in variants {
+        let clock = Instant::now();
+        let mut xd = inputs.to_vec();
+        for (i, conv) in prefix.convs.iter().enumerate() {
             let (w, b) = (&conv.folded_kernel, &conv.folded_bias);
-            let yo: Vec<FeatureMap> =
-                xo.iter().map(|x| conv2d(x, w, Some(b), &geom)).collect::<Result<_, _>>()?;
             let yd: Vec<FeatureMap> = if conv.layer == VggLayer::Conv1_1 {
                 xd.iter().map(|x| conv2d(x, w, Some(b), &geom)).collect::<Result<_, _>>()?
             } else {
-                let d = match variant {
-                    0 => Decomposition::new(w, 1, Order::DwPw)?,
-                    _ => {
-                        let mut s = PatchStats::new(w, geom, StatsOptions::default())?;
-                        xo.iter().take(3).try_for_each(|x| s.add(x))?;
-                        data_aware::decouple(w, Order::DwPw, &s, &AwareOptions::default())?
-                    }
+                let mut d = if aware {
+                    data_aware::decouple(w, Order::DwPw, &stats[i], &AwareOptions::default())?
+                } else {
+                    Decomposition::new(w, 1, Order::DwPw)?
                 };
-                let d = if variant == 2 {
+                if let Some(ridge) = ridge {
                     let mut s =
                         PatchStats::new(w, geom, StatsOptions { targets: true, ..StatsOptions::default() })?;
-                    for (x, y) in xd.iter().zip(&yo).take(3) {
+                    for (x, y) in xd.iter().zip(&targets[i]).take(3) {
                         s.add_pair(x, y, Some(b))?;
                     }
-                    data_aware::refit(&d, t, &s, &RefitOptions::default())?
-                } else {
-                    d
-                };
+                    d = data_aware::refit(&d, t, &s, &RefitOptions { ridge })?;
+                }
                 let merged = d.merged(t)?;
                 xd.iter().map(|x| decoupled_forward(x, &merged, Some(b), &geom)).collect::<Result<_, _>>()?
             };
-            let post = |mut m: Vec<FeatureMap>| -> Res<Vec<FeatureMap>> {
-                m.iter_mut().for_each(relu_inplace);
-                if conv.layer.pool_after() {
-                    m = m.iter().map(max_pool2x2).collect::<Result<_, _>>()?;
-                }
-                Ok(m)
-            };
-            xo = post(yo)?;
-            xd = post(yd)?;
+            xd = post(conv.layer, yd)?;
         }
-        if outs.is_empty() {
-            outs.push(xo);
-        }
-        outs.push(xd);
-    }
-    println!("\nwhole prefix, conv1_2 … conv3_3 decoupled DW→PW at T = {t} ({:.0} s): relative error of the conv3_3 activations (after ReLU), calib / held-out", clock.elapsed().as_secs_f64());
-    for (name, out) in names.iter().zip(&outs[1..]) {
         println!(
-            "  {name:20} {:.4} / {:.4}",
-            rel_maps(&out[..3], &outs[0][..3]),
-            rel_maps(&out[3..], &outs[0][3..])
+            "  {name:34} {:.4} / {:.4}   ({:.0} s)",
+            rel_maps(&xd[..3], &xo[..3]),
+            rel_maps(&xd[3..], &xo[3..]),
+            clock.elapsed().as_secs_f64()
         );
     }
     Ok(())
