@@ -39,7 +39,7 @@ mod linalg;
 mod refit;
 mod stats;
 
-pub use refit::{expected_error, expected_residual, refit, ExpectedError, RefitOptions};
+pub use refit::{expected_error, expected_residual, refit, ExpectedError, RefitOptions, DEFAULT_REFIT_RIDGE};
 pub use stats::{PatchStats, StatsOptions, DEFAULT_FULL_CAP};
 
 use super::{slice_matrix, Decomposition, Slice};
