@@ -18,6 +18,7 @@ use crate::layer::{Kernel, Order};
 use crate::svd;
 use serde::{Deserialize, Serialize};
 
+pub mod data_aware;
 mod fast;
 mod lanes;
 mod spectra;
