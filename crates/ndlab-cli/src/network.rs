@@ -131,9 +131,16 @@ struct ReportJson<'a> {
     order: &'static str,
     speedup: f64,
     allocation: Option<&'a str>,
+    data_aware: bool,
 }
 
-fn report(plan: &NetworkPlan, alloc: Option<&Allocation>, json: bool, out: &str) -> Result<String> {
+fn report(
+    plan: &NetworkPlan,
+    alloc: Option<&Allocation>,
+    data_aware: bool,
+    json: bool,
+    out: &str,
+) -> Result<String> {
     if json {
         let r = ReportJson {
             layers: plan
@@ -157,6 +164,7 @@ fn report(plan: &NetworkPlan, alloc: Option<&Allocation>, json: bool, out: &str)
             order: plan.order.as_str(),
             speedup: plan.speedup(),
             allocation: alloc.map(|a| a.measure.as_str()),
+            data_aware,
         };
         return serde_json::to_string_pretty(&r).map_err(|e| Error::Format(format!("json: {e}")));
     }
@@ -186,6 +194,12 @@ fn report(plan: &NetworkPlan, alloc: Option<&Allocation>, json: bool, out: &str)
     if let Some(a) = alloc {
         let _ = writeln!(s, "budget allocated by {}", a.measure);
     }
+    if data_aware {
+        let _ = writeln!(
+            s,
+            "data-aware: factors weighted by the calibration data's statistics, pointwise weights refit"
+        );
+    }
     Ok(s)
 }
 
@@ -195,10 +209,22 @@ pub(crate) fn decouple_model(o: &DecoupleOpts, host: &mut dyn Host) -> Result<St
     let bytes = host.read(&o.model)?;
     let mut s = NetworkSession::open(bytes, calib.as_ref().map(|d| d.dims.as_slice()))
         .map_err(|e| super::in_file(&o.model, e))?;
-    let (plan, alloc) = s.plan(o.order, &o.choice, None, calib.as_ref(), &mut |_, _| true)?;
-    let out = s.export(&plan, None)?;
+    let (plan, alloc, decs) = match &calib {
+        // With calibration data: data-aware decompositions, the plan on them, then the refit.
+        Some(c) => {
+            let aware = s.aware(o.order, c)?;
+            let (plan, alloc) = s.plan(o.order, &o.choice, Some(&aware), Some(c), &mut |_, _| true)?;
+            let (plan, refit) = s.refit(&plan, &aware, c)?;
+            (plan, alloc, Some(refit))
+        }
+        None => {
+            let (plan, alloc) = s.plan(o.order, &o.choice, None, None, &mut |_, _| true)?;
+            (plan, alloc, None)
+        }
+    };
+    let out = s.export(&plan, decs.as_deref())?;
     host.write(&o.out, &out)?;
-    report(&plan, alloc.as_ref(), o.json, &o.out)
+    report(&plan, alloc.as_ref(), calib.is_some(), o.json, &o.out)
 }
 
 /// `ndlab evaluate`: top-1 accuracy of the model's first output in a real ONNX runtime.

@@ -3,9 +3,11 @@
 //! every strategy, their measurements, and the decoupled model written back as ONNX. The command
 //! line (`ndlab decouple-model`) and the page's workers both go through this.
 
+use ndlab_core::decouple::data_aware::{AwareOptions, RefitOptions};
 use ndlab_core::decouple::{Decomposition, ThresholdRule};
 use ndlab_core::error::{Error, Result};
 use ndlab_core::layer::Order;
+use ndlab_core::network::aware::{aware_decompositions, refit_plan, with_weight_errors};
 use ndlab_core::network::ops::Value;
 use ndlab_core::network::plan::{
     self, allocate_budget, candidates, choose_ts, Candidate, NetworkPlan, Strategy,
@@ -107,6 +109,29 @@ impl NetworkSession {
             )));
         }
         Value::new(data.dims.clone(), data.x.clone())
+    }
+
+    /// The data-aware decompositions of every conv in `order` (weighted by the statistics of
+    /// its input on the calibration data through the original network).
+    pub fn aware(&mut self, order: Order, calibration: &Dataset) -> Result<Vec<Option<Decomposition>>> {
+        let cands = self.candidates(order)?.to_vec();
+        let x = self.input_value(calibration)?;
+        aware_decompositions(&self.program, &cands, order, &x, &AwareOptions::default())
+    }
+
+    /// The plan's decoupled convs refit layer by layer on the calibration data (see
+    /// [`refit_plan`]), and the plan with the weight errors of what it now uses.
+    pub fn refit(
+        &mut self,
+        plan: &NetworkPlan,
+        decs: &[Option<Decomposition>],
+        calibration: &Dataset,
+    ) -> Result<(NetworkPlan, Vec<Option<Decomposition>>)> {
+        let cands = self.candidates(plan.order)?.to_vec();
+        let x = self.input_value(calibration)?;
+        let refit = refit_plan(&self.program, &cands, decs, plan, &x, &RefitOptions::default())?;
+        let plan = with_weight_errors(&self.program, &cands, &refit, plan)?;
+        Ok((plan, refit))
     }
 
     /// The plan for `choice` in `order` with the decompositions `decs` (the candidates' own

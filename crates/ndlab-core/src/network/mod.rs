@@ -9,6 +9,7 @@
 //! tract in the command line, onnxruntime-web in the page; this program runs the built-in network
 //! and computes activations, and is tested against them.)
 
+pub mod aware;
 mod compile;
 pub mod ops;
 pub mod plan;
@@ -235,7 +236,12 @@ pub struct RunCache {
 impl RunCache {
     /// A cache for runs of `program` on `x`.
     pub fn new(program: &Program, x: Value) -> Self {
-        RunCache { input: Some((program.input.0, x)), width: program.names.len(), impls: Vec::new(), snapshots: Vec::new() }
+        RunCache {
+            input: Some((program.input.0, x)),
+            width: program.names.len(),
+            impls: Vec::new(),
+            snapshots: Vec::new(),
+        }
     }
 
     /// Values with only the input set.

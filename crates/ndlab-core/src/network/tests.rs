@@ -292,7 +292,12 @@ fn a_cached_run_recomputes_from_the_first_changed_conv_and_agrees_with_a_full_ru
     let force = |ts: &[usize]| {
         let pl = plan(&cands, Order::PwDw, ts).unwrap();
         let forced = super::plan::NetworkPlan {
-            layers: pl.layers.iter().zip(ts).map(|(l, &t)| super::plan::LayerPlan { decoupled: t > 0, t: t.max(1), ..l.clone() }).collect(),
+            layers: pl
+                .layers
+                .iter()
+                .zip(ts)
+                .map(|(l, &t)| super::plan::LayerPlan { decoupled: t > 0, t: t.max(1), ..l.clone() })
+                .collect(),
             ..pl
         };
         conv_impls(&p, &cands, &decs, &forced).unwrap()
