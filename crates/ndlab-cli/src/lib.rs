@@ -44,7 +44,7 @@ USAGE:
   ndlab compare MODEL [--layer NAME] [--fold-bn] --speedup X [--json]
   ndlab decouple-model MODEL.onnx --out OUT.onnx [--order dw-pw|pw-dw]
                           (--t T | --threshold TAU [--rule mean|max] | --speedup X)
-                          [--calibration DATA.npz] [--json]
+                          [--calibration DATA.npz [--data-free]] [--json]
   ndlab evaluate MODEL.onnx --data DATA.npz [--json]
   ndlab --help
 
@@ -66,8 +66,10 @@ decouple-model  decouples every conv with K > 1 of an ONNX network (BatchNorm fo
         a node) and writes the decoupled network as ONNX: one T for all (capped at each layer's
         full rank), the energy threshold with the mean or max rule, or a budget of conv MACs / X
         allocated by each layer's measured sensitivity on --calibration data (by its weight
-        error without data). 1×1 convs and convs not cheaper at their T stay as they are. MACs
-        at the model's input with batch 1 (symbolic input dims from the calibration data).
+        error without data). With --calibration the decoupling is data-aware (factors weighted
+        by the data's statistics, pointwise weights refit; --data-free keeps the paper's
+        factors). 1×1 convs and convs not cheaper at their T stay as they are. MACs at the
+        model's input with batch 1 (symbolic input dims from the calibration data).
 evaluate  top-1 accuracy of the network's first output on DATA.npz (x: the input with batch N
         first, y: integer labels; or an IDX images file), run by tract (a real ONNX runtime).
 ";

@@ -23,6 +23,8 @@ pub struct DecoupleOpts {
     pub choice: Choice,
     /// Calibration data (`.npz` with `x` and optional `y`, or IDX images).
     pub calibration: Option<String>,
+    /// With calibration data, keep the data-free factors (the data only measures sensitivity).
+    pub data_free: bool,
     /// JSON on standard output.
     pub json: bool,
 }
@@ -84,6 +86,7 @@ pub(crate) fn parse_decouple(args: &[String]) -> Result<DecoupleOpts> {
         order: a.order()?,
         choice,
         calibration: a.get("--calibration").map(str::to_string),
+        data_free: a.switches.iter().any(|s| s == "--data-free"),
         json: a.switches.iter().any(|s| s == "--json"),
     })
 }
@@ -209,22 +212,12 @@ pub(crate) fn decouple_model(o: &DecoupleOpts, host: &mut dyn Host) -> Result<St
     let bytes = host.read(&o.model)?;
     let mut s = NetworkSession::open(bytes, calib.as_ref().map(|d| d.dims.as_slice()))
         .map_err(|e| super::in_file(&o.model, e))?;
-    let (plan, alloc, decs) = match &calib {
-        // With calibration data: data-aware decompositions, the plan on them, then the refit.
-        Some(c) => {
-            let aware = s.aware(o.order, c)?;
-            let (plan, alloc) = s.plan(o.order, &o.choice, Some(&aware), Some(c), &mut |_, _| true)?;
-            let (plan, refit) = s.refit(&plan, &aware, c)?;
-            (plan, alloc, Some(refit))
-        }
-        None => {
-            let (plan, alloc) = s.plan(o.order, &o.choice, None, None, &mut |_, _| true)?;
-            (plan, alloc, None)
-        }
-    };
-    let out = s.export(&plan, decs.as_deref())?;
+    // With calibration data: data-aware decompositions, the plan on them, then the refit.
+    let aware = calib.is_some() && !o.data_free;
+    let d = s.decouple(o.order, &o.choice, aware, calib.as_ref(), &mut |_, _| true)?;
+    let out = s.export(&d.plan, Some(&d.decs))?;
     host.write(&o.out, &out)?;
-    report(&plan, alloc.as_ref(), calib.is_some(), o.json, &o.out)
+    report(&d.plan, d.allocation.as_ref(), aware, o.json, &o.out)
 }
 
 /// `ndlab evaluate`: top-1 accuracy of the model's first output in a real ONNX runtime.

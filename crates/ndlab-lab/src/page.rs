@@ -292,7 +292,14 @@ impl PageModel {
                 self.file = Some(*listing);
                 up.changed.file = true;
             }
-            ResponseBody::CompareRow(_) | ResponseBody::Compare(_) => {}
+            // (The comparison and the whole network have sections of their own.)
+            ResponseBody::CompareRow(_)
+            | ResponseBody::Compare(_)
+            | ResponseBody::Network(_)
+            | ResponseBody::Plan(_)
+            | ResponseBody::Evaluated(_)
+            | ResponseBody::Timed(_)
+            | ResponseBody::Exported { .. } => {}
             ResponseBody::Error { message } => {
                 self.set_progress(up, None);
                 self.set_error(up, Some(message));

@@ -8,6 +8,10 @@
 //! the page shows is an id comparison. Messages travel as JSON strings, so the same types are
 //! tested natively.
 
+use crate::network::messages::{
+    EvalRequest, EvalResult, NetworkSource, NetworkSummary, PlanRequest, PreparedPlan, TimeRequest,
+    TimeResult,
+};
 use ndlab_core::decouple::{Slice, Spectra};
 use ndlab_core::layer::{ConvGeometry, Order};
 use serde::{Deserialize, Serialize};
@@ -95,6 +99,25 @@ pub enum RequestBody {
     /// The related decompositions at an equal cost and their Pareto sweep (issue 5; run by the
     /// page's second worker, which it terminates to cancel).
     Compare(ndlab_core::relatives::session::CompareRequest),
+    /// Open a whole network (the built-in one, or the user's ONNX file sent next to the JSON).
+    OpenNetwork {
+        /// Which.
+        source: NetworkSource,
+    },
+    /// Test data for the opened network: the user's `.npz` (x, y) or IDX images and labels
+    /// files, sent next to the JSON (in that order).
+    NetworkData {
+        /// The files' names.
+        names: Vec<String>,
+    },
+    /// Prepare a plan of the opened network: its per-layer T and factors.
+    PreparePlan(PlanRequest),
+    /// Evaluate a prepared plan on a range of test items.
+    Evaluate(Box<EvalRequest>),
+    /// Time the whole network, original against a plan.
+    TimeNetwork(Box<TimeRequest>),
+    /// The decoupled network of a plan as ONNX.
+    ExportNetwork(PlanRequest),
 }
 
 /// Requests of the same kind supersede each other: only the newest one matters.
@@ -114,6 +137,16 @@ pub enum RequestKind {
     File,
     /// [`RequestBody::Compare`].
     Compare,
+    /// [`RequestBody::OpenNetwork`] and [`RequestBody::NetworkData`].
+    Network,
+    /// [`RequestBody::PreparePlan`].
+    Plan,
+    /// [`RequestBody::Evaluate`].
+    Evaluate,
+    /// [`RequestBody::TimeNetwork`].
+    Time,
+    /// [`RequestBody::ExportNetwork`].
+    Export,
 }
 
 impl RequestBody {
@@ -129,6 +162,11 @@ impl RequestBody {
             // A file layer replaces the loaded layer, as an example does.
             RequestBody::LoadFileLayer { .. } => RequestKind::Example,
             RequestBody::Compare(_) => RequestKind::Compare,
+            RequestBody::OpenNetwork { .. } | RequestBody::NetworkData { .. } => RequestKind::Network,
+            RequestBody::PreparePlan(_) => RequestKind::Plan,
+            RequestBody::Evaluate(_) => RequestKind::Evaluate,
+            RequestBody::TimeNetwork(_) => RequestKind::Time,
+            RequestBody::ExportNetwork(_) => RequestKind::Export,
         }
     }
 }
@@ -175,6 +213,21 @@ pub enum ResponseBody {
     CompareRow(Box<ndlab_core::relatives::session::MethodRow>),
     /// The finished comparison.
     Compare(Box<ndlab_core::relatives::session::CompareReport>),
+    /// An opened network (or its new test data).
+    Network(Box<NetworkSummary>),
+    /// A prepared plan.
+    Plan(Box<PreparedPlan>),
+    /// A plan evaluated on a range of test items.
+    Evaluated(Box<EvalResult>),
+    /// The network timed.
+    Timed(TimeResult),
+    /// The decoupled network as ONNX.
+    Exported {
+        /// A file name for it.
+        name: String,
+        /// The file's bytes, base64.
+        base64: String,
+    },
     /// The answer to a page request that repeats a boot request already answered with id 0
     /// (the worker loads the address's view on its own at start-up, see `src/bin/worker.rs`):
     /// the page has that answer already (a layer summary is ≈ 200 KB of JSON to encode and decode

@@ -79,7 +79,7 @@ impl ConvInfo {
 }
 
 /// How a convolution runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ConvImpl {
     /// As in the graph.
     Regular,
@@ -623,6 +623,14 @@ impl Program {
                 concat(&all, *axis)?
             }
         })
+    }
+
+    /// Conv `i` alone on a batch `x`, run as `how`.
+    pub fn conv_value(&self, i: usize, x: &Value, how: &ConvImpl) -> Result<Value> {
+        if i >= self.convs.len() {
+            return Err(Error::Param(format!("conv {i} out of range (0..{})", self.convs.len())));
+        }
+        self.conv(i, x, how)
     }
 
     /// Conv `i` on a batch, each image through the project's kernels.

@@ -42,6 +42,10 @@ impl Engine {
                 }
                 (self.loaded.as_ref().and_then(|l| l.example()), true, Some(image.as_str()))
             }
+            RequestBody::OpenNetwork { source } => {
+                paths.extend(Engine::network_assets(source));
+                (None, false, None)
+            }
             _ => (None, false, None),
         };
         if let Some(ex) = example {

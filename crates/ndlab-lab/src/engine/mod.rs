@@ -27,6 +27,7 @@ mod assets;
 mod compare;
 mod forward;
 mod input;
+mod network;
 mod timing;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -35,6 +36,7 @@ pub use assets::{precomputed_input_asset, AssetSource, MODEL_ASSET, PRECOMPUTED_
 pub use forward::{PAGE_TERMS_MAX, TERM_CACHE_MAX};
 use input::Prepared;
 pub use input::{compute_vgg_input, WORKING_SIDE};
+pub use network::{FASHION_CLASSES, NETWORK_ASSET, NETWORK_CALIB_ASSET, NETWORK_TEST_ASSET};
 pub use timing::warm_up;
 
 /// Milliseconds from an arbitrary origin (`performance.now()` in the browser).
@@ -105,6 +107,10 @@ pub struct Engine {
     vgg: Option<VggPrefix>,
     /// The file handed over for the next [`RequestBody::OpenFile`].
     pending_file: Option<Box<dyn ByteSource>>,
+    /// Files handed over for the next network request (the network, or its data), in order.
+    pending_files: std::collections::VecDeque<Box<dyn ByteSource>>,
+    /// The opened whole network.
+    network: Option<network::NetworkHost>,
     /// The opened file, if any (kept when opening another one fails).
     file: Option<OpenedFile>,
     /// Number of file layers loaded so far.
@@ -126,6 +132,8 @@ impl Engine {
             prepared: None,
             vgg: None,
             pending_file: None,
+            pending_files: std::collections::VecDeque::new(),
+            network: None,
             file: None,
             file_loads: 0,
             term_cache_max: TERM_CACHE_MAX,
@@ -143,6 +151,12 @@ impl Engine {
     /// never copied whole).
     pub fn provide_file(&mut self, src: Box<dyn ByteSource>) {
         self.pending_file = Some(src);
+    }
+
+    /// Hands over the files of the next network request ([`RequestBody::OpenNetwork`] with the
+    /// user's ONNX file, [`RequestBody::NetworkData`]), in order.
+    pub fn provide_files(&mut self, srcs: Vec<Box<dyn ByteSource>>) {
+        self.pending_files = srcs.into();
     }
 
     /// A new id for a layer or an input.
@@ -211,6 +225,22 @@ impl Engine {
                 Ok(ResponseBody::Layer(Box::new(self.load_file_layer(&layer, fold_bn, report)?)))
             }
             RequestBody::Compare(_) => Err(Error::Param("a comparison is answered by handle_compare".into())),
+            RequestBody::OpenNetwork { source } => {
+                report("reading the network", 0.0);
+                Ok(ResponseBody::Network(Box::new(self.open_network(&source)?)))
+            }
+            RequestBody::NetworkData { names } => {
+                Ok(ResponseBody::Network(Box::new(self.network_data(&names)?)))
+            }
+            RequestBody::PreparePlan(req) => {
+                Ok(ResponseBody::Plan(Box::new(self.prepare_plan(&req, report)?)))
+            }
+            RequestBody::Evaluate(req) => Ok(ResponseBody::Evaluated(Box::new(self.evaluate_network(&req)?))),
+            RequestBody::TimeNetwork(req) => Ok(ResponseBody::Timed(self.time_network(&req)?)),
+            RequestBody::ExportNetwork(req) => {
+                let (name, bytes) = self.export_network(&req, report)?;
+                Ok(ResponseBody::Exported { name, base64: base64(&bytes) })
+            }
         }
     }
 
@@ -387,6 +417,19 @@ impl Engine {
             factors,
         })
     }
+}
+
+/// Standard base64 with padding (the exported network travels in the JSON answer).
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            s.push(if i <= c.len() { A[(n >> shift & 63) as usize] as char } else { '=' });
+        }
+    }
+    s
 }
 
 fn no_layer() -> Error {

@@ -19,8 +19,11 @@ use ndlab_io::onnx_graph::{read_model, rewrite, GraphEdit, NodeRef, OnnxModel};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
+pub mod messages;
+pub mod pool;
+
 /// Calibration items used to measure each layer's sensitivity (the first ones).
-pub const SENSITIVITY_ITEMS: usize = 128;
+pub const SENSITIVITY_ITEMS: usize = 64;
 
 /// How the per-layer T is chosen (the command line's `--t`, `--threshold`/`--rule`, `--speedup`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +48,18 @@ pub struct Allocation {
     pub loss: Vec<Vec<f64>>,
 }
 
+/// A decoupled network: the plan and the decompositions it uses (data-free, or data-aware and
+/// refit), and how a budget was allocated.
+#[derive(Debug, Clone)]
+pub struct Decoupled {
+    /// The plan.
+    pub plan: NetworkPlan,
+    /// Per conv, the decomposition its decoupled form takes its factors from.
+    pub decs: Vec<Option<Decomposition>>,
+    /// How a budget was allocated.
+    pub allocation: Option<Allocation>,
+}
+
 /// An opened network.
 pub struct NetworkSession {
     bytes: Vec<u8>,
@@ -54,6 +69,9 @@ pub struct NetworkSession {
     input: Vec<usize>,
     /// Candidates (data-free decompositions) by ordering, computed on first use.
     cands: Vec<(Order, Vec<Candidate>)>,
+    /// Data-aware decompositions by ordering, computed on first use (for the calibration data
+    /// given then; [`NetworkSession::forget_data`] drops them).
+    aware: Vec<(Order, Vec<Option<Decomposition>>)>,
 }
 
 impl NetworkSession {
@@ -68,7 +86,7 @@ impl NetworkSession {
         let input = program.concrete_input(data_dims, 1)?;
         // Every shape must resolve (this also refuses graphs whose shapes do not match).
         program.shapes(&input)?;
-        Ok(NetworkSession { bytes, model, program, input, cands: Vec::new() })
+        Ok(NetworkSession { bytes, model, program, input, cands: Vec::new(), aware: Vec::new() })
     }
 
     /// The compiled program.
@@ -112,11 +130,57 @@ impl NetworkSession {
     }
 
     /// The data-aware decompositions of every conv in `order` (weighted by the statistics of
-    /// its input on the calibration data through the original network).
+    /// its input on the calibration data through the original network), computed once.
     pub fn aware(&mut self, order: Order, calibration: &Dataset) -> Result<Vec<Option<Decomposition>>> {
+        if let Some((_, a)) = self.aware.iter().find(|(o, _)| *o == order) {
+            return Ok(a.clone());
+        }
         let cands = self.candidates(order)?.to_vec();
         let x = self.input_value(calibration)?;
-        aware_decompositions(&self.program, &cands, order, &x, &AwareOptions::default())
+        let a = aware_decompositions(&self.program, &cands, order, &x, &AwareOptions::default())?;
+        self.aware.push((order, a.clone()));
+        Ok(a)
+    }
+
+    /// Forgets what was computed from calibration data (new data).
+    pub fn forget_data(&mut self) {
+        self.aware.clear();
+    }
+
+    /// Decouples the network: the plan for `choice` in `order`, on the data-free decompositions
+    /// or (`data_aware`) on the data-aware ones, then refit; a speed-up's sensitivity measured on
+    /// the calibration data when there is some. What `ndlab decouple-model` writes and the page
+    /// evaluates and exports.
+    pub fn decouple(
+        &mut self,
+        order: Order,
+        choice: &Choice,
+        data_aware: bool,
+        calibration: Option<&Dataset>,
+        progress: &mut dyn FnMut(&str, f64) -> bool,
+    ) -> Result<Decoupled> {
+        let aware = match (data_aware, calibration) {
+            (true, Some(c)) => {
+                progress("weighting the factors by the calibration data", 0.1);
+                Some(self.aware(order, c)?)
+            }
+            (true, None) => return Err(Error::Param("data-aware decoupling needs calibration data".into())),
+            (false, _) => None,
+        };
+        let (plan, allocation) = self.plan(order, choice, aware.as_deref(), calibration, &mut |i, n| {
+            progress("measuring each layer's sensitivity", 0.2 + 0.5 * i as f64 / n.max(1) as f64)
+        })?;
+        match (aware, calibration) {
+            (Some(a), Some(c)) => {
+                progress("refitting the pointwise weights", 0.8);
+                let (plan, decs) = self.refit(&plan, &a, c)?;
+                Ok(Decoupled { plan, decs, allocation })
+            }
+            _ => {
+                let decs = self.candidates(order)?.iter().map(|c| c.dec.clone()).collect();
+                Ok(Decoupled { plan, decs, allocation })
+            }
+        }
     }
 
     /// The plan's decoupled convs refit layer by layer on the calibration data (see
