@@ -176,8 +176,8 @@ impl EvalPool {
     }
 
     fn drop_where_not_started(&mut self, key: u64) {
-        let started = self.busy.iter().any(|b| *b == Some(key))
-            || self.points.get(&key).is_some_and(|p| !p.results.is_empty());
+        let started =
+            self.busy.contains(&Some(key)) || self.points.get(&key).is_some_and(|p| !p.results.is_empty());
         if !started {
             self.points.remove(&key);
             for q in &mut self.queues {
