@@ -80,7 +80,7 @@ fn the_built_in_network_through_a_pool_of_two_engines_matches_onnxruntime() {
     assert!(!p.plan.layers[0].decoupled && p.plan.layers[0].note.contains("not cheaper"));
     let r = point(&mut engines, &mut pool, 2, p.impls.clone());
     assert_eq!(r.correct, 931, "numpy + onnxruntime: 93.1 %");
-    assert_eq!(r.changed.len() > 0, true);
+    assert!(!r.changed.is_empty());
     assert!(r.output_error > 0.0);
     // Layer errors for the table: zero where a conv is kept, positive where decoupled.
     pool.submit(3, p.impls.clone(), true, true);
