@@ -16,6 +16,7 @@
 //! | output relative error vs T | [`OutputErrorData`] | [`draw_output_error`] |
 //! | error vs MACs of ND and its relatives | [`ParetoData`] | [`draw_pareto`] |
 
+mod accuracy;
 mod costs;
 mod curves;
 mod filters;
@@ -27,6 +28,7 @@ mod spectrum;
 #[cfg(test)]
 mod tests;
 
+pub use accuracy::{draw_accuracy, AccuracyData, AccuracySeries};
 pub use costs::{draw_costs, CostData, CostSeries};
 pub use curves::{draw_energy_error, draw_output_error, EnergyErrorData, OrderCurves, OutputErrorData};
 pub use filters::{draw_filters, FilterGridData, MAX_FILTERS};

@@ -954,3 +954,41 @@ fn filter_chart_texts_do_not_overlap() {
         }
     }
 }
+
+#[test]
+fn accuracy_draws_each_strategy_sorted_by_macs_with_the_original_and_the_choice() {
+    let style = ChartStyle::default();
+    let data = AccuracyData {
+        series: vec![
+            AccuracySeries {
+                label: "one T for all, DW→PW".into(),
+                strategy: 0,
+                dw_pw: true,
+                points: vec![(20e6, 0.90), (10e6, 0.50), (15e6, 0.80)],
+            },
+            AccuracySeries {
+                label: "MAC budget, PW→DW".into(),
+                strategy: 3,
+                dw_pw: false,
+                points: vec![(12e6, 0.93)],
+            },
+        ],
+        original: 0.95,
+        original_macs: 29e6,
+        current: Some((15e6, 0.80)),
+        items: 1000,
+    };
+    let svg = to_svg(700, 420, |a| draw_accuracy(a, &data, &style)).unwrap();
+    assert_clean(&svg);
+    let line = &lines_of(&svg, RGBColor(31, 119, 180))[0];
+    assert_eq!(line.len(), 3);
+    // Sorted by MACs (left to right), higher accuracy higher on the page (smaller y).
+    assert!(line[0].0 < line[1].0 && line[1].0 < line[2].0);
+    assert!(line[0].1 > line[1].1 && line[1].1 > line[2].1);
+    // The original's MACs are right of every point; the choice's marker sits on its point.
+    assert!(marker_x(&svg, style.reference) > line[2].0);
+    assert!((marker_x(&svg, style.marker) - line[1].0).abs() <= 1.0);
+    for text in ["original 95.0 %", "1000 test images", "MAC budget, PW→DW", "your choice"] {
+        assert!(svg.contains(text), "{text} missing");
+    }
+}

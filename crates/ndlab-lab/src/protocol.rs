@@ -103,6 +103,8 @@ pub enum RequestBody {
     OpenNetwork {
         /// Which.
         source: NetworkSource,
+        /// The page's name for this opening (every worker of its pool gets the same).
+        network_id: u64,
     },
     /// Test data for the opened network: the user's `.npz` (x, y) or IDX images and labels
     /// files, sent next to the JSON (in that order).

@@ -22,6 +22,88 @@ pub const DEFAULT_SPEEDUP: f64 = 4.0;
 /// Longest id (example or image) accepted.
 pub const MAX_ID_LEN: usize = 64;
 
+/// Which view the page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum View {
+    /// The single-layer lab (with the whole network below it).
+    #[default]
+    Lab,
+    /// The whole network alone.
+    Network,
+}
+
+/// How the whole network's per-layer T is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum NetStrategy {
+    /// One T for all.
+    Uniform,
+    /// The energy threshold with the paper's mean rule.
+    Mean,
+    /// The energy threshold with the max rule.
+    Max,
+    /// A conv-MAC budget allocated by measured sensitivity.
+    #[default]
+    Budget,
+}
+
+impl NetStrategy {
+    /// All of them, in the page's order.
+    pub const ALL: [NetStrategy; 4] =
+        [NetStrategy::Uniform, NetStrategy::Mean, NetStrategy::Max, NetStrategy::Budget];
+
+    /// The query value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetStrategy::Uniform => "uniform",
+            NetStrategy::Mean => "mean",
+            NetStrategy::Max => "max",
+            NetStrategy::Budget => "budget",
+        }
+    }
+
+    fn parse(v: &str) -> Option<Self> {
+        NetStrategy::ALL.into_iter().find(|s| s.as_str() == v)
+    }
+}
+
+/// Largest per-layer list of T accepted from a URL.
+pub const MAX_NET_LAYERS: usize = 256;
+/// Largest T of the whole-network view.
+pub const MAX_NET_T: usize = 121;
+
+/// The whole-network view's settings (the built-in network's; a user's network is not in the URL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetState {
+    /// How T is chosen.
+    pub strategy: NetStrategy,
+    /// The ordering.
+    pub order: Order,
+    /// T of [`NetStrategy::Uniform`].
+    pub t: usize,
+    /// τ of the threshold rules.
+    pub tau: f64,
+    /// Conv MACs divided by this ([`NetStrategy::Budget`]), in [`SPEEDUP_RANGE`].
+    pub speedup: f64,
+    /// Data-aware decoupling.
+    pub aware: bool,
+    /// T per layer set by hand (0 keeps a layer), overriding the strategy.
+    pub ts: Option<Vec<usize>>,
+}
+
+impl Default for NetState {
+    fn default() -> Self {
+        NetState {
+            strategy: NetStrategy::Budget,
+            order: Order::PwDw,
+            t: 4,
+            tau: 0.9,
+            speedup: 2.0,
+            aware: true,
+            ts: None,
+        }
+    }
+}
+
 /// Every user-visible setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppState {
@@ -44,6 +126,10 @@ pub struct AppState {
     /// Budget of the relatives comparison as a speed-up X over the regular layer, in
     /// [`SPEEDUP_RANGE`].
     pub speedup: f64,
+    /// Which view.
+    pub view: View,
+    /// The whole-network view's settings.
+    pub net: NetState,
 }
 
 impl Default for AppState {
@@ -59,6 +145,8 @@ impl Default for AppState {
             out_channel: 0,
             image: examples::DEFAULT_IMAGE.to_string(),
             speedup: DEFAULT_SPEEDUP,
+            view: View::Lab,
+            net: NetState::default(),
         }
     }
 }
@@ -92,6 +180,16 @@ fn parse_count(v: &str, lo: usize, hi: usize) -> Option<usize> {
     Some(f.round().clamp(lo as f64, hi as f64) as usize)
 }
 
+/// Per-layer T from a query value (`4,4,0,3`): whole numbers each clamped to 0..=[`MAX_NET_T`],
+/// at most [`MAX_NET_LAYERS`] of them; None when it is not such a list.
+fn parse_ts(v: &str) -> Option<Vec<usize>> {
+    if v.is_empty() || v.len() > 4 * MAX_NET_LAYERS {
+        return None;
+    }
+    let ts: Option<Vec<usize>> = v.split(',').map(|x| parse_count(x, 0, MAX_NET_T)).collect();
+    ts.filter(|t| !t.is_empty() && t.len() <= MAX_NET_LAYERS)
+}
+
 /// A speed-up from a query value: a finite number, clamped to [`SPEEDUP_RANGE`] and rounded to
 /// two decimals (so the URL stays short and round-trips).
 pub fn parse_speedup(v: &str) -> Option<f64> {
@@ -119,6 +217,32 @@ impl AppState {
         pairs.push(("out", self.out_channel.to_string()));
         pairs.push(("image", self.image.clone()));
         pairs.push(("speedup", format!("{}", self.speedup)));
+        if self.view == View::Network {
+            pairs.push(("view", "network".into()));
+        }
+        // The whole network's settings where they differ from the defaults (short links).
+        let (n, d) = (&self.net, NetState::default());
+        if n.strategy != d.strategy {
+            pairs.push(("net", n.strategy.as_str().into()));
+        }
+        if n.order != d.order {
+            pairs.push(("net_order", n.order.as_str().into()));
+        }
+        if n.t != d.t {
+            pairs.push(("net_t", n.t.to_string()));
+        }
+        if n.tau != d.tau {
+            pairs.push(("net_tau", format!("{}", n.tau)));
+        }
+        if n.speedup != d.speedup {
+            pairs.push(("net_speedup", format!("{}", n.speedup)));
+        }
+        if n.aware != d.aware {
+            pairs.push(("net_aware", if n.aware { "1" } else { "0" }.into()));
+        }
+        if let Some(ts) = &n.ts {
+            pairs.push(("net_ts", ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")));
+        }
         serde_urlencoded::to_string(&pairs).unwrap_or_default()
     }
 
@@ -162,6 +286,18 @@ impl AppState {
                     }
                 }
                 "image" if valid_id(v) && examples::is_known_image(v) => s.image = v.clone(),
+                "view" if v == "network" => s.view = View::Network,
+                "net" => s.net.strategy = NetStrategy::parse(v).unwrap_or(s.net.strategy),
+                "net_order" => s.net.order = v.parse().unwrap_or(s.net.order),
+                "net_t" => s.net.t = parse_count(v, 1, MAX_NET_T).unwrap_or(s.net.t),
+                "net_tau" => {
+                    if let Some(x) = v.trim().parse::<f64>().ok().filter(|x| *x > 0.0 && *x <= 1.0) {
+                        s.net.tau = (x * 1000.0).round() / 1000.0;
+                    }
+                }
+                "net_speedup" => s.net.speedup = parse_speedup(v).unwrap_or(s.net.speedup),
+                "net_aware" => s.net.aware = v != "0",
+                "net_ts" => s.net.ts = parse_ts(v),
                 _ => {}
             }
         }
@@ -200,6 +336,13 @@ impl AppState {
             && self.out_channel <= MAX_CHANNEL
             && self.tau.is_none_or(|x| x > 0.0 && x <= 1.0)
             && (SPEEDUP_RANGE.0..=SPEEDUP_RANGE.1).contains(&self.speedup)
+            && (1..=MAX_NET_T).contains(&self.net.t)
+            && self.net.tau > 0.0
+            && self.net.tau <= 1.0
+            && (SPEEDUP_RANGE.0..=SPEEDUP_RANGE.1).contains(&self.net.speedup)
+            && self.net.ts.as_ref().is_none_or(|t| {
+                !t.is_empty() && t.len() <= MAX_NET_LAYERS && t.iter().all(|&x| x <= MAX_NET_T)
+            })
     }
 }
 
@@ -220,6 +363,16 @@ mod tests {
             out_channel: 3,
             image: "chelsea".into(),
             speedup: 8.5,
+            view: View::Network,
+            net: NetState {
+                strategy: NetStrategy::Max,
+                order: Order::DwPw,
+                t: 3,
+                tau: 0.85,
+                speedup: 3.5,
+                aware: false,
+                ts: Some(vec![0, 4, 4, 3, 2, 2]),
+            },
         };
         let q = s.to_query();
         assert_eq!(AppState::from_query(&q), s, "query {q}");
@@ -265,6 +418,18 @@ mod tests {
         assert_eq!(AppState::from_query("speedup=NaN").speedup, DEFAULT_SPEEDUP);
         assert_eq!(AppState::from_query("speedup=-inf").speedup, DEFAULT_SPEEDUP);
         assert_eq!(AppState::from_query("speedup=4.354").speedup, 4.35);
+        let net = AppState::from_query(
+            "view=nope&net=all&net_t=9999&net_tau=2&net_speedup=1e9&net_ts=1,x,3&net_order=up",
+        );
+        assert_eq!(net.view, View::Lab);
+        assert_eq!(net.net.strategy, NetStrategy::Budget);
+        assert_eq!(net.net.t, MAX_NET_T);
+        assert_eq!(net.net.tau, 0.9);
+        assert_eq!(net.net.speedup, 64.0);
+        assert_eq!(net.net.ts, None);
+        assert_eq!(net.net.order, Order::PwDw);
+        assert_eq!(AppState::from_query("net_ts=9,99999,0").net.ts, Some(vec![9, MAX_NET_T, 0]));
+        assert_eq!(AppState::from_query(&format!("net_ts={}", "1,".repeat(300))).net.ts, None);
         let html = "image=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E";
         assert!(AppState::from_query(html).to_query().find('<').is_none());
     }
@@ -296,7 +461,10 @@ mod tests {
 
         #[test]
         fn arbitrary_values_give_valid_states(
-            key in prop::sample::select(vec!["example", "t", "order", "tau", "rule", "channel", "out", "image", "speedup"]),
+            key in prop::sample::select(vec![
+                "example", "t", "order", "tau", "rule", "channel", "out", "image", "speedup", "view", "net", "net_order",
+                "net_t", "net_tau", "net_speedup", "net_aware", "net_ts",
+            ]),
             v in "\\PC{0,80}",
         ) {
             let q = serde_urlencoded::to_string([(key, v.as_str())]).unwrap_or_default();

@@ -52,7 +52,8 @@ fn the_built_in_network_through_a_pool_of_two_engines_matches_onnxruntime() {
     let mut engines = vec![Engine::new(clock), Engine::new(clock)];
     let mut summaries = Vec::new();
     for e in &mut engines {
-        let ResponseBody::Network(s) = ask(e, 1, RequestBody::OpenNetwork { source: NetworkSource::BuiltIn })
+        let ResponseBody::Network(s) =
+            ask(e, 1, RequestBody::OpenNetwork { source: NetworkSource::BuiltIn, network_id: 7 })
         else {
             panic!("the built-in network did not open")
         };
@@ -140,7 +141,7 @@ fn the_built_in_network_through_a_pool_of_two_engines_matches_onnxruntime() {
 fn a_hostile_network_file_is_one_message_and_the_open_network_stays() {
     let mut e = Engine::new(clock);
     let ResponseBody::Network(s) =
-        ask(&mut e, 1, RequestBody::OpenNetwork { source: NetworkSource::BuiltIn })
+        ask(&mut e, 1, RequestBody::OpenNetwork { source: NetworkSource::BuiltIn, network_id: 7 })
     else {
         panic!()
     };
@@ -149,7 +150,7 @@ fn a_hostile_network_file_is_one_message_and_the_open_network_stays() {
         let ResponseBody::Error { message } = ask(
             &mut e,
             2,
-            RequestBody::OpenNetwork { source: NetworkSource::File { name: "x.onnx".into() } },
+            RequestBody::OpenNetwork { source: NetworkSource::File { name: "x.onnx".into() }, network_id: 8 },
         ) else {
             panic!()
         };

@@ -42,7 +42,7 @@ impl Engine {
                 }
                 (self.loaded.as_ref().and_then(|l| l.example()), true, Some(image.as_str()))
             }
-            RequestBody::OpenNetwork { source } => {
+            RequestBody::OpenNetwork { source, .. } => {
                 paths.extend(Engine::network_assets(source));
                 (None, false, None)
             }

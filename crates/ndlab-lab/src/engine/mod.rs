@@ -225,9 +225,9 @@ impl Engine {
                 Ok(ResponseBody::Layer(Box::new(self.load_file_layer(&layer, fold_bn, report)?)))
             }
             RequestBody::Compare(_) => Err(Error::Param("a comparison is answered by handle_compare".into())),
-            RequestBody::OpenNetwork { source } => {
+            RequestBody::OpenNetwork { source, network_id } => {
                 report("reading the network", 0.0);
-                Ok(ResponseBody::Network(Box::new(self.open_network(&source)?)))
+                Ok(ResponseBody::Network(Box::new(self.open_network(&source, network_id)?)))
             }
             RequestBody::NetworkData { names } => {
                 Ok(ResponseBody::Network(Box::new(self.network_data(&names)?)))

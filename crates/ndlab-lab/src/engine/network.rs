@@ -95,7 +95,7 @@ impl Engine {
     }
 
     /// Opens a network (the previous one stays if this fails).
-    pub(super) fn open_network(&mut self, source: &NetworkSource) -> Result<NetworkSummary> {
+    pub(super) fn open_network(&mut self, source: &NetworkSource, id: NetworkId) -> Result<NetworkSummary> {
         let (bytes, name, src, classes, test, calib, data_name) = match source {
             NetworkSource::BuiltIn => {
                 let take = |e: &mut Engine, p: &str| {
@@ -126,9 +126,8 @@ impl Engine {
         };
         let dims = test.as_ref().map(|d| d.dims.clone());
         let session = NetworkSession::open(bytes, dims.as_deref())?;
-        self.last_id += 1;
         self.network = Some(NetworkHost {
-            id: self.last_id,
+            id,
             name,
             source: src,
             classes,

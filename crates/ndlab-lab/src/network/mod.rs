@@ -21,6 +21,7 @@ use std::collections::HashSet;
 
 pub mod messages;
 pub mod pool;
+pub mod view;
 
 /// Calibration items used to measure each layer's sensitivity (the first ones).
 pub const SENSITIVITY_ITEMS: usize = 64;
@@ -72,6 +73,8 @@ pub struct NetworkSession {
     /// Data-aware decompositions by ordering, computed on first use (for the calibration data
     /// given then; [`NetworkSession::forget_data`] drops them).
     aware: Vec<(Order, Vec<Option<Decomposition>>)>,
+    /// Measured sensitivities by (ordering, data-aware), for the calibration data given then.
+    sensitivity: Vec<((Order, bool), Allocation)>,
 }
 
 impl NetworkSession {
@@ -86,7 +89,15 @@ impl NetworkSession {
         let input = program.concrete_input(data_dims, 1)?;
         // Every shape must resolve (this also refuses graphs whose shapes do not match).
         program.shapes(&input)?;
-        Ok(NetworkSession { bytes, model, program, input, cands: Vec::new(), aware: Vec::new() })
+        Ok(NetworkSession {
+            bytes,
+            model,
+            program,
+            input,
+            cands: Vec::new(),
+            aware: Vec::new(),
+            sensitivity: Vec::new(),
+        })
     }
 
     /// The compiled program.
@@ -145,6 +156,7 @@ impl NetworkSession {
     /// Forgets what was computed from calibration data (new data).
     pub fn forget_data(&mut self) {
         self.aware.clear();
+        self.sensitivity.clear();
     }
 
     /// Decouples the network: the plan for `choice` in `order`, on the data-free decompositions
@@ -212,6 +224,7 @@ impl NetworkSession {
     ) -> Result<(NetworkPlan, Option<Allocation>)> {
         let cands = self.candidates(order)?.to_vec();
         let own: Vec<Option<Decomposition>> = cands.iter().map(|c| c.dec.clone()).collect();
+        let given = decs.is_some();
         let decs = decs.unwrap_or(&own);
         let strategy = match choice {
             Choice::Uniform(t) => Strategy::Uniform(*t),
@@ -223,14 +236,21 @@ impl NetworkSession {
                 }
                 let total: u64 = cands.iter().map(|c| c.cost.regular_macs()).sum();
                 let budget = (total as f64 / x).floor() as u64;
-                let (loss, measure) = match calibration {
-                    Some(data) => {
+                let key = (order, given);
+                let cached = self
+                    .sensitivity
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, a)| (a.loss.clone(), a.measure.clone()));
+                let (loss, measure) = match (cached, calibration) {
+                    (Some(c), Some(_)) => c,
+                    (_, Some(data)) => {
                         let x = self.input_value(&data.slice(0..SENSITIVITY_ITEMS)?)?;
                         let reference = outputs(&self.program, &x, &[])?;
                         let loss = sensitivity(&self.program, &cands, decs, order, &x, &reference, progress)?;
                         (loss, format!("output error on {} calibration items", x.dims[0]))
                     }
-                    None => {
+                    (_, None) => {
                         let loss = decs
                             .iter()
                             .zip(&cands)
@@ -246,7 +266,11 @@ impl NetworkSession {
                 };
                 let ts = allocate_budget(&cands, order, &loss, 0.0, budget)?;
                 let p = plan::plan(&cands, order, &ts)?;
-                return Ok((p, Some(Allocation { measure, loss })));
+                let alloc = Allocation { measure, loss };
+                if calibration.is_some() && !self.sensitivity.iter().any(|(k, _)| *k == key) {
+                    self.sensitivity.push((key, alloc.clone()));
+                }
+                return Ok((p, Some(alloc)));
             }
         };
         let ts = choose_ts(&cands, &strategy)?;
