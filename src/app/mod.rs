@@ -8,6 +8,7 @@ mod files;
 mod hooks;
 mod image;
 mod model;
+mod network;
 mod plots;
 mod prewarm;
 mod relatives;
@@ -65,6 +66,8 @@ pub(crate) struct Ctx {
     after_frame: StoredValue<(Option<RequestBody>, bool)>,
     /// The canvases' shared state (sizes, text measure, drawing queue).
     pub canvases: StoredValue<canvas::Canvases, LocalStorage>,
+    /// The whole network's pool and view (see `network.rs`).
+    net: StoredValue<Option<network::NetHost>, LocalStorage>,
     /// The comparison's worker (see `relatives.rs`).
     pool: StoredValue<relatives::Pool, LocalStorage>,
     /// The chart data computed from the spectra shown.
@@ -95,6 +98,7 @@ impl Ctx {
             canvases: StoredValue::new_local(canvas::Canvases::new()),
             charts: StoredValue::new_local(plots::Cache::default()),
             pool: StoredValue::new_local(relatives::Pool::new()),
+            net: StoredValue::new_local(None),
             drawn: StoredValue::new(0),
         }
     }

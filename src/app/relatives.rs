@@ -76,9 +76,9 @@ impl Pool {
     /// relatives worker works on the same layer and input.
     pub(crate) fn mirror(&mut self, body: &RequestBody, attachment: Option<&JsValue>) {
         match body {
-            RequestBody::LoadExample { .. } | RequestBody::LoadFileLayer { .. } => {
-                self.example = Some(body.clone())
-            }
+            RequestBody::LoadExample { .. }
+            | RequestBody::LoadFileLayer { .. }
+            | RequestBody::LoadLayerData(_) => self.example = Some(body.clone()),
             RequestBody::OpenFile { .. } => {
                 if let Some(file) = attachment {
                     self.file = Some((body.clone(), file.clone()));
@@ -275,7 +275,7 @@ pub fn RelativesSection() -> impl IntoView {
 
 /// Calls `on_change(true)` when `el` comes within a quarter of the viewport's height below the
 /// visible area (or into it), and `on_change(false)` when it leaves.
-fn observe_on_screen(el: &web_sys::Element, on_change: impl Fn(bool) + 'static) {
+pub(crate) fn observe_on_screen(el: &web_sys::Element, on_change: impl Fn(bool) + 'static) {
     let on_change = std::rc::Rc::new(on_change);
     let call = on_change.clone();
     let callback = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {

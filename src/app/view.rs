@@ -13,6 +13,7 @@ use ndlab_core::Order;
 use ndlab_lab::examples::{self, IMAGES};
 use ndlab_lab::page::Control;
 use ndlab_lab::protocol::RequestBody;
+use ndlab_lab::state::View;
 use wasm_bindgen::JsCast;
 
 /// Longest wait before the secondary sections are mounted (ms).
@@ -51,7 +52,14 @@ pub fn App() -> impl IntoView {
             </p>
         </header>
         <ErrorBanner/>
+        <nav class="views" aria-label="views">
+            <button data-testid="view-lab" class="tab" class:active=move || ctx.state.with(|s| s.view == View::Lab)
+                on:click=move |_| ctx.control(Control::View(View::Lab))>"One layer"</button>
+            <button data-testid="view-network" class="tab" class:active=move || ctx.state.with(|s| s.view == View::Network)
+                on:click=move |_| ctx.control(Control::View(View::Network))>"A whole network"</button>
+        </nav>
         <main>
+            <div class="lab" class:hidden=move || ctx.state.with(|s| s.view == View::Network)>
             <Controls/>
             <super::files::FilePanel/>
             <Numbers/>
@@ -69,8 +77,14 @@ pub fn App() -> impl IntoView {
                 <PlotCard id="maps" title="Feature maps on the image" testid="feature-maps" span=3
                     blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
             </section>
+            </div>
+            <Show when=move || ctx.extras.get() || ctx.state.with(|s| s.view == View::Network)>
+                <super::network::NetworkSection/>
+            </Show>
             <Show when=move || ctx.extras.get()>
-                <super::relatives::RelativesSection/>
+                <div class:hidden=move || ctx.state.with(|s| s.view == View::Network)>
+                    <super::relatives::RelativesSection/>
+                </div>
             </Show>
         </main>
         <footer>

@@ -20,7 +20,7 @@ use crate::protocol::{
     ErrorCurve, ForwardResult, InputId, InputSummary, LayerId, LayerSummary, RequestBody, Response,
     ResponseBody, SliceView, TermMaps, Timings,
 };
-use crate::state::AppState;
+use crate::state::{AppState, NetStrategy, View, MAX_NET_LAYERS, MAX_NET_T};
 use ndlab_core::decouple::terms::sum_terms;
 use ndlab_core::decouple::ThresholdRule;
 use ndlab_core::layer::Order;
@@ -57,6 +57,29 @@ pub enum Control {
     Error(String),
     /// The error banner dismissed.
     DismissError,
+    /// The view (the lab, or the whole network alone).
+    View(View),
+    /// A setting of the whole-network view.
+    Net(NetControl),
+}
+
+/// A setting of the whole-network view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetControl {
+    /// How T is chosen (per-layer values set by hand are dropped).
+    Strategy(NetStrategy),
+    /// The other ordering.
+    ToggleOrder,
+    /// T of one T for all.
+    T(usize),
+    /// τ of the threshold rules.
+    Tau(f64),
+    /// The budget's speed-up.
+    Speedup(f64),
+    /// Data-aware decoupling on or off.
+    Aware(bool),
+    /// T per layer set by hand (0 keeps a layer); None goes back to the strategy.
+    Ts(Option<Vec<usize>>),
 }
 
 /// Which parts of the model changed (the host updates those signals only).
@@ -238,6 +261,8 @@ impl PageModel {
             }
             Control::Error(message) => self.set_error(&mut up, Some(message)),
             Control::DismissError => self.set_error(&mut up, None),
+            Control::View(v) => self.state.view = v,
+            Control::Net(c) => self.net_control(c),
         }
         up.changed.state |= self.state != state_before;
         self.follow(Some(before), &mut up);
@@ -299,7 +324,8 @@ impl PageModel {
             | ResponseBody::Plan(_)
             | ResponseBody::Evaluated(_)
             | ResponseBody::Timed(_)
-            | ResponseBody::Exported { .. } => {}
+            | ResponseBody::Exported { .. }
+            | ResponseBody::NetworkLayer(_) => {}
             ResponseBody::Error { message } => {
                 self.set_progress(up, None);
                 self.set_error(up, Some(message));
@@ -387,6 +413,41 @@ impl PageModel {
         f.weight_error = weight_error;
         f.timings = Timings { decoupled_ms: 0.0, settled: false, ..shown.timings.clone() };
         Some(f)
+    }
+
+    fn net_control(&mut self, c: NetControl) {
+        let n = &mut self.state.net;
+        match c {
+            NetControl::Strategy(s) => {
+                n.strategy = s;
+                n.ts = None;
+            }
+            NetControl::ToggleOrder => {
+                n.order = n.order.flip();
+                n.ts = None;
+            }
+            NetControl::T(t) => {
+                n.t = t.clamp(1, MAX_NET_T);
+                n.ts = None;
+            }
+            NetControl::Tau(x) if x.is_finite() => {
+                n.tau = (x.clamp(0.01, 1.0) * 1000.0).round() / 1000.0;
+                n.ts = None;
+            }
+            NetControl::Tau(_) => {}
+            NetControl::Speedup(x) => {
+                if let Some(x) = crate::state::parse_speedup(&x.to_string()) {
+                    n.speedup = x;
+                    n.ts = None;
+                }
+            }
+            NetControl::Aware(a) => n.aware = a,
+            NetControl::Ts(ts) => {
+                n.ts = ts
+                    .filter(|t| !t.is_empty() && t.len() <= MAX_NET_LAYERS)
+                    .map(|t| t.into_iter().map(|x| x.min(MAX_NET_T)).collect())
+            }
+        }
     }
 
     /// T from the energy threshold τ (0.90 when none is set) and the rule, on the shown layer.

@@ -120,6 +120,16 @@ pub enum RequestBody {
     TimeNetwork(Box<TimeRequest>),
     /// The decoupled network of a plan as ONNX.
     ExportNetwork(PlanRequest),
+    /// One conv of the opened network with its real input on a test item (for the lab).
+    NetworkLayer {
+        /// The conv's index.
+        conv: usize,
+        /// The test item.
+        item: usize,
+    },
+    /// Load a conv taken from a network, with its real input ([`ResponseBody::NetworkLayer`]),
+    /// into the lab: it replaces the loaded layer, and its input replaces the image's.
+    LoadLayerData(Box<crate::network::messages::NetworkLayerData>),
 }
 
 /// Requests of the same kind supersede each other: only the newest one matters.
@@ -149,6 +159,8 @@ pub enum RequestKind {
     Time,
     /// [`RequestBody::ExportNetwork`].
     Export,
+    /// [`RequestBody::NetworkLayer`].
+    NetworkLayer,
 }
 
 impl RequestBody {
@@ -169,6 +181,9 @@ impl RequestBody {
             RequestBody::Evaluate(_) => RequestKind::Evaluate,
             RequestBody::TimeNetwork(_) => RequestKind::Time,
             RequestBody::ExportNetwork(_) => RequestKind::Export,
+            RequestBody::NetworkLayer { .. } => RequestKind::NetworkLayer,
+            // It replaces the loaded layer, as an example does.
+            RequestBody::LoadLayerData(_) => RequestKind::Example,
         }
     }
 }
@@ -230,6 +245,8 @@ pub enum ResponseBody {
         /// The file's bytes, base64.
         base64: String,
     },
+    /// One conv of the network with its real input ([`RequestBody::NetworkLayer`]).
+    NetworkLayer(Box<crate::network::messages::NetworkLayerData>),
     /// The answer to a page request that repeats a boot request already answered with id 0
     /// (the worker loads the address's view on its own at start-up, see `src/bin/worker.rs`):
     /// the page has that answer already (a layer summary is ≈ 200 KB of JSON to encode and decode

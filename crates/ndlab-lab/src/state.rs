@@ -104,6 +104,21 @@ impl Default for NetState {
     }
 }
 
+impl NetState {
+    /// The plan these settings ask for.
+    pub fn request(&self) -> crate::network::messages::PlanRequest {
+        use crate::network::Choice;
+        let choice = match (&self.ts, self.strategy) {
+            (Some(ts), _) => Choice::PerLayer(ts.clone()),
+            (None, NetStrategy::Uniform) => Choice::Uniform(self.t),
+            (None, NetStrategy::Mean) => Choice::Threshold(self.tau, ThresholdRule::Mean),
+            (None, NetStrategy::Max) => Choice::Threshold(self.tau, ThresholdRule::Max),
+            (None, NetStrategy::Budget) => Choice::Speedup(self.speedup),
+        };
+        crate::network::messages::PlanRequest { order: self.order, choice, data_aware: self.aware }
+    }
+}
+
 /// Every user-visible setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppState {

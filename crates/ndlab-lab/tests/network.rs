@@ -169,3 +169,68 @@ fn a_hostile_network_file_is_one_message_and_the_open_network_stays() {
     };
     assert_eq!(p.network_id, s.network_id);
 }
+
+#[test]
+fn a_conv_opens_in_the_lab_with_what_feeds_it_in_the_network() {
+    let mut net = Engine::new(clock);
+    let ResponseBody::Network(s) =
+        ask(&mut net, 1, RequestBody::OpenNetwork { source: NetworkSource::BuiltIn, network_id: 7 })
+    else {
+        panic!("the built-in network did not open")
+    };
+    let conv = s.convs.iter().position(|c| c.name == "conv4").expect("conv4");
+    let ResponseBody::NetworkLayer(d) = ask(&mut net, 2, RequestBody::NetworkLayer { conv, item: 7 }) else {
+        panic!("no layer")
+    };
+    // onnxruntime's value of conv4's input on the same item (tests/data/make_network_layer_input.py).
+    let want = ndlab_io::npy::read_npy(include_bytes!("../../../tests/data/fmnist_conv4_input_item7.npy"))
+        .expect("fixture");
+    assert_eq!(want.shape, vec![64, 14, 14]);
+    assert_eq!((d.input.c, d.input.h, d.input.w), (64, 14, 14));
+    let worst = want.data.iter().zip(&d.input.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "largest difference from onnxruntime {worst}");
+    assert_eq!(d.item, 7);
+    assert!(d.label.is_some());
+    assert_eq!(d.layer.kernel.c, 64);
+
+    // The lab takes it, with that input in place of the image's.
+    let mut lab = Engine::new(clock);
+    let ResponseBody::Layer(l) = ask(&mut lab, 3, RequestBody::LoadLayerData(d.clone())) else {
+        panic!("the lab did not take the layer")
+    };
+    let input = l.input.expect("its input comes with it");
+    assert_eq!((input.c, input.h, input.w), (64, 14, 14));
+    assert!(input.description.contains("conv4") && input.description.contains("#7"), "{}", input.description);
+    // At full rank the decoupled layer is the layer (METHOD.md, exactness).
+    let full = l.orders[0].spectra.energy_kept().len();
+    let ResponseBody::Forward(f) =
+        ask(&mut lab, 4, RequestBody::Forward { t: full, order: Order::DwPw, out_channel: 0 })
+    else {
+        panic!("no forward")
+    };
+    assert!(f.rel_error < 1e-5, "relative error at full rank {}", f.rel_error);
+    let ResponseBody::Forward(f1) =
+        ask(&mut lab, 5, RequestBody::Forward { t: 1, order: Order::DwPw, out_channel: 0 })
+    else {
+        panic!("no forward")
+    };
+    assert!(f1.rel_error > 1e-3, "T = 1 should lose something: {}", f1.rel_error);
+
+    // A hostile one: wrong channel count, NaN weights.
+    let mut bad = (*d).clone();
+    bad.input.c = 3;
+    assert!(matches!(
+        ask(&mut lab, 6, RequestBody::LoadLayerData(Box::new(bad))),
+        ResponseBody::Error { .. }
+    ));
+    let mut nan = (*d).clone();
+    nan.layer.kernel.data[0] = f32::NAN;
+    let ResponseBody::Error { message } = ask(&mut lab, 7, RequestBody::LoadLayerData(Box::new(nan))) else {
+        panic!()
+    };
+    assert!(message.contains("NaN"), "{message}");
+    assert!(matches!(
+        ask(&mut net, 8, RequestBody::NetworkLayer { conv: 99, item: 0 }),
+        ResponseBody::Error { .. }
+    ));
+}

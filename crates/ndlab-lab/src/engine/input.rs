@@ -106,20 +106,25 @@ impl Engine {
                 .ok_or_else(|| Error::Param(format!("file {MODEL_ASSET} was not provided")))?;
             self.vgg = Some(VggPrefix::from_safetensors(&bytes)?);
         }
-        let image = self.image.as_ref().ok_or_else(|| Error::Param("no image loaded yet".into()))?;
         let l = self.loaded.as_ref().ok_or_else(no_layer)?;
         report("computing the layer's input", 0.6);
         let start = (self.clock)();
-        let (input, description) = match (info, shipped) {
-            (Some(info), Some(bytes)) => shipped_input(info, image, &bytes)?,
-            (Some(info), None) => layer_input(info, image, self.vgg.as_ref())?,
-            (None, _) => crate::files::file_layer_input(
-                &l.layer,
-                &image.rgba,
-                image.width,
-                image.height,
-                WORKING_SIDE,
-            )?,
+        let (input, description) = match l.fixed_input() {
+            Some((x, d)) => (x.clone(), d.clone()),
+            None => {
+                let image = self.image.as_ref().ok_or_else(|| Error::Param("no image loaded yet".into()))?;
+                match (info, shipped) {
+                    (Some(info), Some(bytes)) => shipped_input(info, image, &bytes)?,
+                    (Some(info), None) => layer_input(info, image, self.vgg.as_ref())?,
+                    (None, _) => crate::files::file_layer_input(
+                        &l.layer,
+                        &image.rgba,
+                        image.width,
+                        image.height,
+                        WORKING_SIDE,
+                    )?,
+                }
+            }
         };
         let prefix_ms = (self.clock)() - start;
         if input.c != l.layer.in_channels() {

@@ -12,12 +12,13 @@
 
 use crate::examples::{self, Example, KernelSource};
 use crate::files::FileListing;
+use crate::network::messages::NetworkLayerData;
 use crate::protocol::{
     LayerId, LayerSummary, OrderSummary, Request, RequestBody, Response, ResponseBody, SliceView,
 };
 use ndlab_core::decouple::{slice_matrix, Decomposition};
 use ndlab_core::error::{Error, Result};
-use ndlab_core::layer::{ConvLayer, Order};
+use ndlab_core::layer::{ConvLayer, FeatureMap, Order};
 use ndlab_io::formats::{ByteSource, Layout};
 use ndlab_io::picture::RgbaImage;
 use ndlab_io::vgg::VggPrefix;
@@ -57,6 +58,9 @@ struct FileOrigin {
     title: String,
     source: String,
     note: String,
+    /// Its real input and the input's description, for a conv taken from a network (it replaces
+    /// the image's).
+    input: Option<(FeatureMap, String)>,
 }
 
 /// The user's opened file.
@@ -82,6 +86,14 @@ impl Loaded {
         match self.origin {
             Origin::Example(e) => Some(e),
             Origin::File(_) => None,
+        }
+    }
+
+    /// The input that replaces the image's (a conv taken from a network).
+    fn fixed_input(&self) -> Option<&(FeatureMap, String)> {
+        match &self.origin {
+            Origin::File(f) => f.input.as_ref(),
+            Origin::Example(_) => None,
         }
     }
 
@@ -241,6 +253,12 @@ impl Engine {
                 let (name, bytes) = self.export_network(&req, report)?;
                 Ok(ResponseBody::Exported { name, base64: base64(&bytes) })
             }
+            RequestBody::NetworkLayer { conv, item } => {
+                Ok(ResponseBody::NetworkLayer(Box::new(self.network_layer(conv, item)?)))
+            }
+            RequestBody::LoadLayerData(data) => {
+                Ok(ResponseBody::Layer(Box::new(self.load_layer_data(*data, report)?)))
+            }
         }
     }
 
@@ -318,6 +336,7 @@ impl Engine {
             title: format!("{layer_name} from {}", f.name),
             source: format!("your file {} (read in this browser, never uploaded)", f.name),
             note: format!("{n}×{c}×{kh}×{kw}{folded}; geometry {:?}", layer.geometry),
+            input: None,
         };
         let previous = self.loaded.take();
         let prepared = self.prepared.take();
@@ -330,6 +349,53 @@ impl Engine {
         if self.image.is_some() {
             summary.input = Some(self.prepare(report)?);
         }
+        Ok(summary)
+    }
+
+    /// Loads a conv taken from a network with its real input ([`RequestBody::LoadLayerData`]);
+    /// on failure the previously loaded layer stays.
+    pub fn load_layer_data(
+        &mut self,
+        data: NetworkLayerData,
+        report: &mut dyn FnMut(&str, f64),
+    ) -> Result<LayerSummary> {
+        if data.input.c != data.layer.in_channels() {
+            return Err(Error::Shape(format!(
+                "conv '{}' takes {} channels, its input has {}",
+                data.name,
+                data.layer.in_channels(),
+                data.input.c
+            )));
+        }
+        if data.layer.kernel.data.iter().chain(&data.input.data).any(|v| !v.is_finite()) {
+            return Err(Error::Param(format!(
+                "conv '{}' or its input holds NaN or infinite values",
+                data.name
+            )));
+        }
+        self.file_loads += 1;
+        let k = &data.layer.kernel;
+        let labelled = data.label.as_ref().map(|l| format!(" (a {l})")).unwrap_or_default();
+        let description = format!(
+            "the real activations that feed {} in {} on its test item #{}{labelled}",
+            data.name, data.network, data.item
+        );
+        let origin = FileOrigin {
+            id: format!("file#{}", self.file_loads),
+            title: format!("{} from {}", data.name, data.network),
+            source: format!("{}, with its input on test item #{}{labelled}", data.network, data.item),
+            note: format!("{}×{}×{}×{}; geometry {:?}", k.n, k.c, k.kh, k.kw, data.layer.geometry),
+            input: Some((data.input, description)),
+        };
+        let previous = self.loaded.take();
+        let prepared = self.prepared.take();
+        if let Err(e) = self.install(Origin::File(origin), data.layer, report) {
+            self.loaded = previous;
+            self.prepared = prepared;
+            return Err(e);
+        }
+        let mut summary = self.summary()?;
+        summary.input = Some(self.prepare(report)?);
         Ok(summary)
     }
 
@@ -432,6 +498,42 @@ pub fn base64(bytes: &[u8]) -> String {
     s
 }
 
+/// Decodes standard base64 (padding optional); None on a character outside the alphabet.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let v: Option<Vec<u8>> = chunk.iter().map(|&c| val(c)).collect();
+        let v = v?;
+        let n = v.iter().enumerate().fold(0u32, |n, (i, &x)| n | (x as u32) << (18 - 6 * i));
+        out.extend([(n >> 16) as u8, (n >> 8) as u8, n as u8].into_iter().take(v.len().saturating_sub(1)));
+    }
+    Some(out)
+}
+
 fn no_layer() -> Error {
     Error::Param("no layer loaded yet".into())
+}
+
+#[cfg(test)]
+mod base64_tests {
+    #[test]
+    fn round_trips_and_known_values() {
+        assert_eq!(super::base64(b"Man"), "TWFu");
+        assert_eq!(super::base64(b"Ma"), "TWE=");
+        assert_eq!(super::base64(b"M"), "TQ==");
+        for n in 0..40 {
+            let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(super::base64_decode(&super::base64(&data)), Some(data));
+        }
+        assert_eq!(super::base64_decode("T!=="), None);
+    }
 }

@@ -4,12 +4,12 @@
 
 use super::Engine;
 use crate::network::messages::{
-    ConvSummary, DataSummary, EvalRequest, EvalResult, NetworkId, NetworkSource, NetworkSummary, PlanRequest,
-    PreparedPlan, TimeRequest, TimeResult,
+    ConvSummary, DataSummary, EvalRequest, EvalResult, NetworkId, NetworkLayerData, NetworkSource,
+    NetworkSummary, PlanRequest, PreparedPlan, Thumb, TimeRequest, TimeResult,
 };
 use crate::network::NetworkSession;
 use ndlab_core::error::{Error, Result};
-use ndlab_core::layer::Order;
+use ndlab_core::layer::{ConvLayer, FeatureMap, Order};
 use ndlab_core::network::ops::Value;
 use ndlab_core::network::plan::conv_impls;
 use ndlab_core::network::study::{outputs, predictions};
@@ -42,6 +42,31 @@ pub const USER_CALIBRATION: usize = 128;
 
 /// Largest network or data file read whole (bytes).
 pub const MAX_NETWORK_FILE: u64 = 512 << 20;
+
+/// Changed items pictured per shard.
+const THUMBS_PER_SHARD: usize = 4;
+
+fn changed_list(changed: &[(usize, usize, usize)]) -> impl Iterator<Item = usize> + '_ {
+    changed.iter().map(|c| c.0)
+}
+
+/// Test item `i` as a grey picture: its first channel (NCHW, or the last axis of NHWC with 1 or 3
+/// channels), scaled to 0–255.
+fn thumb(data: &Dataset, i: usize) -> Option<Thumb> {
+    let (h, w, plane_of) = match *data.dims.as_slice() {
+        [_, c, h, w] if c <= 4 => (h, w, 1usize),
+        [_, h, w, c] if c <= 4 => (h, w, c),
+        [_, h, w] => (h, w, 1),
+        _ => return None,
+    };
+    let per = data.item_len();
+    let item = data.x.get(i * per..(i + 1) * per)?;
+    let px: Vec<f32> = (0..h * w).map(|k| item.get(k * plane_of).copied().unwrap_or(0.0)).collect();
+    let (lo, hi) = px.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let span = (hi - lo).max(1e-12);
+    let grey = px.iter().map(|&v| ((v - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    Some(Thumb { index: i, h, w, grey })
+}
 
 /// An opened network in the engine.
 pub(super) struct NetworkHost {
@@ -289,7 +314,7 @@ impl Engine {
         }
         .ok_or_else(|| Error::Format("the network has no output".into()))?;
         let pred = predictions(&out);
-        let changed = pred
+        let changed: Vec<(usize, usize, usize)> = pred
             .iter()
             .zip(&shard.original_pred)
             .enumerate()
@@ -308,6 +333,11 @@ impl Engine {
             .iter()
             .zip(&shard.original.data)
             .fold((0.0, 0.0), |(n, d), (&p, &q)| (n + ((p - q) as f64).powi(2), d + (q as f64).powi(2)));
+        let thumbs = if req.layer_errors {
+            changed_list(&changed).take(THUMBS_PER_SHARD).filter_map(|i| thumb(test, i)).collect()
+        } else {
+            Vec::new()
+        };
         Ok(EvalResult {
             network_id: net.id,
             key: req.key,
@@ -317,6 +347,7 @@ impl Engine {
             changed,
             layer_errors: if req.layer_errors { layer_acc } else { Vec::new() },
             output_error,
+            thumbs,
         })
     }
 
@@ -361,5 +392,40 @@ impl Engine {
         let bytes = net.session.export(&d.plan, Some(&d.decs))?;
         let stem = net.name.trim_end_matches(".onnx").replace([' ', '/'], "_");
         Ok((format!("{stem}.decoupled.{}.onnx", req.order.as_str()), bytes))
+    }
+
+    /// Conv `conv` with what feeds it when the original network runs on test item `item` (the
+    /// calibration items when there is no test data).
+    pub(super) fn network_layer(&mut self, conv: usize, item: usize) -> Result<NetworkLayerData> {
+        let net = self.net()?;
+        let data = net.test.as_ref().or(net.calib.as_ref()).ok_or_else(|| {
+            Error::Param("the network's real activations need its data: give test data".into())
+        })?;
+        if data.is_empty() {
+            return Err(Error::Param("the network's data holds no item".into()));
+        }
+        let item = item.min(data.len() - 1);
+        let program = net.session.program();
+        let info = program
+            .convs
+            .get(conv)
+            .ok_or_else(|| Error::Param(format!("the network has no conv #{conv}")))?;
+        let x = net.session.input_value(&data.slice(item..item + 1)?)?;
+        let mut seen: Option<Value> = None;
+        program.run(&x, &[], &mut |c, input, _| {
+            if c == conv && seen.is_none() {
+                seen = Some(input.clone());
+            }
+        })?;
+        let v = seen.ok_or_else(|| Error::Param(format!("conv '{}' did not run", info.name)))?;
+        let [_, c, h, w] = ndlab_core::network::ops::dims4(&v.dims, &info.name)?;
+        let input = FeatureMap::new(c, h, w, v.data)?;
+        let layer = ConvLayer::new(info.layer.kernel.clone(), info.layer.bias.clone(), info.geometry(h, w)?)?;
+        let label = data
+            .y
+            .as_ref()
+            .and_then(|y| y.get(item))
+            .map(|&k| net.classes.get(k).cloned().unwrap_or_else(|| format!("class {k}")));
+        Ok(NetworkLayerData { name: info.name.clone(), network: net.name.clone(), layer, input, item, label })
     }
 }

@@ -156,6 +156,22 @@ pub struct EvalResult {
     pub layer_errors: Vec<(f64, f64)>,
     /// ‖Δz‖², ‖z‖² of the network's first output against the original's.
     pub output_error: (f64, f64),
+    /// Pictures of the first few changed items (when layer errors are asked: the current choice).
+    #[serde(default)]
+    pub thumbs: Vec<Thumb>,
+}
+
+/// A test item as a small grey picture (its first channel, scaled to 0–255).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thumb {
+    /// The item.
+    pub index: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// h·w grey values.
+    pub grey: Vec<u8>,
 }
 
 /// The whole network timed in this browser: original against a plan, on `items` test items.
@@ -182,4 +198,22 @@ pub struct TimeResult {
     pub decoupled_ms: f64,
     /// Items per run.
     pub items: usize,
+}
+
+/// One conv of the opened network with its real input on one test item, for the single-layer
+/// lab ([`crate::protocol::RequestBody::NetworkLayer`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkLayerData {
+    /// The conv's label.
+    pub name: String,
+    /// The network's name.
+    pub network: String,
+    /// The conv (raw kernel, its bias, geometry resolved for this input size).
+    pub layer: ndlab_core::layer::ConvLayer,
+    /// What feeds it on the item (the network's own activations).
+    pub input: ndlab_core::layer::FeatureMap,
+    /// The test item.
+    pub item: usize,
+    /// Its label's name, when the data is labelled.
+    pub label: Option<String>,
 }

@@ -43,6 +43,8 @@ pub struct PointResult {
     pub layer_errors: Vec<f64>,
     /// The network's relative output error against the original's.
     pub output_error: f64,
+    /// Pictures of some changed items.
+    pub thumbs: Vec<super::messages::Thumb>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,8 +238,10 @@ fn merge(key: u64, results: Vec<EvalResult>) -> PointResult {
         })
         .collect();
     let (num, den) = results.iter().fold((0.0, 0.0), |a, r| (a.0 + r.output_error.0, a.1 + r.output_error.1));
+    let thumbs = results.iter().flat_map(|r| r.thumbs.iter().cloned()).collect();
     PointResult {
         key,
+        thumbs,
         n,
         correct,
         correct_original,
@@ -261,6 +265,7 @@ mod tests {
             changed: vec![(req.range.0, 1, 2)],
             layer_errors: vec![(1.0, 4.0)],
             output_error: (1.0, 100.0),
+            thumbs: vec![],
         }
     }
 
