@@ -265,7 +265,8 @@ def cli_backend(binary):
             raise CliError(f"`ndlab {' '.join(map(str, args))}` exited {p.returncode}: {p.stderr.strip()[:500]}")
         return json.loads(p.stdout)
     def decouple(m, o, order, t, calibration=None):
-        extra = ["--calibration", calibration] if calibration else []
+        # --data-free: the calibration data only sizes the symbolic input (with it alone, decoupling is data-aware).
+        extra = ["--calibration", calibration, "--data-free"] if calibration else []
         return call(["decouple-model", m, "--out", o, "--order", order, "--t", t, *extra])
     return decouple, lambda m, d: call(["evaluate", m, "--data", d])
 

@@ -43,7 +43,7 @@ pub struct EvaluateOpts {
 pub(crate) fn parse_decouple(args: &[String]) -> Result<DecoupleOpts> {
     let a = split_args(
         args,
-        &["--json"],
+        &["--json", "--data-free"],
         &["--out", "--order", "--t", "--threshold", "--rule", "--speedup", "--calibration"],
     )?;
     let model = a.one_file("model")?;

@@ -2,7 +2,7 @@
 
 use super::*;
 use ndlab_core::conv::reference_conv2d;
-use ndlab_core::layer::FeatureMap;
+use ndlab_core::layer::{FeatureMap, Kernel};
 use std::collections::HashMap;
 
 #[derive(Default)]
@@ -82,6 +82,18 @@ fn parses_full_option_sets() {
         (a.t, a.order, a.geometry.dilation, a.bias.as_deref()),
         (3, Order::DwPw, (2, 2), Some("b.npy"))
     );
+}
+
+#[test]
+fn decouple_model_keeps_the_data_free_switch_apart_from_the_calibration_data() {
+    let parse = |s: &str| match parse_args(&args(s)) {
+        Ok(Command::DecoupleModel(d)) => d,
+        other => panic!("{s}: {other:?}"),
+    };
+    let d = parse("decouple-model m.onnx --out o.onnx --t 2 --calibration c.npz --data-free --json");
+    assert_eq!((d.calibration.as_deref(), d.data_free, d.json), (Some("c.npz"), true, true));
+    let d = parse("decouple-model m.onnx --out o.onnx --t 2 --calibration c.npz");
+    assert_eq!((d.calibration.as_deref(), d.data_free), (Some("c.npz"), false));
 }
 
 #[test]
