@@ -67,7 +67,7 @@ pub(crate) struct Ctx {
     /// The canvases' shared state (sizes, text measure, drawing queue).
     pub canvases: StoredValue<canvas::Canvases, LocalStorage>,
     /// The whole network's pool and view (see `network.rs`).
-    net: StoredValue<Option<network::NetHost>, LocalStorage>,
+    net: StoredValue<network::NetHosts, LocalStorage>,
     /// The comparison's worker (see `relatives.rs`).
     pool: StoredValue<relatives::Pool, LocalStorage>,
     /// The chart data computed from the spectra shown.
@@ -98,7 +98,7 @@ impl Ctx {
             canvases: StoredValue::new_local(canvas::Canvases::new()),
             charts: StoredValue::new_local(plots::Cache::default()),
             pool: StoredValue::new_local(relatives::Pool::new()),
-            net: StoredValue::new_local(None),
+            net: StoredValue::new_local(network::NetHosts::default()),
             drawn: StoredValue::new(0),
         }
     }

@@ -26,11 +26,23 @@ const MAX_WORKERS: usize = 4;
 
 /// The pool and the view it serves.
 pub(crate) struct NetHost {
+    generation: u64,
     workers: Vec<WorkerClient>,
     view: NetworkView,
     /// Request ids of worker 0's preparations (an error on one of them is a preparation's).
     preparing: Vec<u64>,
+    /// Request ids of the data files sent to the workers (an error on one is the data's).
+    data: Vec<u64>,
     stage: Option<(String, f64)>,
+}
+
+/// The pool in use, and the one opening a network to replace it: the current pool stays until
+/// the new network has opened, so a file that cannot be opened loses nothing.
+#[derive(Default)]
+pub(crate) struct NetHosts {
+    current: Option<NetHost>,
+    pending: Option<NetHost>,
+    generation: u64,
 }
 
 /// The section's signals (the view is in `Ctx::net`; `version` is bumped at each change).
@@ -44,20 +56,17 @@ fn workers_wanted() -> usize {
     (n as usize).clamp(1, MAX_WORKERS)
 }
 
-/// Starts the pool on `source` (the previous pool is stopped).
+/// Starts a pool on `source`; it replaces the current one once the network has opened.
 fn start(ctx: Ctx, net: Net, source: NetworkSource, file: Option<web_sys::File>) {
-    ctx.net.update_value(|h| {
-        if let Some(h) = h.take() {
-            h.workers.iter().for_each(WorkerClient::terminate);
-        }
-    });
+    let generation = ctx.net.with_value(|h| h.generation) + 1;
     let n = workers_wanted();
     let network_id = (now_ms() * 1000.0) as u64 + 1;
     let mut workers = Vec::new();
     for w in 0..n {
-        match WorkerClient::start(move |r| on_response(ctx, net, w, r)) {
+        match WorkerClient::start(move |r| on_response(ctx, net, generation, w, r)) {
             Ok(c) => workers.push(c),
             Err(e) => {
+                workers.iter().for_each(WorkerClient::terminate);
                 ctx.control(Control::Error(e));
                 return;
             }
@@ -69,15 +78,40 @@ fn start(ctx: Ctx, net: Net, source: NetworkSource, file: Option<web_sys::File>)
     }
     let mut view = NetworkView::new(n);
     view.set_choice(ctx.state.with_untracked(|s| s.net.request()));
-    let stage = Some(("opening the network".to_string(), 0.0));
-    ctx.net.set_value(Some(NetHost { workers, view, preparing: Vec::new(), stage }));
+    let what = match &source {
+        NetworkSource::BuiltIn => "opening the built-in network".to_string(),
+        NetworkSource::File { name } => format!("opening {name}"),
+    };
+    let host = NetHost {
+        generation,
+        workers,
+        view,
+        preparing: Vec::new(),
+        data: Vec::new(),
+        stage: Some((what, 0.0)),
+    };
+    ctx.net.update_value(|h| {
+        if let Some(old) = h.pending.replace(host) {
+            old.workers.iter().for_each(WorkerClient::terminate);
+        }
+        h.generation = generation;
+    });
     net.version.update(|v| *v += 1);
+}
+
+/// The pending pool's network opened: it becomes the current pool.
+fn promote(h: &mut NetHosts) {
+    if let Some(p) = h.pending.take() {
+        if let Some(old) = h.current.replace(p) {
+            old.workers.iter().for_each(WorkerClient::terminate);
+        }
+    }
 }
 
 /// Runs `f` on the view and executes the actions it returns.
 fn act(ctx: Ctx, net: Net, f: impl FnOnce(&mut NetworkView) -> Vec<NetAction>) {
     ctx.net.update_value(|h| {
-        let Some(h) = h.as_mut() else { return };
+        let Some(h) = h.current.as_mut() else { return };
         let actions = f(&mut h.view);
         execute(h, actions);
     });
@@ -107,12 +141,63 @@ fn execute(h: &mut NetHost, actions: Vec<NetAction>) {
     }
 }
 
-fn on_response(ctx: Ctx, net: Net, worker: usize, resp: Response) {
+fn on_response(ctx: Ctx, net: Net, generation: u64, worker: usize, resp: Response) {
+    let Some(pending) = ctx.net.with_value(|h| match (&h.current, &h.pending) {
+        (Some(c), _) if c.generation == generation => Some(false),
+        (_, Some(p)) if p.generation == generation => Some(true),
+        _ => None,
+    }) else {
+        return;
+    };
+    if pending {
+        // Only the opening's outcome matters until the network has opened.
+        match resp.body {
+            ResponseBody::Network(s) if worker == 0 => {
+                ctx.net.update_value(|h| {
+                    promote(h);
+                    if let Some(c) = h.current.as_mut() {
+                        c.stage = None;
+                    }
+                });
+                act(ctx, net, |v| v.on_summary(*s));
+            }
+            ResponseBody::Error { message } if worker == 0 => {
+                ctx.net.update_value(|h| {
+                    let failed = h.pending.take();
+                    failed.iter().flat_map(|p| &p.workers).for_each(WorkerClient::terminate);
+                    match h.current.as_mut() {
+                        Some(c) => c.view.error = Some(format!("{message} (the network before stays)")),
+                        None => {
+                            // Nothing to go back to: show the failed pool's message.
+                            if let Some(mut p) = failed {
+                                p.view.error = Some(message);
+                                p.stage = None;
+                                p.workers.clear();
+                                h.current = Some(p);
+                            }
+                        }
+                    }
+                });
+                net.version.update(|v| *v += 1);
+            }
+            ResponseBody::Progress { stage, fraction } if worker == 0 => {
+                ctx.net.update_value(|h| {
+                    if let Some(p) = h.pending.as_mut() {
+                        p.stage = Some((stage, fraction));
+                    }
+                });
+                net.version.update(|v| *v += 1);
+            }
+            _ => {}
+        }
+        return;
+    }
     match resp.body {
         ResponseBody::Network(s) if worker == 0 => {
             ctx.net.update_value(|h| {
-                if let Some(h) = h.as_mut() {
-                    h.stage = None;
+                if let Some(c) = h.current.as_mut() {
+                    c.stage = None;
+                    c.data.clear();
                 }
             });
             act(ctx, net, |v| v.on_summary(*s));
@@ -139,16 +224,31 @@ fn on_response(ctx: Ctx, net: Net, worker: usize, resp: Response) {
         }
         ResponseBody::Progress { stage, fraction } if worker == 0 => {
             ctx.net.update_value(|h| {
-                if let Some(h) = h.as_mut() {
-                    h.stage = Some((stage, fraction));
+                if let Some(c) = h.current.as_mut() {
+                    c.stage = Some((stage, fraction));
                 }
             });
             net.version.update(|v| *v += 1);
         }
         ResponseBody::Error { message } => {
-            let was_preparing =
-                ctx.net.with_value(|h| h.as_ref().is_some_and(|h| h.preparing.contains(&resp.id)));
-            let w = if was_preparing || worker == 0 && resp.id == 0 { None } else { Some(worker) };
+            let (was_preparing, was_data) = ctx.net.with_value(|h| {
+                h.current
+                    .as_ref()
+                    .map_or((false, false), |c| (c.preparing.contains(&resp.id), c.data.contains(&resp.id)))
+            });
+            if was_data {
+                // The data could not be read: the data before stays (every worker says so; once is enough).
+                ctx.net.update_value(|h| {
+                    if let Some(c) = h.current.as_mut() {
+                        c.data.clear();
+                        c.stage = None;
+                        c.view.error = Some(format!("{message} (the data before stays)"));
+                    }
+                });
+                net.version.update(|v| *v += 1);
+                return;
+            }
+            let w = if was_preparing || resp.id == 0 { None } else { Some(worker) };
             act(ctx, net, |v| v.on_error(w, message));
         }
         _ => {}
@@ -165,7 +265,7 @@ fn scroll_to_top() {
 /// choice classifies differently (the first item when none is).
 fn open_in_lab(ctx: Ctx, conv: usize) {
     ctx.net.with_value(|h| {
-        let Some(h) = h.as_ref() else { return };
+        let Some(h) = h.current.as_ref() else { return };
         let item = h.view.result.as_ref().and_then(|r| r.changed.first().map(|c| c.0)).unwrap_or(0);
         if let Some(w) = h.workers.first() {
             w.send(RequestBody::NetworkLayer { conv, item });
@@ -229,7 +329,7 @@ pub fn NetworkSection() -> impl IntoView {
     });
     let read = move |f: &dyn Fn(&NetworkView) -> String| -> String {
         net.version.track();
-        ctx.net.with_value(|h| h.as_ref().map(|h| f(&h.view)).unwrap_or_default())
+        ctx.net.with_value(|h| h.current.as_ref().map(|h| f(&h.view)).unwrap_or_default())
     };
     let summary_line = move || {
         read(&|v| {
@@ -285,7 +385,9 @@ pub fn NetworkSection() -> impl IntoView {
     let status = move || {
         read(&|v| {
             let (done, total) = v.curve_progress();
-            let stage = ctx.net.with_value(|h| h.as_ref().and_then(|h| h.stage.clone()));
+            let stage = ctx
+                .net
+                .with_value(|h| h.pending.as_ref().or(h.current.as_ref()).and_then(|h| h.stage.clone()));
             let mut parts = Vec::new();
             if let Some((s, f)) = stage {
                 parts.push(format!("{s} ({:.0} %)", f * 100.0));
@@ -329,13 +431,13 @@ pub fn NetworkSection() -> impl IntoView {
     let export = move |_| {
         let req = ctx.state.with_untracked(|s| s.net.request());
         ctx.net.with_value(|h| {
-            if let Some(w) = h.as_ref().and_then(|h| h.workers.first()) {
+            if let Some(w) = h.current.as_ref().and_then(|h| h.workers.first()) {
                 w.send(RequestBody::ExportNetwork(req));
             }
         });
     };
     let csv = move |_| {
-        let text = ctx.net.with_value(|h| h.as_ref().map(|h| table_csv(&h.view)).unwrap_or_default());
+        let text = ctx.net.with_value(|h| h.current.as_ref().map(|h| table_csv(&h.view)).unwrap_or_default());
         if let Err(e) = download_bytes("ndlab-network-layers.csv", text.as_bytes(), "text/csv") {
             ctx.control(Control::Error(e));
         }
@@ -361,13 +463,19 @@ pub fn NetworkSection() -> impl IntoView {
         files.iter().for_each(|f| {
             arr.push(f);
         });
-        ctx.net.with_value(|h| {
-            if let Some(h) = h.as_ref() {
+        ctx.net.update_value(|h| {
+            if let Some(h) = h.current.as_mut() {
                 for w in &h.workers {
-                    w.send_with(RequestBody::NetworkData { names: names.clone() }, Some(arr.clone().into()));
+                    let id = w.send_with(
+                        RequestBody::NetworkData { names: names.clone() },
+                        Some(arr.clone().into()),
+                    );
+                    h.data.push(id);
                 }
+                h.stage = Some((format!("reading {}", names.join(" and ")), 0.0));
             }
         });
+        net.version.update(|v| *v += 1);
         input.set_value("");
     };
     let curve = move |_| {
@@ -377,7 +485,7 @@ pub fn NetworkSection() -> impl IntoView {
     let cancel = move |_| act(ctx, net, |v| v.cancel_curve());
     let curve_running = move || {
         net.version.track();
-        ctx.net.with_value(|h| h.as_ref().is_some_and(|h| h.view.curve_running()))
+        ctx.net.with_value(|h| h.current.as_ref().is_some_and(|h| h.view.curve_running()))
     };
     view! {
         <section node_ref=section class="network" data-testid="network" aria-label="the whole network">
@@ -480,7 +588,7 @@ fn LayerTable(net: Net) -> impl IntoView {
     let rows = move || {
         net.version.track();
         ctx.net.with_value(|h| {
-            let Some(h) = h.as_ref() else { return Vec::new() };
+            let Some(h) = h.current.as_ref() else { return Vec::new() };
             let v = &h.view;
             let (Some(sum), Some(p)) = (&v.summary, &v.prepared) else { return Vec::new() };
             let errs = v.result.as_ref().map(|r| r.layer_errors.clone()).unwrap_or_default();
@@ -579,7 +687,7 @@ fn AccuracyCard(net: Net) -> impl IntoView {
         net.version.track();
         ctx.resize.track();
         let Some(el) = canvas.get() else { return };
-        let data = ctx.net.with_value(|h| h.as_ref().and_then(|h| accuracy_data(&h.view)));
+        let data = ctx.net.with_value(|h| h.current.as_ref().and_then(|h| accuracy_data(&h.view)));
         let Some(data) = data else { return };
         let style = plots::style(ndlab_charts::ChartLayer::All);
         match ctx.canvases.with_value(|c| {
@@ -596,7 +704,8 @@ fn AccuracyCard(net: Net) -> impl IntoView {
         }
     });
     let export = move |_| {
-        let Some(data) = ctx.net.with_value(|h| h.as_ref().and_then(|h| accuracy_data(&h.view))) else {
+        let Some(data) = ctx.net.with_value(|h| h.current.as_ref().and_then(|h| accuracy_data(&h.view)))
+        else {
             return;
         };
         let style = plots::style(ndlab_charts::ChartLayer::All);
@@ -625,7 +734,7 @@ fn Changed(net: Net) -> impl IntoView {
     let items = move || {
         net.version.track();
         ctx.net.with_value(|h| {
-            let Some(h) = h.as_ref() else { return Vec::new() };
+            let Some(h) = h.current.as_ref() else { return Vec::new() };
             let v = &h.view;
             let (Some(r), Some(s)) = (&v.result, &v.summary) else { return Vec::new() };
             let name = |k: usize| s.classes.get(k).cloned().unwrap_or_else(|| format!("class {k}"));
@@ -642,7 +751,7 @@ fn Changed(net: Net) -> impl IntoView {
     let count = move || {
         net.version.track();
         ctx.net.with_value(|h| {
-            h.as_ref().and_then(|h| h.view.result.as_ref().map(|r| r.changed.len())).unwrap_or(0)
+            h.current.as_ref().and_then(|h| h.view.result.as_ref().map(|r| r.changed.len())).unwrap_or(0)
         })
     };
     view! {

@@ -440,7 +440,7 @@ fn Numbers() -> impl IntoView {
                 <div class="stat wide"><span class="k">"decoupling time"</span><span class="v small" data-testid="decouple-time" data-ms=move || format!("{:.1}", decouple_ms())>{decouple}</span></div>
             </div>
             <p class="source" data-testid="source">"Weights: " {source}</p>
-            <p class="source">{input}</p>
+            <p class="source" data-testid="input-description">{input}</p>
             <Progress/>
         </section>
     }
