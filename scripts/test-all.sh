@@ -38,10 +38,13 @@ step "release binaries"
 cargo build --release -p ndlab-cli --bin ndlab
 cargo build --release -p ndlab-lab --example expected_errors
 cargo build --release -p ndlab-core --example relatives
+cargo build --release -p ndlab-core --example data_aware
 if [ -f tests/numpy_check.py ]; then
   step "NumPy cross-check"
   python3 tests/numpy_check.py target/release/ndlab
 fi
+step "data-aware decoupling against NumPy's closed forms"
+python3 tests/data_aware_check.py target/release/examples/data_aware
 step "whole networks: decouple-model and evaluate against numpy and onnxruntime (two real models)"
 python3 tests/network_check.py target/release/ndlab
 if [ -f tests/tensorly_check.py ]; then

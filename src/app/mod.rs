@@ -4,6 +4,7 @@
 
 mod canvas;
 mod client;
+mod controls;
 mod files;
 mod hooks;
 mod image;

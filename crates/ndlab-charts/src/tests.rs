@@ -383,60 +383,6 @@ fn max_abs_of(v: &[Vec<f32>]) -> f32 {
     v.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()))
 }
 
-/// Writes every chart for a real layer to /tmp/ndlab-charts (run with --ignored, then look).
-#[test]
-#[ignore]
-fn dump_real_charts() {
-    let k =
-        Kernel::new(64, 64, 3, 3, read_npy_f32("assets/layers/craft_vgg16bn_conv1_2_64x64x3x3.npy")).unwrap();
-    let dw = nalgebra_decomposition(&k, Order::DwPw);
-    let pw = nalgebra_decomposition(&k, Order::PwDw);
-    let curve = |d: &Decomposition| {
-        let tot: f64 = d.slices.iter().map(|s| s.energy).sum();
-        let energy: Vec<f64> = (1..=d.full_rank)
-            .map(|t| {
-                d.slices.iter().map(|s| s.sigma[..t].iter().map(|x| x * x).sum::<f64>()).sum::<f64>() / tot
-            })
-            .collect();
-        let error = energy.iter().map(|e| (1.0 - e).max(0.0).sqrt()).collect();
-        OrderCurves { order: d.order, energy, error }
-    };
-    let style = ChartStyle::default();
-    let dir = "/tmp/ndlab-charts";
-    std::fs::create_dir_all(dir).unwrap();
-    let save = |name: &str, svg: String| std::fs::write(format!("{dir}/{name}.svg"), svg).unwrap();
-    let mut spec = SpectrumData::from_spectra(&dw.spectra(), 2);
-    spec.show_min_max = true;
-    save("spectrum", to_svg(640, 400, |a| draw_spectrum(a, &spec, &style)).unwrap());
-    let ee = EnergyErrorData { curves: vec![curve(&dw), curve(&pw)], t: 2, order: Order::DwPw };
-    save("energy_error", to_svg(700, 420, |a| draw_energy_error(a, &ee, &style)).unwrap());
-    let layer = ConvLayer::new(k.clone(), None, ConvGeometry::new(1, 1, 1)).unwrap();
-    let cost = CostData::for_layer(&layer, 64, 64, 2, Order::DwPw).unwrap();
-    save("costs", to_svg(1000, 400, |a| draw_costs(a, &cost, &style)).unwrap());
-    let f = FilterGridData::from_decomposition(&k, &dw, 3, 2).unwrap();
-    save("filters", to_svg(900, 560, |a| draw_filters(a, &f, &style)).unwrap());
-    let o = OutputErrorData {
-        series: vec![(Order::DwPw, vec![0.4, 0.25, 0.28, 0.1, 0.05, 0.02, 0.01, 0.004, 0.0])],
-        t: 2,
-        order: Order::DwPw,
-        input_label: "astronaut".into(),
-    };
-    save("output_error", to_svg(640, 400, |a| draw_output_error(a, &o, &style)).unwrap());
-    let (h, w) = (96, 128);
-    let a: Vec<f32> =
-        (0..h * w).map(|i| ((i % w) as f32 / 9.0).sin() * ((i / w) as f32 / 7.0).cos()).collect();
-    let b: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + 0.05 * ((i % 13) as f32 - 6.0) / 6.0).collect();
-    let m = FeatureTripleData::new(
-        &FeatureMap::new(1, h, w, a).unwrap(),
-        &FeatureMap::new(1, h, w, b).unwrap(),
-        0,
-        MAX_MAP_SIDE,
-        "T = 2, DW→PW",
-    )
-    .unwrap();
-    save("maps", to_svg(900, 360, |a| draw_feature_maps(a, &m, &style)).unwrap());
-}
-
 #[test]
 fn charts_from_the_real_decomposition() {
     // The filter data built from `decouple` matches the one from an independent nalgebra SVD

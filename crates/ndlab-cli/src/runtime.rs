@@ -1,6 +1,6 @@
-//! Running a whole user graph in a real ONNX runtime: tract (natively; the page uses
-//! onnxruntime-web). ndlab's own network program runs the built-in network and computes
-//! activations; arbitrary graphs go through this.
+//! Running a whole user graph in a real ONNX runtime, tract, for `ndlab evaluate` (the page runs
+//! ndlab's own network program, tested against onnxruntime). ndlab's program computes the
+//! activations and plans; arbitrary graphs are evaluated through this.
 
 use ndlab_core::error::{Error, Result};
 use tract_onnx::prelude::*;

@@ -437,55 +437,6 @@ fn vgg_conv3_2_error_curve() {
     }
 }
 
-/// Timing of the 256→256 layer and a 512→512 one (two 256 kernels side by side), both orders.
-/// `cargo test --release --test method_checks timing -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn timing_decouple_native() {
-    let k = load_layer("craft_vgg16bn_conv3_2_256x256x3x3.npy");
-    let big = rand_kernel(512, 512, 3, 3, 512);
-    for (label, kernel) in [("256→256", &k), ("512→512", &big)] {
-        for order in ORDERS {
-            let (start, cpu0) = (std::time::Instant::now(), thread_cpu_ns());
-            let d = Decomposition::new(kernel, 1, order).unwrap();
-            let el = start.elapsed();
-            let cpu = thread_cpu_ns().zip(cpu0).map(|(b, a)| (b - a) as f64 / 1e6);
-            println!(
-                "{label} {}: wall {:.1} ms, thread CPU {cpu:.1?} ms ({} slices)",
-                order.label(),
-                el.as_secs_f64() * 1e3,
-                d.slices.len()
-            );
-        }
-    }
-}
-
-/// How often the checked SVD falls back to one-sided Jacobi on the real layers.
-/// `cargo test --test method_checks fallback -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn fallback_statistics() {
-    use ndlab_core::svd::{svd, SvdMethod};
-    for name in ["craft_vgg16bn_conv3_2_256x256x3x3.npy", "dlib_resnet_conv256_1_conv1_256x256x3x3.npy"] {
-        let k = load_layer(name);
-        for order in ORDERS {
-            let (count, rows, cols) = slice_shape(&k, 1, order).unwrap();
-            let mut slow = 0;
-            let mut worst: f64 = 1.0;
-            for s in 0..count {
-                let m = slice_matrix(&k, 1, order, s).unwrap();
-                let d = svd(&m, rows, cols).unwrap();
-                slow += usize::from(d.method == SvdMethod::OneSidedJacobi);
-                worst = worst.min(d.sigma[d.k() - 1] / d.sigma[0]);
-            }
-            println!(
-                "{name} {}: {slow}/{count} slices fell back; min σ_min/σ_max {worst:.2e}",
-                order.label()
-            );
-        }
-    }
-}
-
 // ---------------------------------------------------------------- output side (checks 1, 2, 6, 7, 8)
 
 fn rand_map(c: usize, h: usize, w: usize, seed: u64) -> FeatureMap {
@@ -615,10 +566,4 @@ fn outputs_real_layer() {
     let x = rand_map(64, 14, 14, 1002);
     check_outputs(&kernel, &bias, &x, &geometry(1, 1, 1, 1), Order::DwPw);
     check_outputs(&kernel, &bias, &x, &geometry(2, 1, 1, 1), Order::PwDw);
-}
-
-/// On-CPU time of this thread in ns (Linux `/proc/thread-self/schedstat`), robust to a loaded machine.
-fn thread_cpu_ns() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
 }

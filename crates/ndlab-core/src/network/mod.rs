@@ -5,9 +5,9 @@
 //! every conv's input size and MACs.
 //!
 //! The operator set is the one of the networks ndlab ships and of common exported CNNs; any other
-//! operator is refused at compile time with its name. (Users' graphs run in a real ONNX runtime:
-//! tract in the command line, onnxruntime-web in the page; this program runs the built-in network
-//! and computes activations, and is tested against them.)
+//! operator is refused at compile time with its name. The command line's `evaluate` runs whole
+//! graphs in a real ONNX runtime (tract); the page runs this program, the built-in network and a
+//! user's graph alike (onnxruntime-web is not in the page), and it is tested against onnxruntime.
 
 pub mod aware;
 mod compile;

@@ -7,6 +7,7 @@
 //! Every decomposition checks `Σσ² = ‖M‖²_F` at run time.
 
 use crate::error::{Error, Result};
+use crate::random::Rng;
 use nalgebra::{DMatrix, SymmetricEigen};
 
 /// Relative tolerance of the run-time energy check `|Σσ² − ‖M‖²_F| ≤ tol·‖M‖²_F`.
@@ -91,29 +92,11 @@ pub(crate) fn tail_errors(sigma_sq: &[f64]) -> Vec<f64> {
     (1..=sigma_sq.len()).map(|r| tail_error(sigma_sq, r)).collect()
 }
 
-/// A small deterministic generator (SplitMix64) for seeded initialisations.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix(u64);
-
-impl SplitMix {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        SplitMix(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [−1, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
+/// The crate's generator ([`crate::random::Rng`]) as the relatives' seeded initialisations start
+/// it (the state `seed ^ 0x9E37_79B9_7F4A_7C15`, so a seed gives the factors it always gave);
+/// draw with [`Rng::signed`] (uniform in [−1, 1)).
+pub(crate) fn seeded_rng(seed: u64) -> Rng {
+    Rng::from_state(seed ^ 0x9E37_79B9_7F4A_7C15)
 }
 
 #[cfg(test)]
@@ -122,9 +105,9 @@ mod tests {
 
     #[test]
     fn low_rank_is_exact_at_full_rank_both_orientations() {
-        let mut rng = SplitMix::new(3);
+        let mut rng = seeded_rng(3);
         for (m, n) in [(5, 12), (12, 5), (7, 7)] {
-            let a = DMatrix::from_fn(m, n, |_, _| rng.uniform());
+            let a = DMatrix::from_fn(m, n, |_, _| rng.signed());
             let lr = low_rank(&a, m.min(n)).unwrap();
             assert!((&lr.left * &lr.right - &a).norm() < 1e-12 * a.norm());
             let s: f64 = lr.sigma_sq.iter().sum();
