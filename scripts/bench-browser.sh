@@ -8,7 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+bash scripts/setup.sh >&2          # wasm target, wasm-bindgen-cli, npm packages (onnxruntime-web, playwright-core)
+bash scripts/python-deps.sh >&2    # numpy, onnx, onnxruntime (the graphs and numpy's timings)
 [ -d node_modules/onnxruntime-web ] || npm ci --no-audit --no-fund >&2
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+fi
 OUT=target/bench-web
 echo "==> ONNX graphs, input and numpy timings (bench/web/make_graphs.py)" >&2
 python3 bench/web/make_graphs.py "$OUT/data" >&2

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+bash scripts/python-deps.sh >&2    # numpy, onnx, onnxruntime
 DATA=target/bench-web/data
 REPEAT="${1:-9}"
 echo "==> ONNX graphs, input and numpy timings" >&2

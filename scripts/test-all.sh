@@ -16,8 +16,7 @@ fi
 
 if [ -f tests/requirements.txt ]; then
   step "python test requirements"
-  python3 -m pip install -q -r tests/requirements.txt 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages -r tests/requirements.txt
+  bash scripts/python-deps.sh
 fi
 
 step "cargo fmt --check"
