@@ -10,6 +10,7 @@
 #[cfg(target_arch = "wasm32")]
 mod glue {
     use ndlab_lab::engine::Engine;
+    use ndlab_lab::network::messages::NetworkSource;
     use ndlab_lab::protocol::{from_json, to_json, Request, RequestBody, Response, ResponseBody};
     use ndlab_lab::scheduler::{Action, WorkerQueue, BOOT_ID};
     use std::cell::RefCell;
@@ -26,8 +27,9 @@ mod glue {
         queue: WorkerQueue,
         /// Whether the drain loop is running (a message then only queues).
         running: bool,
-        /// Files sent with `OpenFile` requests, by request id (a `File` is a `Blob`).
-        files: HashMap<u64, web_sys::Blob>,
+        /// Files sent with `OpenFile`, `OpenNetwork` and `NetworkData` requests, by request id
+        /// (a `File` is a `Blob`; an IDX pair is two).
+        files: HashMap<u64, Vec<web_sys::Blob>>,
         /// Downloads started ahead of need (path → promise of the response).
         prefetch: HashMap<String, js_sys::Promise>,
         /// Bumped by each drain timer set: only the newest one starts the loop.
@@ -102,8 +104,8 @@ mod glue {
             Ok(req) => {
                 let actions = {
                     let mut h = host.borrow_mut();
-                    if let Some(b) = blob {
-                        h.files.insert(req.id, b);
+                    if !blob.is_empty() {
+                        h.files.insert(req.id, blob);
                     }
                     let Host { engine, queue, .. } = &mut *h;
                     queue.on_request(req, engine)
@@ -205,29 +207,46 @@ mod glue {
     }
 
     /// A message is a JSON string, or `[json, Blob]` when it carries the user's file.
-    fn split_message(data: JsValue) -> (Option<String>, Option<web_sys::Blob>) {
+    fn split_message(data: JsValue) -> (Option<String>, Vec<web_sys::Blob>) {
         if let Some(text) = data.as_string() {
-            return (Some(text), None);
+            return (Some(text), Vec::new());
         }
-        match data.dyn_into::<js_sys::Array>() {
-            Ok(a) => (a.get(0).as_string(), a.get(1).dyn_into::<web_sys::Blob>().ok()),
-            Err(_) => (None, None),
-        }
+        let Ok(a) = data.dyn_into::<js_sys::Array>() else { return (None, Vec::new()) };
+        let second = a.get(1);
+        let blobs = match second.dyn_into::<web_sys::Blob>() {
+            Ok(b) => vec![b],
+            Err(v) => match v.dyn_into::<js_sys::Array>() {
+                Ok(list) => list.iter().filter_map(|f| f.dyn_into::<web_sys::Blob>().ok()).collect(),
+                Err(_) => Vec::new(),
+            },
+        };
+        (a.get(0).as_string(), blobs)
     }
 
-    /// Hands the file sent with an `OpenFile` request to the engine (older files are dropped).
+    /// Hands the files sent with a request to the engine (older files are dropped): the model
+    /// file of an `OpenFile`, the ONNX file of an `OpenNetwork`, the data files of a
+    /// `NetworkData`, each read by range.
     fn hand_over_file(host: &Shared, req: &Request) {
-        if !matches!(req.body, RequestBody::OpenFile { .. }) {
-            return;
-        }
+        let network = match &req.body {
+            RequestBody::OpenFile { .. } => false,
+            RequestBody::OpenNetwork { source: NetworkSource::File { .. }, .. }
+            | RequestBody::NetworkData { .. } => true,
+            _ => return,
+        };
         let mut h = host.borrow_mut();
-        let blob = h.files.remove(&req.id);
+        let blobs = h.files.remove(&req.id).unwrap_or_default();
         h.files.retain(|&id, _| id > req.id);
-        if let Some(blob) = blob {
+        let mut srcs: Vec<Box<dyn ndlab_io::formats::ByteSource>> = Vec::new();
+        for blob in blobs {
             match super::blob::BlobSource::new(blob) {
-                Ok(src) => h.engine.provide_file(Box::new(src)),
-                Err(msg) => post_error(req.id, msg),
+                Ok(src) => srcs.push(Box::new(src)),
+                Err(msg) => return post_error(req.id, msg),
             }
+        }
+        if network {
+            h.engine.provide_files(srcs);
+        } else if let Some(src) = srcs.into_iter().next() {
+            h.engine.provide_file(src);
         }
     }
 

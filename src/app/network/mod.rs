@@ -249,6 +249,13 @@ fn on_response(ctx: Ctx, net: Net, generation: u64, worker: usize, resp: Respons
                 net.version.update(|v| *v += 1);
                 return;
             }
+            if was_preparing {
+                ctx.net.update_value(|h| {
+                    if let Some(c) = h.current.as_mut() {
+                        c.stage = None;
+                    }
+                });
+            }
             let w = if was_preparing || resp.id == 0 { None } else { Some(worker) };
             act(ctx, net, |v| v.on_error(w, message));
         }

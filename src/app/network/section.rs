@@ -71,6 +71,9 @@ pub fn NetworkSection() -> impl IntoView {
             _ if v.summary.as_ref().is_some_and(|s| s.data.is_none()) => {
                 "accuracy needs labelled data".into()
             }
+            _ if v.choice_failed.is_some() => {
+                format!("not computed: {}", v.choice_failed.as_deref().unwrap_or_default())
+            }
             _ => "computing…".into(),
         })
     };

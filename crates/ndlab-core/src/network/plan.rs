@@ -302,7 +302,8 @@ pub fn allocate_budget(
     };
     let loss_of =
         |l: usize, t: usize| if t == 0 { base } else { loss[l].get(t - 1).copied().unwrap_or(f64::INFINITY) };
-    let mut total: u64 = cands.iter().map(|c| c.cost.regular_macs()).sum();
+    let regular: u64 = cands.iter().map(|c| c.cost.regular_macs()).sum();
+    let mut total = regular;
     while total > budget {
         let mut best: Option<(f64, usize, usize)> = None;
         for (l, c) in cands.iter().enumerate() {
@@ -325,7 +326,9 @@ pub fn allocate_budget(
         }
         let Some((_, l, next)) = best else {
             return Err(Error::Param(format!(
-                "a budget of {budget} conv MACs is out of reach: {total} at T = 1 everywhere it is cheaper"
+                "a budget of {budget} conv MACs is out of reach: T = 1 wherever it is cheaper gives {total} \
+                 ({:.2}× fewer than {regular}, the most this network allows)",
+                regular as f64 / total.max(1) as f64
             )));
         };
         total = total - macs_of(&cands[l], ts[l]) + macs_of(&cands[l], next);

@@ -82,6 +82,9 @@ pub struct NetworkView {
     pub curve_total: usize,
     /// The last failure, for a person.
     pub error: Option<String>,
+    /// Why the current choice has no figure (its preparation or evaluation failed, e.g. a MAC
+    /// budget out of reach); cleared by a new choice or network.
+    pub choice_failed: Option<String>,
     workers: usize,
     pool: Option<EvalPool>,
     next_key: u64,
@@ -104,6 +107,7 @@ impl NetworkView {
             curve: Vec::new(),
             curve_total: 0,
             error: None,
+            choice_failed: None,
             workers: workers.max(1),
             pool: None,
             next_key: 1,
@@ -120,6 +124,7 @@ impl NetworkView {
         let items = s.data.as_ref().map_or(0, |d| d.n);
         self.pool = (items > 0).then(|| EvalPool::new(s.network_id, self.workers, items));
         self.summary = Some(s);
+        self.choice_failed = None;
         self.prepared = None;
         self.result = None;
         self.original = None;
@@ -147,6 +152,7 @@ impl NetworkView {
     /// A new current choice (newest wins).
     pub fn set_choice(&mut self, req: PlanRequest) -> Vec<NetAction> {
         self.choice = Some(req.clone());
+        self.choice_failed = None;
         self.prepared = None;
         self.result = None;
         self.timing = None;
@@ -249,23 +255,30 @@ impl NetworkView {
     /// A request failed: `worker` is the pool worker whose evaluation failed (None: worker 0's
     /// preparation or timing).
     pub fn on_error(&mut self, worker: Option<usize>, message: String) -> Vec<NetAction> {
-        self.error = Some(message);
         let mut out = Vec::new();
+        let mut current = false;
         match worker {
             Some(w) => {
                 if let Some(pool) = self.pool.as_mut() {
                     let (key, next) = pool.on_error(w);
                     if let Some(k) = key {
                         self.evaluating.remove(&k);
+                        current = Some(k) == self.current_key;
                     }
                     out.extend(next.into_iter().map(NetAction::Evaluate));
                 }
             }
             None => {
-                self.preparing = None;
+                if let Some((req, Role::Current)) = self.preparing.take() {
+                    current = self.choice.as_ref() == Some(&req);
+                }
                 out.extend(self.next_prepare());
             }
         }
+        if current {
+            self.choice_failed = Some(message.clone());
+        }
+        self.error = Some(message);
         out
     }
 

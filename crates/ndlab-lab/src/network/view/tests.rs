@@ -133,5 +133,24 @@ fn a_plan_for_another_network_is_dropped_and_failures_are_shown() {
     v.set_choice(choice(2));
     let a = v.on_error(None, "no calibration data".into());
     assert_eq!(v.error.as_deref(), Some("no calibration data"));
+    assert_eq!(v.choice_failed.as_deref(), Some("no calibration data"), "the current choice says why");
     assert!(prepares(&a).is_empty());
+    // A new choice clears it and is prepared.
+    assert_eq!(prepares(&v.set_choice(choice(3))), vec![choice(3)]);
+    assert!(v.choice_failed.is_none());
+}
+
+#[test]
+fn a_failed_curve_point_does_not_mark_the_current_choice() {
+    let mut v = NetworkView::new(1);
+    v.on_summary(summary(5, 10));
+    v.set_choice(choice(2));
+    v.on_prepared(prepared(5, &choice(2), 300));
+    // The curve's first point is prepared once the current choice is; its failure is shown, but
+    // the current choice keeps waiting for its figure.
+    let a = v.start_curve(false);
+    assert_eq!(prepares(&a).len(), 1, "{a:?}");
+    let a = v.on_error(None, "a budget of 1 conv MACs is out of reach".into());
+    assert!(v.choice_failed.is_none() && v.error.is_some());
+    assert_eq!(prepares(&a).len(), 1, "the next curve point");
 }
