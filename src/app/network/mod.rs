@@ -203,7 +203,14 @@ fn on_response(ctx: Ctx, net: Net, generation: u64, worker: usize, resp: Respons
             });
             act(ctx, net, |v| v.on_summary(*s));
         }
-        ResponseBody::Plan(p) => act(ctx, net, |v| v.on_prepared(*p)),
+        ResponseBody::Plan(p) => {
+            ctx.net.update_value(|h| {
+                if let Some(c) = h.current.as_mut() {
+                    c.stage = None;
+                }
+            });
+            act(ctx, net, |v| v.on_prepared(*p))
+        }
         ResponseBody::Evaluated(r) => act(ctx, net, |v| v.on_evaluated(worker, *r)),
         ResponseBody::Timed(t) => act(ctx, net, |v| {
             v.on_timed(t);

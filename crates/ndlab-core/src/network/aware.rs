@@ -192,8 +192,9 @@ pub fn with_weight_errors(
         let num: f64 = w.data.iter().zip(&approx.data).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
         let den = w.norm_sq();
         let err = if den > 0.0 { (num / den).sqrt() } else { 0.0 };
+        // The energy kept stays the per-slice SVD's at T: refit factors are no projection of W,
+        // so 1 − error² would mean nothing (it goes negative once the refit moves away from W).
         l.rel_weight_error = err;
-        l.energy_kept = 1.0 - err * err;
     }
     Ok(p)
 }

@@ -129,7 +129,8 @@ pub struct LayerPlan {
     pub macs_decoupled: u64,
     /// ‖W − W_T‖_F / ‖W‖_F of the folded kernel (0 when not decoupled).
     pub rel_weight_error: f64,
-    /// Energy kept at T (1 when not decoupled).
+    /// Energy kept at T by the per-slice SVD (1 when not decoupled; with data-aware factors still
+    /// the SVD's, while `rel_weight_error` is the refit factors' own).
     pub energy_kept: f64,
 }
 
