@@ -242,3 +242,15 @@ test('absurd URL values are clamped, and the page still answers', async () => {
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('on a phone (390×844) neither view is wider than the screen', async () => {
+  const { page, context, problems } = await openPage('?view=network', { width: 390, height: 844 });
+  await accuracy(page);
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok((await overflow()) <= 0, `network view overflows by ${await overflow()} px`);
+  await page.click('[data-testid="view-lab"]');
+  await page.waitForSelector('[data-testid="kernels"]', { timeout: TIMEOUT });
+  assert.ok((await overflow()) <= 0, `layer view overflows by ${await overflow()} px`);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
