@@ -97,6 +97,11 @@ test('built-in network: accuracy, URL, table, downloaded ONNX agrees with onnxru
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="network-table"] tbody tr').length === 6, null, {
     timeout: TIMEOUT,
   });
+  // The README's picture of this view (the measured time comes a moment after the accuracy).
+  await page.waitForFunction(() => /measured in this browser/.test(document.querySelector('[data-testid="network-speedup"]').textContent), null, {
+    timeout: TIMEOUT,
+  });
+  await page.screenshot({ path: join(ROOT, 'docs/network-screenshot.png'), fullPage: true });
 
   // The decoupled network the page writes, run by onnxruntime: the page's accuracy.
   const [download] = await Promise.all([page.waitForEvent('download', { timeout: TIMEOUT }), page.click('[data-testid="download-onnx"]')]);
