@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # The browser benchmark in one command: ndlab (wasm32 + SIMD128, one thread; and its relaxed-SIMD
-# FMA build, interleaved, where Chromium has relaxed SIMD) against
-# onnxruntime-web (npm, wasm backend, SIMD, numThreads = 1) in headless Chromium, on the same
-# layer, input and graphs; prints JSON (also written to target/bench-web/result.json).
-#   bash scripts/bench-browser.sh [--repeat N] [--only regular,dw-pw:2,decouple,…]   (--only: a subset of
-#   the graphs and/or the decouplings)
+# FMA build, interleaved, where Chromium has relaxed SIMD) against two peers, onnxruntime-web (npm,
+# wasm backend, SIMD, numThreads = 1) and TensorFlow.js (npm, tfjs-backend-wasm: XNNPACK, SIMD, one
+# thread), in headless Chromium, on the same layer, input and graphs, with this machine's wasm
+# SIMD128 and FMA peaks; prints JSON (also written to target/bench-web/result.json).
+#   bash scripts/bench-browser.sh [--repeat N] [--only regular,dw-pw:2,decouple,peak,…]   (--only: a
+#   subset of the graphs and/or the decouplings; `peak` alone: only the peaks)
+# On a fresh machine it installs what it needs: the npm packages (npm ci, from package-lock.json)
+# and the Python packages of tests/requirements.txt (numpy, onnx, … for make_graphs.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
-bash scripts/setup.sh >&2          # wasm target, wasm-bindgen-cli, npm packages (onnxruntime-web, playwright-core)
+bash scripts/setup.sh >&2          # wasm target, wasm-bindgen-cli, npm packages
 bash scripts/python-deps.sh >&2    # numpy, onnx, onnxruntime (the graphs and numpy's timings)
-[ -d node_modules/onnxruntime-web ] || npm ci --no-audit --no-fund >&2
+for pkg in onnxruntime-web @tensorflow/tfjs-core @tensorflow/tfjs-backend-wasm playwright-core; do
+  if [ ! -f "node_modules/$pkg/package.json" ]; then
+    npm ci --no-audit --no-fund >&2
+    break
+  fi
+done
 if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
 fi

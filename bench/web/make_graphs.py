@@ -10,6 +10,15 @@ native decoupling times, written to OUT_DIR (default target/bench-web/data).
 - w512.npy: a 512x512x3x3 He-scaled Gaussian kernel for the decoupling timings.
 - numpy.json: numpy's median time of np.linalg.svd on the stacked slices (float64, factors
   requested, one thread) for the 256 and 512 layers in both orders.
+- tfjs/: the same input and weights in TensorFlow.js's NHWC layouts (transposed here, once, never
+  in the timed region): x.npy (1x56x56x256), regular_k.npy (HWIO 3x3x256x256), for DW->PW
+  dw-pw_T{t}_dw.npy (3x3xCxT, depthwiseConv2d with channel multiplier T: output channel c*T+i,
+  as in the ONNX group-C conv) and dw-pw_T{t}_pw.npy (1x1x(C*T)xN), for PW->DW pw-dw_T{t}_pw.npy
+  (1x1xCx(N*T), output channel n*T+i) and pw-dw_T{t}_dw.npy (3x3x(N*T)x1): the float32 values of the
+  ONNX graphs' initializers, nothing recomputed.
+- ref/: numpy's output (float64 arithmetic on those float32 inputs and weights, NCHW 256x56x56 as
+  float32) of every graph: {regular,dw-pw_T{t},pw-dw_T{t}}.npy, the oracle every runtime's output
+  is checked against.
 
 Weights are graph initializers (so onnxruntime can pre-pack them, as in real use).
 Usage: python3 bench/web/make_graphs.py [OUT_DIR]
@@ -71,6 +80,39 @@ def pwdw_factors(k, t):
     return dw, pw
 
 
+def pad1(a):
+    """Zero padding of 1 on both spatial sides of a CHW array."""
+    return np.pad(a, ((0, 0), (1, 1), (1, 1)))
+
+
+def windows(a):
+    """3x3 windows of a padded CHW array: shape C x H x W x 3 x 3 (a view)."""
+    return np.lib.stride_tricks.sliding_window_view(a, (3, 3), axis=(1, 2))
+
+
+def ref_regular(x, k):
+    """conv(x, k), padding 1, in float64 (x: CHW, k: OIHW)."""
+    return np.tensordot(k.astype(np.float64), windows(pad1(x.astype(np.float64))), axes=([1, 2, 3], [0, 3, 4]))
+
+
+def ref_dwpw(x, dw, pw, t):
+    """Depthwise (C -> C*T, channel c*T+i from input channel c) then 1x1 (C*T -> N), float64."""
+    c = x.shape[0]
+    win = windows(pad1(x.astype(np.float64)))
+    mid = np.einsum("ctij,chwij->cthw", dw.astype(np.float64).reshape(c, t, 3, 3), win)
+    mid = mid.reshape(c * t, -1)
+    return (pw.astype(np.float64).reshape(pw.shape[0], -1) @ mid).reshape(-1, *x.shape[1:])
+
+
+def ref_pwdw(x, dw, pw, t):
+    """1x1 (C -> N*T, channel n*T+i) then grouped 3x3 (N*T -> N, group N), float64."""
+    c, h, w = x.shape
+    mid = pw.astype(np.float64).reshape(-1, c) @ x.astype(np.float64).reshape(c, -1)
+    n = mid.shape[0] // t
+    win = windows(pad1(mid.reshape(n * t, h, w))).reshape(n, t, h, w, 3, 3)
+    return np.einsum("ntij,nthwij->nhw", dw.astype(np.float64).reshape(n, t, 3, 3), win)
+
+
 def times_ms(fn, repeat=9):
     fn()
     times = []
@@ -98,16 +140,29 @@ def main():
     n, c = k.shape[:2]
     x = rng.standard_normal((1, c, H, W)).astype(np.float32)
     np.save(os.path.join(out, "x.npy"), x[0])
+    tfjs, ref = os.path.join(out, "tfjs"), os.path.join(out, "ref")
+    os.makedirs(tfjs, exist_ok=True)
+    os.makedirs(ref, exist_ok=True)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)
+    np.save(os.path.join(tfjs, "x.npy"), f32(x.transpose(0, 2, 3, 1)))
     save(os.path.join(out, "regular.onnx"), [conv("conv", "x", "k", "y", pad=1)], {"k": k}, c, n)
+    np.save(os.path.join(tfjs, "regular_k.npy"), f32(k.transpose(2, 3, 1, 0)))
+    np.save(os.path.join(ref, "regular.npy"), f32(ref_regular(x[0], k)))
     for t in TS:
-        dw, pw = dwpw_factors(k, t)
+        dw, pw = (f32(a) for a in dwpw_factors(k, t))
         save(os.path.join(out, f"dw-pw_T{t}.onnx"),
              [conv("dw", "x", "dw_w", "mid", group=c, pad=1), conv("pw", "mid", "pw_w", "y")],
              {"dw_w": dw, "pw_w": pw}, c, n)
-        dw, pw = pwdw_factors(k, t)
+        np.save(os.path.join(tfjs, f"dw-pw_T{t}_dw.npy"), f32(dw.reshape(c, t, 3, 3).transpose(2, 3, 0, 1)))
+        np.save(os.path.join(tfjs, f"dw-pw_T{t}_pw.npy"), f32(pw.reshape(n, c * t).T.reshape(1, 1, c * t, n)))
+        np.save(os.path.join(ref, f"dw-pw_T{t}.npy"), f32(ref_dwpw(x[0], dw, pw, t)))
+        dw, pw = (f32(a) for a in pwdw_factors(k, t))
         save(os.path.join(out, f"pw-dw_T{t}.onnx"),
              [conv("pw", "x", "pw_w", "mid"), conv("dw", "mid", "dw_w", "y", group=n, pad=1)],
              {"dw_w": dw, "pw_w": pw}, c, n)
+        np.save(os.path.join(tfjs, f"pw-dw_T{t}_pw.npy"), f32(pw.reshape(n * t, c).T.reshape(1, 1, c, n * t)))
+        np.save(os.path.join(tfjs, f"pw-dw_T{t}_dw.npy"), f32(dw.reshape(n * t, 3, 3).transpose(1, 2, 0)[..., None]))
+        np.save(os.path.join(ref, f"pw-dw_T{t}.npy"), f32(ref_pwdw(x[0], dw, pw, t)))
     w512 = (rng.standard_normal((512, 512, 3, 3)) * np.sqrt(2 / (512 * 9))).astype(np.float32)
     np.save(os.path.join(out, "w512.npy"), w512)
     t256, t512 = svd_times(k), svd_times(w512)

@@ -1,6 +1,9 @@
 // Serves the browser benchmark on 127.0.0.1 and runs it in headless Chromium (playwright-core);
-// prints the JSON result on stdout. Usage (after the build steps of scripts/bench-browser.sh):
-//   node bench/web/run.mjs [--repeat N] [--out FILE] [--only regular,dw-pw:2,decouple,…]
+// prints the JSON result on stdout. No COOP/COEP headers: the page is not cross-origin isolated,
+// so the peers get no SharedArrayBuffer and run on one thread, as on an ordinary site.
+// Usage (after the build steps of scripts/bench-browser.sh):
+//   node bench/web/run.mjs [--repeat N] [--out FILE] [--only regular,dw-pw:2,decouple,peak,…]
+// (`--only peak`: the machine's peaks alone; they are measured in every run.)
 import { createServer } from 'node:http';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { extname, join, normalize, resolve, dirname } from 'node:path';
@@ -19,6 +22,9 @@ const MOUNTS = [
   ['/pkg-fma/', join(ROOT, 'target/bench-web/pkg-fma')],
   ['/data/', join(ROOT, 'target/bench-web/data')],
   ['/ort/', join(ROOT, 'node_modules/onnxruntime-web/dist')],
+  // TensorFlow.js: the UMD bundles and the backend's wasm binaries (setWasmPaths('/tfjs-wasm/')).
+  ['/tfjs-core/', join(ROOT, 'node_modules/@tensorflow/tfjs-core/dist')],
+  ['/tfjs-wasm/', join(ROOT, 'node_modules/@tensorflow/tfjs-backend-wasm/dist')],
   ['/assets/', join(ROOT, 'assets')],
   ['/', join(ROOT, 'bench/web')],
 ];

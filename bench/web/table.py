@@ -38,6 +38,32 @@ def main():
               f"| {f['ndlab_fma_gmacs']:.2f} "
               f"| {f['ndlab_measured_over_theoretical']:.2f}, {f['ndlab_fma_measured_over_theoretical']:.2f} "
               f"| {f['max_rel_diff_fma']:.1e} |")
+    peers = [f for f in r["forward"] if "tfjs_wasm_ms" in f]
+    if peers:
+        pk = r.get("peak_gmacs", {})
+        print()
+        print(f"Peaks (GMAC/s, best call): SIMD128 {pk.get('simd128') or float('nan'):.2f}, "
+              f"FMA {pk.get('fma') or float('nan'):.2f}")
+        print()
+        print("| graph | ndlab SIMD128 ms (min) | ndlab FMA ms (min) | onnxruntime-web ms (min) | tfjs-wasm ms (min) "
+              "| best peer | FMA vs best peer, median (min) | SIMD128 vs best peer | FMA fraction of FMA peak "
+              "| SIMD128 fraction of SIMD128 peak | tfjs formulation | max rel diff vs numpy: ndlab, FMA, ort, tfjs |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for f in peers:
+        m = f["min"]
+        nan = float("nan")
+        d = f["max_rel_diff_vs_numpy"]
+        print(f"| {f['graph']} | {f['ndlab_ms']:.1f} ({m['ndlab_ms']:.1f}) "
+              f"| {f.get('ndlab_fma_ms', nan):.1f} ({m.get('ndlab_fma_ms', nan):.1f}) "
+              f"| {f['ort_web_ms']:.1f} ({m['ort_web_ms']:.1f}) | {f['tfjs_wasm_ms']:.1f} ({m['tfjs_wasm_ms']:.1f}) "
+              f"| {f['best_peer']} | **{f.get('throughput_fma_vs_best_peer', nan):.2f}** "
+              f"({m.get('throughput_fma_vs_best_peer', nan):.2f}) "
+              f"| {f['throughput_vs_best_peer']:.2f} ({m['throughput_vs_best_peer']:.2f}) "
+              f"| {f.get('ndlab_fma_fraction_of_peak', nan):.2f} ({m.get('ndlab_fma_fraction_of_peak', nan):.2f}) "
+              f"| {f['ndlab_simd128_fraction_of_peak']:.2f} ({m['ndlab_simd128_fraction_of_peak']:.2f}) "
+              f"| {f['tfjs_formulation']} "
+              f"| {d['ndlab']:.1e}, {d.get('ndlab_fma', nan):.1e}, {d['ort_web']:.1e}, {d['tfjs_wasm']:.1e}"
+              f"{'' if f['outputs_agree'] else ' **DISAGREE**'} |")
     print()
     print("| decoupling | ndlab ms, median (min) | numpy native ms, median (min) | ratio, median (min) |")
     print("|---|---|---|---|")

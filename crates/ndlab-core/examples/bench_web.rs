@@ -1,7 +1,8 @@
 //! The ndlab side of the browser benchmark (`scripts/bench-browser.sh`): compiled to wasm32 (with
 //! the project's `+simd128`) and bound with wasm-bindgen (`--target web`); the page
-//! `bench/web/index.html` times these calls and the same graphs in onnxruntime-web.
-//! Natively it only says how to run it.
+//! `bench/web/index.html` times these calls and the same graphs in onnxruntime-web and
+//! TensorFlow.js (wasm backend), and this machine's arithmetic peak ([`peak_simd128`],
+//! [`peak_fma`]). Natively it only says how to run it.
 
 #[cfg(target_arch = "wasm32")]
 mod web {
@@ -95,6 +96,109 @@ mod web {
     #[wasm_bindgen]
     pub fn kernels() -> String {
         ndlab_core::conv::kernels().to_string()
+    }
+
+    /// Independent f32x4 accumulator chains in the peak loops: enough to cover the latency of a
+    /// multiply-add on the FP ports (4 cycles × 2 FMA ports), few enough to stay in V8's SIMD
+    /// registers with the operands (no spills).
+    const CHAINS: usize = 10;
+    /// Rows of the L1-resident operand buffer of the `l1` form (CHAINS v128 per row: 3 KB).
+    const ROWS: usize = 16;
+
+    /// Multiply-adds per call of [`peak_simd128`] / [`peak_fma`] with `iters`: each iteration is
+    /// one step of every chain (form 0) or `ROWS` steps (form 1), 4 lanes each.
+    #[wasm_bindgen]
+    pub fn peak_macs(form: u32, iters: u32) -> f64 {
+        let steps = if form == 0 { 1 } else { ROWS };
+        iters as f64 * (CHAINS * steps * 4) as f64
+    }
+
+    /// Operands of the `l1` form: ±1e-3 (the sums stay far from overflow and from subnormals).
+    fn operands() -> Vec<std::arch::wasm32::v128> {
+        use std::arch::wasm32::*;
+        (0..ROWS * CHAINS)
+            .map(|i| f32x4_splat(if i % 2 == 0 { 1e-3 } else { -1e-3 } * (1.0 + i as f32 / 64.0)))
+            .collect()
+    }
+
+    /// The sum of every lane of every accumulator (returned, so that nothing is optimised away).
+    fn lanes_sum(acc: &[std::arch::wasm32::v128]) -> f32 {
+        use std::arch::wasm32::*;
+        acc.iter()
+            .map(|&a| {
+                f32x4_extract_lane::<0>(a)
+                    + f32x4_extract_lane::<1>(a)
+                    + f32x4_extract_lane::<2>(a)
+                    + f32x4_extract_lane::<3>(a)
+            })
+            .sum()
+    }
+
+    /// The peak loops of one multiply-add (`$mac(x, y, acc)` = x·y + acc) in both forms:
+    /// form 0 (`registers`): `acc = mac(acc, m, c)` on every chain, one step per loop iteration
+    /// (no memory traffic; each chain's step waits for its previous one); form 1 (`l1`):
+    /// `acc = mac(v, m, acc)` with `v` loaded from a 3 KB buffer (the GEMM's pattern: the
+    /// multiplication does not wait for the accumulator, only the add does).
+    macro_rules! peak_loops {
+        ($(#[$attr:meta])* [$($q:tt)*] $name:ident, $mac:expr) => {
+            $(#[$attr])*
+            $($q)* fn $name(form: u32, iters: u32, m: f32, c: f32) -> f32 {
+                use std::arch::wasm32::*;
+                let (mv, cv) = (f32x4_splat(m), f32x4_splat(c));
+                let mut acc: [v128; CHAINS] = std::array::from_fn(|i| f32x4_splat(i as f32 / CHAINS as f32));
+                if form == 0 {
+                    for _ in 0..iters {
+                        for a in acc.iter_mut() {
+                            *a = $mac(*a, mv, cv);
+                        }
+                    }
+                } else {
+                    let buf = operands();
+                    for _ in 0..iters {
+                        for row in buf.chunks_exact(CHAINS) {
+                            for (a, v) in acc.iter_mut().zip(row) {
+                                *a = $mac(*v, mv, *a);
+                            }
+                        }
+                    }
+                }
+                lanes_sum(&acc)
+            }
+        };
+    }
+
+    peak_loops!(
+        /// SIMD128: `f32x4.add(f32x4.mul(x, y), acc)`, what a GEMM issues per multiply-add without
+        /// a fused op.
+        [] simd128_loops,
+        |x, y, acc| f32x4_add(f32x4_mul(x, y), acc)
+    );
+
+    /// The SIMD128 arithmetic peak ([`simd128_loops`]): `iters` iterations of `form` (0: registers,
+    /// 1: L1 operands); time it from JavaScript, MACs = [`peak_macs`]. Returns a checksum.
+    #[wasm_bindgen]
+    pub fn peak_simd128(form: u32, iters: u32, m: f32, c: f32) -> f32 {
+        simd128_loops(form, iters, m, c)
+    }
+
+    #[cfg(feature = "relaxed-simd")]
+    peak_loops!(
+        /// Relaxed SIMD: `f32x4.relaxed_madd(x, y, acc)`, the FMA micro-kernel's instruction.
+        ///
+        /// # Safety
+        /// The engine must support relaxed SIMD.
+        #[target_feature(enable = "relaxed-simd")]
+        [unsafe] fma_loops,
+        |x, y, acc| f32x4_relaxed_madd(x, y, acc)
+    );
+
+    /// The relaxed-SIMD FMA peak (the `relaxed-simd` build only): as [`peak_simd128`] with
+    /// `f32x4.relaxed_madd`, one fused op per step.
+    #[cfg(feature = "relaxed-simd")]
+    #[wasm_bindgen]
+    pub fn peak_fma(form: u32, iters: u32, m: f32, c: f32) -> f32 {
+        // SAFETY: this build is loaded only where the engine validated a relaxed-SIMD module.
+        unsafe { fma_loops(form, iters, m, c) }
     }
 
     /// A kernel alone, for timing its decoupling (the `.npy` parsing is not timed).
