@@ -498,11 +498,15 @@ where
 
 /// Offers `text` as a download named `name` (an SVG file).
 pub fn download_svg(name: &str, text: &str) -> Result<(), String> {
-    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
+    download(name, &js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text)), "image/svg+xml")
+}
+
+/// Offers a Blob made of `parts` (strings or typed arrays) as a download named `name`.
+pub fn download(name: &str, parts: &js_sys::Array, mime: &str) -> Result<(), String> {
     let opts = web_sys::BlobPropertyBag::new();
-    opts.set_type("image/svg+xml");
+    opts.set_type(mime);
     let blob =
-        web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts).map_err(|e| format!("{e:?}"))?;
+        web_sys::Blob::new_with_u8_array_sequence_and_options(parts, &opts).map_err(|e| format!("{e:?}"))?;
     let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
     let doc = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
     let a = doc.create_element("a").map_err(|e| format!("{e:?}"))?;

@@ -20,7 +20,6 @@ use ndlab_lab::network::view::{NetAction, NetworkView};
 use ndlab_lab::page::Control;
 use ndlab_lab::protocol::{RequestBody, Response, ResponseBody};
 use ndlab_lab::state::{NetStrategy, View};
-use wasm_bindgen::JsCast;
 
 /// Most workers in the pool.
 const MAX_WORKERS: usize = 4;
@@ -290,20 +289,7 @@ fn open_in_lab(ctx: Ctx, conv: usize) {
 
 /// Offers `bytes` as a download named `name`.
 fn download_bytes(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
-    let arr = js_sys::Uint8Array::from(bytes);
-    let parts = js_sys::Array::of1(&arr);
-    let opts = web_sys::BlobPropertyBag::new();
-    opts.set_type(mime);
-    let blob =
-        web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts).map_err(|e| format!("{e:?}"))?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
-    let doc = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
-    let a = doc.create_element("a").map_err(|e| format!("{e:?}"))?;
-    a.set_attribute("href", &url).map_err(|e| format!("{e:?}"))?;
-    a.set_attribute("download", name).map_err(|e| format!("{e:?}"))?;
-    a.dyn_ref::<web_sys::HtmlElement>().ok_or("no anchor")?.click();
-    let _ = web_sys::Url::revoke_object_url(&url);
-    Ok(())
+    crate::app::canvas::download(name, &js_sys::Array::of1(&js_sys::Uint8Array::from(bytes)), mime)
 }
 
 fn strategy_label(s: NetStrategy) -> &'static str {
