@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serveAndLaunch } from './server.mjs';
+import { newWatchedPage } from './page.mjs';
 import { tChange } from './measure.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -53,30 +54,12 @@ after(async () => {
 
 /** A page that records every problem: console errors, page errors, foreign requests. */
 async function openPage(query = '', viewport = { width: 1400, height: 1000 }, deviceScaleFactor = 1) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor });
-  await context.addInitScript(() => {
-    window.__longTasks = [];
-    new PerformanceObserver((list) => list.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
-      type: 'longtask',
-      buffered: true,
-    });
-  });
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  const { context, page, problems } = await newWatchedPage(browser, { viewport, deviceScaleFactor, longTasks: true });
   context.on('request', (r) => {
     const u = new URL(r.url());
     if (!['blob:', 'data:'].includes(u.protocol) && u.hostname !== '127.0.0.1') {
       problems.push(`request to another host: ${r.url()}`);
     }
-  });
-  page.on('worker', (w) => {
-    w.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`worker console error: ${m.text()}`);
-    });
   });
   const t0 = Date.now();
   await page.goto(server.url + query);

@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serveAndLaunch } from './server.mjs';
+import { newWatchedPage } from './page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -35,25 +36,13 @@ after(async () => {
 
 /** Opens the page, waits for the default example, then records every request from then on. */
 async function openPage() {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1100 }, deviceScaleFactor: 1 });
-  await context.addInitScript(() => {
-    window.__longTasks = [];
-    new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
-      type: 'longtask',
-      buffered: true,
-    });
-  });
-  const page = await context.newPage();
-  const problems = [];
+  const { context, page, problems } = await newWatchedPage(browser, { viewport: { width: 1400, height: 1100 }, longTasks: true });
   const requests = [];
   let loaded = false;
-  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('dialog', (d) => {
     problems.push(`dialog: ${d.message()}`);
     d.dismiss();
   });
-  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker: ${m.text()}`)));
   // After the page has loaded, the only requests allowed are GETs of the app's own static files
   // (no query string, an existing file of dist/): a re-created Web Worker loads its script and
   // wasm again (the relatives worker is re-created to cancel a comparison) and may fetch the

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serveAndLaunch } from './server.mjs';
+import { newWatchedPage } from './page.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -31,32 +32,19 @@ after(async () => {
 /** Opens the page (with relaxed SIMD hidden when `noRelaxed`); records workers started, wasm files
  * fetched and every console or page error. */
 async function open(noRelaxed) {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, deviceScaleFactor: 1 });
-  if (noRelaxed) {
-    await context.addInitScript(() => {
-      const validate = WebAssembly.validate;
-      // The probe is the only module that uses f32x4.relaxed_madd (opcode 0xfd 0x85 0x02).
-      WebAssembly.validate = (bytes, ...rest) => {
-        const b = new Uint8Array(bytes.buffer ?? bytes, bytes.byteOffset ?? 0, bytes.byteLength);
-        for (let i = 0; i + 2 < b.length; i++) if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) return false;
-        return validate.call(WebAssembly, bytes, ...rest);
-      };
-    });
-  }
-  const page = await context.newPage();
-  const problems = [];
+  // The probe is the only module that uses f32x4.relaxed_madd (opcode 0xfd 0x85 0x02).
+  const hideRelaxed = () => {
+    const validate = WebAssembly.validate;
+    WebAssembly.validate = (bytes, ...rest) => {
+      const b = new Uint8Array(bytes.buffer ?? bytes, bytes.byteOffset ?? 0, bytes.byteLength);
+      for (let i = 0; i + 2 < b.length; i++) if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) return false;
+      return validate.call(WebAssembly, bytes, ...rest);
+    };
+  };
+  const { context, page, problems } = await newWatchedPage(browser, { init: noRelaxed ? [hideRelaxed] : [] });
   const workers = [];
   const wasm = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('worker', (w) => {
-    workers.push(new URL(w.url()).pathname);
-    w.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`worker console error: ${m.text()}`);
-    });
-  });
+  page.on('worker', (w) => workers.push(new URL(w.url()).pathname));
   context.on('request', (r) => {
     const u = new URL(r.url());
     if (u.pathname.endsWith('.wasm')) wasm.push(u.pathname);

@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serveAndLaunch } from './server.mjs';
+import { newWatchedPage } from './page.mjs';
 import { tChange } from './measure.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -49,25 +50,7 @@ after(async () => {
  * comparison (it waits for that, so that it never competes with a visitor who stays above).
  */
 async function openPage(query = '', { scroll = true } = {}) {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, deviceScaleFactor: 1 });
-  await context.addInitScript(() => {
-    window.__longTasks = [];
-    new PerformanceObserver((list) => list.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
-      type: 'longtask',
-      buffered: true,
-    });
-  });
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('worker', (w) => {
-    w.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`worker console error: ${m.text()}`);
-    });
-  });
+  const { context, page, problems } = await newWatchedPage(browser, { longTasks: true });
   await page.goto(server.url + query);
   await page.waitForSelector('[data-testid="compare-table"]', { timeout: TIMEOUT });
   if (scroll) await page.getByTestId('relatives').scrollIntoViewIfNeeded();
