@@ -29,6 +29,7 @@ pub fn App() -> impl IntoView {
     // The secondary sections come after the first plots (see `mark_ready`), or after this delay
     // if some plot cannot be drawn (no image, an error).
     set_timeout(move || ctx.extras.set(true), std::time::Duration::from_millis(EXTRAS_AFTER_MS));
+    let network_seen = StoredValue::new(false);
     // While the worker computes the first view, compile the chart and message code on a made-up
     // layer (see `prewarm`), unless the layer is already here.
     set_timeout(
@@ -75,7 +76,14 @@ pub fn App() -> impl IntoView {
                     blurb="One output channel of the original layer, of the decoupled layer at T, and their difference, on the chosen image."/>
             </section>
             </div>
-            <Show when=move || ctx.extras.get() || ctx.state.with(|s| s.view == View::Network)>
+            // Mounted once the network view is first shown (not while a visitor stays with the lab).
+            <Show when=move || {
+                let shown = ctx.state.with(|s| s.view == View::Network);
+                if shown {
+                    network_seen.set_value(true);
+                }
+                shown || network_seen.get_value()
+            }>
                 <super::network::NetworkSection/>
             </Show>
             <Show when=move || ctx.extras.get()>

