@@ -32,7 +32,7 @@ pub(crate) struct NetHost {
     /// Request ids of worker 0's preparations (an error on one of them is a preparation's).
     preparing: Vec<u64>,
     /// Request ids of the data files sent to the workers (an error on one is the data's).
-    data: Vec<u64>,
+    data: Vec<(usize, u64)>,
     stage: Option<(String, f64)>,
 }
 
@@ -239,15 +239,16 @@ fn on_response(ctx: Ctx, net: Net, generation: u64, worker: usize, resp: Respons
         }
         ResponseBody::Error { message } => {
             let (was_preparing, was_data) = ctx.net.with_value(|h| {
-                h.current
-                    .as_ref()
-                    .map_or((false, false), |c| (c.preparing.contains(&resp.id), c.data.contains(&resp.id)))
+                h.current.as_ref().map_or((false, false), |c| {
+                    (worker == 0 && c.preparing.contains(&resp.id), c.data.contains(&(worker, resp.id)))
+                })
             });
             if was_data {
                 // The data could not be read: the data before stays (every worker says so; once is enough).
                 ctx.net.update_value(|h| {
                     if let Some(c) = h.current.as_mut() {
-                        c.data.clear();
+                        // Every worker says so; the message stays the data's whatever order they come in.
+                        c.data.retain(|&d| d != (worker, resp.id));
                         c.stage = None;
                         c.view.error = Some(format!("{message} (the data before stays)"));
                     }

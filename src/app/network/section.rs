@@ -179,12 +179,12 @@ pub fn NetworkSection() -> impl IntoView {
         });
         ctx.net.update_value(|h| {
             if let Some(h) = h.current.as_mut() {
-                for w in &h.workers {
+                for (i, w) in h.workers.iter().enumerate() {
                     let id = w.send_with(
                         RequestBody::NetworkData { names: names.clone() },
                         Some(arr.clone().into()),
                     );
-                    h.data.push(id);
+                    h.data.push((i, id));
                 }
                 h.stage = Some((format!("reading {}", names.join(" and ")), 0.0));
             }
