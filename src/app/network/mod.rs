@@ -108,6 +108,15 @@ fn promote(h: &mut NetHosts) {
     }
 }
 
+/// Runs `f` on the current pool's host, if there is one.
+fn with_current(ctx: Ctx, f: impl FnOnce(&mut NetHost)) {
+    ctx.net.update_value(|h| {
+        if let Some(c) = h.current.as_mut() {
+            f(c);
+        }
+    });
+}
+
 /// Runs `f` on the view and executes the actions it returns.
 fn act(ctx: Ctx, net: Net, f: impl FnOnce(&mut NetworkView) -> Vec<NetAction>) {
     ctx.net.update_value(|h| {
@@ -194,20 +203,14 @@ fn on_response(ctx: Ctx, net: Net, generation: u64, worker: usize, resp: Respons
     }
     match resp.body {
         ResponseBody::Network(s) if worker == 0 => {
-            ctx.net.update_value(|h| {
-                if let Some(c) = h.current.as_mut() {
-                    c.stage = None;
-                    c.data.clear();
-                }
+            with_current(ctx, |c| {
+                c.stage = None;
+                c.data.clear();
             });
             act(ctx, net, |v| v.on_summary(*s));
         }
         ResponseBody::Plan(p) => {
-            ctx.net.update_value(|h| {
-                if let Some(c) = h.current.as_mut() {
-                    c.stage = None;
-                }
-            });
+            with_current(ctx, |c| c.stage = None);
             act(ctx, net, |v| v.on_prepared(*p))
         }
         ResponseBody::Evaluated(r) => act(ctx, net, |v| v.on_evaluated(worker, *r)),
@@ -257,11 +260,7 @@ fn on_response(ctx: Ctx, net: Net, generation: u64, worker: usize, resp: Respons
                 return;
             }
             if was_preparing {
-                ctx.net.update_value(|h| {
-                    if let Some(c) = h.current.as_mut() {
-                        c.stage = None;
-                    }
-                });
+                with_current(ctx, |c| c.stage = None);
             }
             let w = if was_preparing || resp.id == 0 { None } else { Some(worker) };
             act(ctx, net, |v| v.on_error(w, message));
