@@ -5,9 +5,16 @@
 //!   `{"cp": e, "cp_mobilenet": e, "tucker2": e, "tucker2_hosvd": e}` (CP at rank R_CP, best of RESTARTS).
 //! * `cargo run --release --example relatives -- figures`: the equal-cost table on the built-in real
 //!   layers at ND DW→PW T = 1, 2, 3 budgets, and CP-ALS / HOOI timings on the 256 layer.
+//! * `cargo run --release --example relatives -- table [SPEEDUP] [DIR] [--json]`: the page's rows
+//!   (session, default sweep caps, no input, no Pareto sweep) on all eight built-in layers at the
+//!   speed-up (default 4): method, rank, weight error, sweeps, stop note, decomposition time.
+//! * `cargo run --release --example relatives -- curves FILE [SPEEDUP] [SWEEPS]`: the error after every
+//!   sweep of CP, MobileNet CP and Tucker-2 at the budget's rank (default 4×, 200 sweeps, tol 0).
 
 use ndlab::layer::Kernel;
+use ndlab::layer::{ConvGeometry, ConvLayer};
 use ndlab::npy::read_npy;
+use ndlab::relatives::session::{run, CompareEvent, CompareInput, CompareRequest};
 use ndlab::relatives::{
     compare, no_progress, AlsOptions, CompareOptions, Cp4, CpMobile, Dims, Method, Rank, Relative, Tucker2,
     TuckerOptions,
@@ -112,13 +119,107 @@ fn print_run(
     );
 }
 
+/// Every built-in layer (assets/layers), small to large.
+const ALL_LAYERS: [&str; 8] = [
+    "mtcnn_onet_conv1_32x3x3x3.npy",
+    "craft_vgg16bn_conv1_1_64x3x3x3.npy",
+    "craft_vgg16bn_conv1_2_64x64x3x3.npy",
+    "dlib_resnet_conv64_1_conv1_64x64x3x3.npy",
+    "craft_vgg16bn_conv2_2_128x128x3x3.npy",
+    "dlib_resnet_conv128_1_conv1_128x128x3x3.npy",
+    "craft_vgg16bn_conv3_2_256x256x3x3.npy",
+    "dlib_resnet_conv256_1_conv1_256x256x3x3.npy",
+];
+
+fn clock() -> f64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+}
+
+fn table(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let json = args.iter().any(|a| a == "--json");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--json").collect();
+    let speedup: f64 = rest.first().map_or(Ok(4.0), |s| s.parse())?;
+    let dir = rest.get(1).map_or("assets/layers", |s| s.as_str());
+    let req = CompareRequest { speedup, sweep_speedups: vec![], ..CompareRequest::default() };
+    let mut out = Vec::new();
+    if !json {
+        println!("| layer | method | rank | weight error | sweeps | note | decompose ms |");
+        println!("|---|---|---|---|---|---|---|");
+    }
+    let mut total = 0.0;
+    for name in ALL_LAYERS {
+        let w = load(&format!("{dir}/{name}"))?;
+        let layer = ConvLayer::new(w, None, ConvGeometry::new(1, 1, 1))?;
+        let input = CompareInput { layer: &layer, nd: &[], activations: None, clock };
+        let report = run(&input, &req, &mut |_: CompareEvent| true)?;
+        for r in &report.rows {
+            total += r.decompose_ms;
+            let layer = name.trim_end_matches(".npy");
+            if json {
+                out.push(serde_json::json!({
+                    "layer": layer, "method": r.method, "rank": r.rank, "weight_error": r.weight_error,
+                    "sweeps": r.sweeps, "note": r.note, "decompose_ms": r.decompose_ms,
+                }));
+            } else {
+                println!(
+                    "| {layer} | {} | {} | {:.6} | {} | {} | {:.0} |",
+                    r.method,
+                    r.rank.map(|k| k.to_string()).unwrap_or_default(),
+                    r.weight_error,
+                    r.sweeps,
+                    r.note,
+                    r.decompose_ms
+                );
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("\ntotal decomposition time {:.1} s", total / 1e3);
+    }
+    Ok(())
+}
+
+fn curves(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let file = args.first().ok_or("usage: curves FILE [SPEEDUP] [SWEEPS]")?;
+    let speedup: f64 = args.get(1).map_or(Ok(4.0), |s| s.parse())?;
+    let sweeps: usize = args.get(2).map_or(Ok(200), |s| s.parse())?;
+    let w = load(file)?;
+    let d = Dims::of(&w);
+    let budget = (d.regular_macs() as f64 / speedup).floor() as u64;
+    let rank = |m| ndlab::relatives::largest_rank(d, m, budget).unwrap_or(1);
+    let opts = AlsOptions { max_iter: sweeps, tol: 0.0, ..AlsOptions::default() };
+    let show = |name: &str, r: usize, t0: Instant, curve: &[f64]| {
+        let s: Vec<String> = curve.iter().map(|e| format!("{e:.6}")).collect();
+        println!("{name} R={r} {:.2}s: {}", t0.elapsed().as_secs_f64(), s.join(" "));
+    };
+    let t0 = Instant::now();
+    let cp = Cp4::new(&w, rank(Method::Cp), &opts, &mut no_progress())?;
+    show("cp", rank(Method::Cp), t0, &cp.report.curve);
+    let t0 = Instant::now();
+    let mb = CpMobile::new(&w, rank(Method::CpMobilenet), &opts, &mut no_progress())?;
+    show("cp-mobilenet", rank(Method::CpMobilenet), t0, &mb.report.curve);
+    let r = rank(Method::Tucker2).min(d.c).min(d.n);
+    let t0 = Instant::now();
+    let tk = Tucker2::new(&w, r, r, &TuckerOptions { max_iter: sweeps, tol: 0.0 }, &mut no_progress())?;
+    show("tucker2", r, t0, &tk.report.curve);
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.first().map(String::as_str) {
         Some("errors") => errors(&args[1..]),
         Some("figures") => figures(args.get(1).map_or("assets/layers", String::as_str)),
         Some("timings") => timings(args.get(1).map_or("assets/layers", String::as_str)),
-        _ => Err("usage: relatives errors FILE R_CP R3 R4 RESTARTS | relatives figures [DIR]".into()),
+        Some("table") => table(&args[1..]),
+        Some("curves") => curves(&args[1..]),
+        _ => Err("usage: relatives errors FILE R_CP R3 R4 RESTARTS | figures [DIR] | timings [DIR] | \
+                  table [SPEEDUP] [DIR] [--json] | curves FILE [SPEEDUP] [SWEEPS]"
+            .into()),
     };
     if let Err(e) = res {
         eprintln!("error: {e}");

@@ -4,6 +4,10 @@
 //!
 //! `cargo run --release --example relatives_page -- EXAMPLE [T] [IMAGE]`: the budget is ND DW→PW's
 //! MACs at T (default 2); no Pareto sweep.
+//!
+//! `cargo run --release --example relatives_page -- --full [EXAMPLE] [IMAGE]`: the page's whole job as
+//! it sends it (`CompareRequest::default()`: 4× budget, then the Pareto sweep), with the time at
+//! which every row and every Pareto series arrived, and the CPU time of the process.
 
 use ndlab::engine::Engine;
 use ndlab::examples::{self, IMAGES};
@@ -46,8 +50,98 @@ fn ask(e: &mut Engine, id: u64, body: RequestBody) -> Result<ResponseBody, Box<d
     }
 }
 
+/// CPU time of this process (user + system), seconds, from /proc (Linux), or NaN.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // Fields after the command name (which is in parentheses): utime is the 14th, stime the 15th.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return f64::NAN };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The page's whole comparison (default request, Pareto sweep included) through the engine.
+fn full(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let example = args.first().map_or("vgg16bn_conv3_2", String::as_str);
+    let image = args.get(1).map_or("astronaut", String::as_str);
+    let info = IMAGES.iter().find(|i| i.id == image).ok_or("unknown image")?;
+    let mut e = Engine::new(clock);
+    ask(&mut e, 1, RequestBody::LoadExample { example: example.into(), slice: None })?;
+    let (px, w, h) = rgba(&Path::new(env!("CARGO_MANIFEST_DIR")).join(info.path).to_string_lossy())?;
+    ask(&mut e, 2, RequestBody::LoadImage { rgba: px, width: w, height: h })?;
+    let body = RequestBody::Compare(CompareRequest::default());
+    for path in e.assets_needed(&body) {
+        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(&path))?;
+        e.provide(&path, bytes);
+    }
+    let (t0, cpu0) = (clock(), cpu_seconds());
+    let mut stamps: Vec<(String, f64, f64)> = Vec::new();
+    let mut last_stage = String::new();
+    let resp = e.handle(Request { id: 3, body }, &mut |r| match r.body {
+        ResponseBody::CompareRow(row) => {
+            stamps.push((format!("row {}", row.method), clock() - t0, cpu_seconds() - cpu0))
+        }
+        ResponseBody::Progress { stage, .. } if stage.starts_with("Pareto sweep") && stage != last_stage => {
+            stamps.push((format!("start of {stage}"), clock() - t0, cpu_seconds() - cpu0));
+            last_stage = stage;
+        }
+        _ => {}
+    });
+    let (wall, cpu) = (clock() - t0, cpu_seconds() - cpu0);
+    let ResponseBody::Compare(r) = resp.body else {
+        return Err(format!("no report: {:?}", resp.body).into());
+    };
+    let (oh, ow) = r.output_hw.unwrap_or((0, 0));
+    println!(
+        "{example} on {image} ({oh}×{ow} output), default request (speed-up {}, budget {} MACs/px), regular forward {:.1} ms",
+        r.speedup,
+        r.budget,
+        r.regular_forward_ms.unwrap_or(f64::NAN)
+    );
+    println!("| method | rank | MACs/px | weight error | output error | decompose ms | forward ms | sweeps | note |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in &r.rows {
+        println!(
+            "| {} | {} | {} | {:.4} | {:.4} | {:.0} | {:.1} | {} | {} |",
+            row.method,
+            row.rank.map(|k| k.to_string()).unwrap_or_default(),
+            row.macs,
+            row.weight_error,
+            row.output_error.unwrap_or(f64::NAN),
+            row.decompose_ms,
+            row.forward_ms.unwrap_or(f64::NAN),
+            row.sweeps,
+            row.note
+        );
+    }
+    println!("\nPareto series (rank: weight error):");
+    for s in &r.pareto {
+        let pts: Vec<String> = if s.points.len() > 12 {
+            vec![format!(
+                "{} points, {:.4} .. {:.4}",
+                s.points.len(),
+                s.points[0].error,
+                s.points[s.points.len() - 1].error
+            )]
+        } else {
+            s.points.iter().map(|p| format!("{}: {:.4}", p.rank, p.error)).collect()
+        };
+        println!("- {}: {}", s.method, pts.join(", "));
+    }
+    println!("\n| event | wall s | CPU s |");
+    println!("|---|---|---|");
+    for (what, t, c) in &stamps {
+        println!("| {what} | {:.2} | {:.2} |", t / 1e3, c);
+    }
+    println!("| report | {:.2} | {:.2} |", wall / 1e3, cpu);
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--full") {
+        return full(&args[1..]);
+    }
     let example = args.first().map_or("vgg16bn_conv3_2", String::as_str);
     let t: usize = args.get(1).map_or(Ok(2), |s| s.parse())?;
     let image = args.get(2).map_or("astronaut", String::as_str);
