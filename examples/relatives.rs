@@ -2,7 +2,9 @@
 //! (`tests/tensorly_check.py`) and for RELATIVES.md.
 //!
 //! * `cargo run --release --example relatives -- errors FILE.npy R_CP R3 R4 RESTARTS`:
-//!   `{"cp": e, "cp_mobilenet": e, "tucker2": e, "tucker2_hosvd": e}` (CP at rank R_CP, best of RESTARTS).
+//!   `{"cp": e, "cp_mobilenet": e, "tucker2": e, "tucker2_hosvd": e, …}` (CP at rank R_CP, best of
+//!   RESTARTS, plain ALS), the same with extrapolated sweeps (`cp_accel`, `cp_mobilenet_accel`, as the
+//!   page runs them) and their factors (`*_accel_factors`), for an independent check of their errors.
 //! * `cargo run --release --example relatives -- figures`: the equal-cost table on the built-in real
 //!   layers at ND DW→PW T = 1, 2, 3 budgets, and CP-ALS / HOOI timings on the 256 layer.
 //! * `cargo run --release --example relatives -- table [SPEEDUP] [DIR] [--json]`: the page's rows
@@ -25,6 +27,11 @@ fn load(path: &str) -> Result<Kernel, Box<dyn std::error::Error>> {
     Ok(read_npy(&std::fs::read(path)?)?.into_kernel()?)
 }
 
+/// A matrix as nested rows (JSON).
+fn rows(m: &nalgebra::DMatrix<f64>) -> Vec<Vec<f64>> {
+    (0..m.nrows()).map(|i| m.row(i).iter().copied().collect()).collect()
+}
+
 fn errors(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let [file, rcp, r3, r4, restarts] = args else {
         return Err("usage: errors FILE R_CP R3 R4 RESTARTS".into());
@@ -32,18 +39,30 @@ fn errors(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let w = load(file)?;
     let (rcp, r3, r4, restarts): (usize, usize, usize, usize) =
         (rcp.parse()?, r3.parse()?, r4.parse()?, restarts.parse()?);
-    let opts = AlsOptions { max_iter: 500, tol: 1e-8, ..AlsOptions::default() };
-    let cp = Cp4::best_of(&w, rcp, &opts, restarts, &mut no_progress())?;
-    let mb = CpMobile::best_of(&w, rcp, &opts, restarts, &mut no_progress())?;
+    // Plain ALS (the algorithm TensorLy's parafac runs) and the page's ALS (extrapolated sweeps).
+    let plain = AlsOptions { max_iter: 500, tol: 1e-8, extrapolate: false, ..AlsOptions::default() };
+    let accel = AlsOptions { extrapolate: true, ..plain };
+    let cp = Cp4::best_of(&w, rcp, &plain, restarts, &mut no_progress())?;
+    let mb = CpMobile::best_of(&w, rcp, &plain, restarts, &mut no_progress())?;
+    let cpx = Cp4::best_of(&w, rcp, &accel, restarts, &mut no_progress())?;
+    let mbx = CpMobile::best_of(&w, rcp, &accel, restarts, &mut no_progress())?;
     let tk = Tucker2::new(&w, r3, r4, &TuckerOptions { max_iter: 100, tol: 1e-10 }, &mut no_progress())?;
     let hosvd = Tucker2::new(&w, r3, r4, &TuckerOptions { max_iter: 0, tol: 0.0 }, &mut no_progress())?;
-    println!(
-        "{{\"cp\": {}, \"cp_mobilenet\": {}, \"tucker2\": {}, \"tucker2_hosvd\": {}}}",
-        cp.rel_weight_error(),
-        mb.rel_weight_error(),
-        tk.rel_weight_error(),
-        hosvd.rel_weight_error()
-    );
+    let out = serde_json::json!({
+        "cp": cp.rel_weight_error(),
+        "cp_mobilenet": mb.rel_weight_error(),
+        "cp_accel": cpx.rel_weight_error(),
+        "cp_mobilenet_accel": mbx.rel_weight_error(),
+        "cp_accel_sweeps": cpx.report.iterations,
+        "cp_mobilenet_accel_sweeps": mbx.report.iterations,
+        "cp_sweeps": cp.report.iterations,
+        "cp_mobilenet_sweeps": mb.report.iterations,
+        "tucker2": tk.rel_weight_error(),
+        "tucker2_hosvd": hosvd.rel_weight_error(),
+        "cp_accel_factors": {"a": rows(&cpx.a), "b": rows(&cpx.b), "ky": rows(&cpx.ky), "kx": rows(&cpx.kx)},
+        "cp_mobilenet_accel_factors": {"a": rows(&mbx.a), "b": rows(&mbx.b), "d": rows(&mbx.d)},
+    });
+    println!("{out}");
     Ok(())
 }
 
@@ -183,8 +202,16 @@ fn table(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// CPU time of this thread, milliseconds (Linux /proc; wall-clock elsewhere).
+fn cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(clock, |ns| ns / 1e6)
+}
+
 fn curves(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let file = args.first().ok_or("usage: curves FILE [SPEEDUP] [SWEEPS]")?;
+    let file = args.first().ok_or("usage: curves FILE [SPEEDUP] [SWEEPS] [METHOD]")?;
     let speedup: f64 = args.get(1).map_or(Ok(4.0), |s| s.parse())?;
     let sweeps: usize = args.get(2).map_or(Ok(200), |s| s.parse())?;
     let w = load(file)?;
@@ -192,20 +219,27 @@ fn curves(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let budget = (d.regular_macs() as f64 / speedup).floor() as u64;
     let rank = |m| ndlab::relatives::largest_rank(d, m, budget).unwrap_or(1);
     let opts = AlsOptions { max_iter: sweeps, tol: 0.0, ..AlsOptions::default() };
-    let show = |name: &str, r: usize, t0: Instant, curve: &[f64]| {
+    let only = args.get(3).map(String::as_str);
+    let show = |name: &str, r: usize, t0: f64, curve: &[f64]| {
         let s: Vec<String> = curve.iter().map(|e| format!("{e:.6}")).collect();
-        println!("{name} R={r} {:.2}s: {}", t0.elapsed().as_secs_f64(), s.join(" "));
+        println!("{name} R={r} {:.3}s CPU: {}", (cpu_ms() - t0) / 1e3, s.join(" "));
     };
-    let t0 = Instant::now();
-    let cp = Cp4::new(&w, rank(Method::Cp), &opts, &mut no_progress())?;
-    show("cp", rank(Method::Cp), t0, &cp.report.curve);
-    let t0 = Instant::now();
-    let mb = CpMobile::new(&w, rank(Method::CpMobilenet), &opts, &mut no_progress())?;
-    show("cp-mobilenet", rank(Method::CpMobilenet), t0, &mb.report.curve);
-    let r = rank(Method::Tucker2).min(d.c).min(d.n);
-    let t0 = Instant::now();
-    let tk = Tucker2::new(&w, r, r, &TuckerOptions { max_iter: sweeps, tol: 0.0 }, &mut no_progress())?;
-    show("tucker2", r, t0, &tk.report.curve);
+    if only.is_none_or(|m| m == "cp") {
+        let t0 = cpu_ms();
+        let cp = Cp4::new(&w, rank(Method::Cp), &opts, &mut no_progress())?;
+        show("cp", rank(Method::Cp), t0, &cp.report.curve);
+    }
+    if only.is_none_or(|m| m == "cp-mobilenet") {
+        let t0 = cpu_ms();
+        let mb = CpMobile::new(&w, rank(Method::CpMobilenet), &opts, &mut no_progress())?;
+        show("cp-mobilenet", rank(Method::CpMobilenet), t0, &mb.report.curve);
+    }
+    if only.is_none_or(|m| m == "tucker2") {
+        let r = rank(Method::Tucker2).min(d.c).min(d.n);
+        let t0 = cpu_ms();
+        let tk = Tucker2::new(&w, r, r, &TuckerOptions { max_iter: sweeps, tol: 0.0 }, &mut no_progress())?;
+        show("tucker2", r, t0, &tk.report.curve);
+    }
     Ok(())
 }
 
@@ -218,7 +252,7 @@ fn main() {
         Some("table") => table(&args[1..]),
         Some("curves") => curves(&args[1..]),
         _ => Err("usage: relatives errors FILE R_CP R3 R4 RESTARTS | figures [DIR] | timings [DIR] | \
-                  table [SPEEDUP] [DIR] [--json] | curves FILE [SPEEDUP] [SWEEPS]"
+                  table [SPEEDUP] [DIR] [--json] | curves FILE [SPEEDUP] [SWEEPS] [METHOD]"
             .into()),
     };
     if let Err(e) = res {

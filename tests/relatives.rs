@@ -149,8 +149,10 @@ fn cp_kernel(n: usize, c: usize, kh: usize, kw: usize, r: usize, seed: u64) -> K
 #[test]
 fn cp_als_objective_is_non_increasing_per_sweep() {
     let w = kernel(12, 10, 3, 3, 40);
-    for (r, init) in [(4, Init::Svd), (7, Init::Random), (20, Init::Svd)] {
-        let opts = AlsOptions { max_iter: 60, tol: 0.0, seed: 3, init };
+    for (r, init, extrapolate) in
+        [(4, Init::Svd, false), (7, Init::Random, true), (20, Init::Svd, true), (20, Init::Svd, false)]
+    {
+        let opts = AlsOptions { max_iter: 60, tol: 0.0, seed: 3, init, extrapolate };
         let cp = Cp4::new(&w, r, &opts, &mut no_progress()).unwrap();
         for (k, pair) in cp.report.curve.windows(2).enumerate() {
             assert!(pair[1] <= pair[0] * (1.0 + 1e-9) + 1e-12, "CP R={r} sweep {k}: {pair:?}");

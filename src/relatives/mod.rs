@@ -17,6 +17,7 @@
 mod closed;
 mod compare;
 mod cp;
+mod dense;
 mod linalg;
 mod tucker;
 

@@ -1,0 +1,296 @@
+//! Dense kernels of the iterative methods, written for speed: a blocked Cholesky factorisation and
+//! the right-hand solve `M V⁻¹` of the ALS normal equations (the bulk of both in nalgebra's GEMM,
+//! which runs matrixmultiply's kernels), the Khatri–Rao product, and Gram matrices.
+//!
+//! Column-major throughout (nalgebra's layout): the unblocked parts work on whole columns, which
+//! are contiguous.
+
+use nalgebra::DMatrix;
+
+/// Block size of the blocked factorisation and solves.
+const NB: usize = 32;
+/// Column block of the Cholesky trailing update.
+const TRAIL: usize = 128;
+
+/// `y += alpha · x`.
+#[inline]
+fn axpy(y: &mut [f64], alpha: f64, x: &[f64]) {
+    for (a, b) in y.iter_mut().zip(x) {
+        *a += alpha * b;
+    }
+}
+
+/// Two distinct columns of a column-major buffer with `rows` rows: `(&mut col j, &col k)`.
+#[inline]
+fn col_pair(data: &mut [f64], rows: usize, j: usize, k: usize) -> (&mut [f64], &[f64]) {
+    debug_assert_ne!(j, k);
+    if k < j {
+        let (lo, hi) = data.split_at_mut(j * rows);
+        (&mut hi[..rows], &lo[k * rows..(k + 1) * rows])
+    } else {
+        let (lo, hi) = data.split_at_mut(k * rows);
+        (&mut lo[j * rows..(j + 1) * rows], &hi[..rows])
+    }
+}
+
+/// Lower Cholesky factor L of a symmetric matrix (`V = L Lᵀ`, upper triangle zeroed), or `None`
+/// when V is not numerically positive definite (a pivot ≤ 0 or not finite). Only the lower
+/// triangle of `v` is read.
+pub fn cholesky(mut a: DMatrix<f64>) -> Option<DMatrix<f64>> {
+    let n = a.nrows();
+    assert_eq!(n, a.ncols(), "cholesky needs a square matrix");
+    let mut j0 = 0;
+    while j0 < n {
+        let j1 = (j0 + NB).min(n);
+        {
+            let data = a.as_mut_slice();
+            // The block column j0..j1: left-looking within the block (earlier blocks are already
+            // applied by the trailing updates), rows j..n.
+            for j in j0..j1 {
+                for k in j0..j {
+                    let (cj, ck) = col_pair(data, n, j, k);
+                    let ljk = ck[j];
+                    axpy(&mut cj[j..], -ljk, &ck[j..]);
+                }
+                let d = data[j * n + j];
+                if !(d > 0.0 && d.is_finite()) {
+                    return None;
+                }
+                let s = d.sqrt();
+                for v in &mut data[j * n + j..(j + 1) * n] {
+                    *v /= s;
+                }
+            }
+        }
+        // Trailing update A22 −= L21 L21ᵀ, lower triangle only: column blocks of A22, each from its
+        // diagonal down.
+        if j1 < n {
+            let m = n - j1;
+            let l21 = a.view((j1, j0), (m, j1 - j0)).into_owned();
+            let l21t = l21.transpose();
+            let mut c0 = 0;
+            while c0 < m {
+                let c1 = (c0 + TRAIL).min(m);
+                let rows = l21.rows(c0, m - c0);
+                let cols = l21t.columns(c0, c1 - c0);
+                a.view_mut((j1 + c0, j1 + c0), (m - c0, c1 - c0)).gemm(-1.0, &rows, &cols, 1.0);
+                c0 = c1;
+            }
+        }
+        j0 = j1;
+    }
+    for j in 1..n {
+        for i in 0..j {
+            a[(i, j)] = 0.0;
+        }
+    }
+    Some(a)
+}
+
+/// `Σ a_i b_i` with four accumulators (vectorisable without reassociation by the compiler).
+#[inline]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for t in 0..4 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Right-hand sides at or below this count are solved one by one (no GEMM).
+const FEW_RHS: usize = 8;
+
+/// `M ← M V⁻¹` for `V = L Lᵀ` (L from [`cholesky`]): two blocked triangular solves,
+/// `Y Lᵀ = M` then `X L = Y` (for a few rows of M: forward and back substitution per row).
+pub fn solve_right(l: &DMatrix<f64>, m: &mut DMatrix<f64>) {
+    let (d, n) = (m.nrows(), m.ncols());
+    assert_eq!(n, l.nrows());
+    if d == 0 || n == 0 {
+        return;
+    }
+    if d <= FEW_RHS {
+        // Each row x of M: L y = xᵀ (column-oriented), then Lᵀ z = y (dot products with columns of L).
+        let ls = l.as_slice();
+        let mut y = vec![0.0; n];
+        for i in 0..d {
+            for (j, v) in y.iter_mut().enumerate() {
+                *v = m[(i, j)];
+            }
+            for j in 0..n {
+                let col = &ls[j * n..(j + 1) * n];
+                y[j] /= col[j];
+                let yj = y[j];
+                axpy(&mut y[j + 1..], -yj, &col[j + 1..]);
+            }
+            for j in (0..n).rev() {
+                let col = &ls[j * n..(j + 1) * n];
+                y[j] = (y[j] - dot(&col[j + 1..], &y[j + 1..])) / col[j];
+            }
+            for (j, v) in y.iter().enumerate() {
+                m[(i, j)] = *v;
+            }
+        }
+        return;
+    }
+    // Forward: Y[:, j] = (M[:, j] − Σ_{i<j} Y[:, i] L[j, i]) / L[j, j].
+    let mut j0 = 0;
+    while j0 < n {
+        let j1 = (j0 + NB).min(n);
+        if j0 > 0 {
+            // M_J −= Y_{<J} · L_{J,<J}ᵀ
+            let lt = l.view((j0, 0), (j1 - j0, j0)).transpose();
+            let (done, mut block) = m.columns_range_pair_mut(0..j0, j0..j1);
+            block.gemm(-1.0, &done, &lt, 1.0);
+        }
+        let data = m.as_mut_slice();
+        for j in j0..j1 {
+            for i in j0..j {
+                let (cj, ci) = col_pair(data, d, j, i);
+                axpy(cj, -l[(j, i)], ci);
+            }
+            let s = 1.0 / l[(j, j)];
+            for v in &mut data[j * d..(j + 1) * d] {
+                *v *= s;
+            }
+        }
+        j0 = j1;
+    }
+    // Backward: X[:, j] = (Y[:, j] − Σ_{i>j} X[:, i] L[i, j]) / L[j, j].
+    let mut j1 = n;
+    while j1 > 0 {
+        let j0 = j1.saturating_sub(NB);
+        if j1 < n {
+            // Y_J −= X_{>J} · L_{>J, J}
+            let lb = l.view((j1, j0), (n - j1, j1 - j0));
+            let (mut block, done) = m.columns_range_pair_mut(j0..j1, j1..n);
+            block.gemm(-1.0, &done, &lb, 1.0);
+        }
+        let data = m.as_mut_slice();
+        for j in (j0..j1).rev() {
+            for i in j + 1..j1 {
+                let (cj, ci) = col_pair(data, d, j, i);
+                axpy(cj, -l[(i, j)], ci);
+            }
+            let s = 1.0 / l[(j, j)];
+            for v in &mut data[j * d..(j + 1) * d] {
+                *v *= s;
+            }
+        }
+        j1 = j0;
+    }
+}
+
+/// `Aᵀ A` through the GEMM (an explicit transpose first: nalgebra's `tr_mul` is not blocked).
+pub fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
+    a.transpose() * a
+}
+
+/// Khatri–Rao product of the factors other than `skip` (each d_j × r): ∏ d_j × r, rows in
+/// row-major order of those modes (the last fastest), i.e. column t is `F_j1[:,t] ⊗ F_j2[:,t] ⊗ …`.
+pub fn khatri_rao(factors: &[DMatrix<f64>], skip: usize, r: usize) -> DMatrix<f64> {
+    let rows: usize =
+        factors.iter().enumerate().filter(|(j, _)| *j != skip).map(|(_, f)| f.nrows()).product();
+    let mut out = DMatrix::zeros(rows, r);
+    let mut cur = Vec::with_capacity(rows);
+    let mut next = Vec::with_capacity(rows);
+    for t in 0..r {
+        cur.clear();
+        cur.push(1.0);
+        for (j, f) in factors.iter().enumerate() {
+            if j == skip {
+                continue;
+            }
+            let col = f.column(t);
+            let col = col.as_slice();
+            next.clear();
+            for &a in &cur {
+                next.extend(col.iter().map(|&b| a * b));
+            }
+            std::mem::swap(&mut cur, &mut next);
+        }
+        out.column_mut(t).as_mut_slice().copy_from_slice(&cur);
+    }
+    out
+}
+
+/// [`khatri_rao`] into an existing matrix (resized), converting every entry with `conv`.
+pub fn khatri_rao_into<T: nalgebra::Scalar + Copy>(
+    factors: &[DMatrix<f64>],
+    skip: usize,
+    r: usize,
+    out: &mut DMatrix<T>,
+    conv: impl Fn(f64) -> T,
+) {
+    let rows: usize =
+        factors.iter().enumerate().filter(|(j, _)| *j != skip).map(|(_, f)| f.nrows()).product();
+    if out.shape() != (rows, r) {
+        *out = DMatrix::from_element(rows, r, conv(0.0));
+    }
+    let mut cur = Vec::with_capacity(rows);
+    let mut next = Vec::with_capacity(rows);
+    for t in 0..r {
+        cur.clear();
+        cur.push(1.0f64);
+        for (j, f) in factors.iter().enumerate() {
+            if j == skip {
+                continue;
+            }
+            let col = f.column(t);
+            let col = col.as_slice();
+            next.clear();
+            for &a in &cur {
+                next.extend(col.iter().map(|&b| a * b));
+            }
+            std::mem::swap(&mut cur, &mut next);
+        }
+        for (o, v) in out.column_mut(t).as_mut_slice().iter_mut().zip(&cur) {
+            *o = conv(*v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relatives::linalg::SplitMix;
+
+    fn spd(n: usize, seed: u64) -> DMatrix<f64> {
+        let mut rng = SplitMix::new(seed);
+        let b = DMatrix::from_fn(n, n + 3, |_, _| rng.uniform());
+        &b * b.transpose() + DMatrix::identity(n, n) * 1e-3
+    }
+
+    #[test]
+    fn cholesky_matches_nalgebra_and_solve_right_inverts() {
+        let mut rng = SplitMix::new(4);
+        for n in [1usize, 5, 47, 48, 49, 130] {
+            let v = spd(n, n as u64);
+            let l = cholesky(v.clone()).expect("positive definite");
+            assert!((&l * l.transpose() - &v).norm() < 1e-10 * v.norm(), "n = {n}");
+            let l_na = v.clone().cholesky().unwrap().unpack();
+            assert!((&l - l_na).norm() < 1e-9 * v.norm(), "n = {n}");
+            for d in [1usize, 3, 60] {
+                let m = DMatrix::from_fn(d, n, |_, _| rng.uniform());
+                let mut x = m.clone();
+                solve_right(&l, &mut x);
+                assert!((&x * &v - &m).norm() < 1e-8 * m.norm().max(1.0) * v.norm(), "n = {n} d = {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn cholesky_refuses_indefinite_and_nan() {
+        let mut v = spd(60, 1);
+        v[(50, 50)] = -1e3;
+        assert!(cholesky(v).is_none());
+        let mut v = spd(10, 2);
+        v[(3, 2)] = f64::NAN;
+        assert!(cholesky(v).is_none());
+        assert!(cholesky(DMatrix::zeros(4, 4)).is_none());
+    }
+}
