@@ -163,9 +163,20 @@ fn table(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let dir = rest.get(1).map_or("assets/layers", |s| s.as_str());
     let req = CompareRequest { speedup, sweep_speedups: vec![], ..CompareRequest::default() };
     let mut out = Vec::new();
+    // Today's 200-sweep rows (recorded before the speed work) at the default 4× budget.
+    let base: Vec<serde_json::Value> = std::fs::read("benches/relatives_baseline_200sweeps.json")
+        .ok()
+        .filter(|_| speedup == 4.0)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let before = |layer: &str, method: &str| {
+        base.iter()
+            .find(|v| v["layer"] == layer && v["method"] == method)
+            .and_then(|v| Some((v["weight_error"].as_f64()?, v["sweeps"].as_u64()?, v["decompose_ms"].as_f64()?)))
+    };
     if !json {
-        println!("| layer | method | rank | weight error | sweeps | note | decompose ms |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| layer | method | rank | weight error | sweeps | note | decompose ms | 200-sweep error (sweeps, ms) | change |");
+        println!("|---|---|---|---|---|---|---|---|---|");
     }
     let mut total = 0.0;
     for name in ALL_LAYERS {
@@ -182,8 +193,15 @@ fn table(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                     "sweeps": r.sweeps, "note": r.note, "decompose_ms": r.decompose_ms,
                 }));
             } else {
+                let (was, change) = match before(layer, &r.method) {
+                    Some((e, s, ms)) => (
+                        format!("{e:.6} ({s}, {ms:.0})"),
+                        format!("{:+.2} %", 100.0 * (r.weight_error / e.max(f64::MIN_POSITIVE) - 1.0)),
+                    ),
+                    None => (String::new(), String::new()),
+                };
                 println!(
-                    "| {layer} | {} | {} | {:.6} | {} | {} | {:.0} |",
+                    "| {layer} | {} | {} | {:.6} | {} | {} | {:.0} | {was} | {change} |",
                     r.method,
                     r.rank.map(|k| k.to_string()).unwrap_or_default(),
                     r.weight_error,
