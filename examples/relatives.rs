@@ -170,9 +170,9 @@ fn table(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let before = |layer: &str, method: &str| {
-        base.iter()
-            .find(|v| v["layer"] == layer && v["method"] == method)
-            .and_then(|v| Some((v["weight_error"].as_f64()?, v["sweeps"].as_u64()?, v["decompose_ms"].as_f64()?)))
+        base.iter().find(|v| v["layer"] == layer && v["method"] == method).and_then(|v| {
+            Some((v["weight_error"].as_f64()?, v["sweeps"].as_u64()?, v["decompose_ms"].as_f64()?))
+        })
     };
     if !json {
         println!("| layer | method | rank | weight error | sweeps | note | decompose ms | 200-sweep error (sweeps, ms) | change |");

@@ -33,7 +33,7 @@
 //! Degeneracy (component norms far above the kernel's, components cancelling each other) is detected
 //! after every sweep and reported in [`AlsReport::degeneracy`]; the iteration is not altered.
 
-use super::dense::{cholesky, gram, khatri_rao, khatri_rao_into, solve_right};
+use super::dense::{cholesky, gram, khatri_rao, khatri_rao_t_into, solve_right};
 use super::linalg::{top_left, SplitMix};
 use super::{
     check_kernel, check_rank, check_ungrouped, horizontal_geometry, kernel_from_mode_n, to_f32_rows,
@@ -42,7 +42,7 @@ use super::{
 use crate::conv::{depthwise, pointwise};
 use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, FeatureMap, Kernel};
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, Dyn, MatrixView};
 use std::cell::RefCell;
 
 /// A component norm above this multiple of ‖W‖_F counts as diverging.
@@ -292,8 +292,13 @@ enum Matricised {
 /// Scratch buffers of the two big contractions, reused from sweep to sweep (fresh multi-megabyte
 /// allocations each sweep cost page faults and page clearing).
 enum Buffers {
-    F64 { kr: DMatrix<f64>, p: DMatrix<f64> },
-    F32 { kr: DMatrix<f32>, p: DMatrix<f32>, f0t: DMatrix<f32> },
+    F64 { kr: Vec<f64>, p: DMatrix<f64> },
+    F32 { kr: Vec<f32>, p: DMatrix<f32>, f0t: DMatrix<f32> },
+}
+
+/// A `rows × r` matrix stored row by row in `data` (a view with strides (r, 1)).
+fn strided<T: nalgebra::Scalar>(data: &[T], rows: usize, r: usize) -> MatrixView<'_, T, Dyn, Dyn, Dyn, Dyn> {
+    MatrixView::from_slice_with_strides_generic(data, Dyn(rows), Dyn(r), Dyn(r), Dyn(1))
 }
 
 /// `out[:, i_k] += Σ P[:, col] ∘ W[:, q]` over the columns of P (R values each, contiguous) —
@@ -334,29 +339,48 @@ struct Mttkrp<'a> {
     x0: &'a Matricised,
     dims: &'a [usize],
     buf: RefCell<Buffers>,
+    /// `P` contracted with F_1 as well (R × ∏_{j≥2} d_j), for modes ≥ 2 once F_1 is updated.
+    q: RefCell<Option<Vec<f64>>>,
+}
+
+/// `Q[:, q] = Σ_i P[:, i·rest + q] ∘ F_1ᵀ[:, i]` (P is R × (d_1·rest), column-major).
+fn contract_second<T: Copy + Into<f64>>(p: &[T], f1t: &[f64], r: usize, d1: usize, rest: usize) -> Vec<f64> {
+    let mut q = vec![0.0; r * rest];
+    for i in 0..d1 {
+        let w = &f1t[i * r..(i + 1) * r];
+        for (j, acc) in q.chunks_exact_mut(r).enumerate() {
+            let col = i * rest + j;
+            for ((a, &x), y) in acc.iter_mut().zip(&p[col * r..(col + 1) * r]).zip(w) {
+                *a += x.into() * y;
+            }
+        }
+    }
+    q
 }
 
 impl<'a> Mttkrp<'a> {
     fn new(x0: &'a Matricised, dims: &'a [usize]) -> Self {
         let buf = match x0 {
-            Matricised::F64(_) => Buffers::F64 { kr: DMatrix::zeros(0, 0), p: DMatrix::zeros(0, 0) },
+            Matricised::F64(_) => Buffers::F64 { kr: Vec::new(), p: DMatrix::zeros(0, 0) },
             Matricised::F32(_) => {
-                Buffers::F32 { kr: DMatrix::zeros(0, 0), p: DMatrix::zeros(0, 0), f0t: DMatrix::zeros(0, 0) }
+                Buffers::F32 { kr: Vec::new(), p: DMatrix::zeros(0, 0), f0t: DMatrix::zeros(0, 0) }
             }
         };
-        Mttkrp { x0, dims, buf: RefCell::new(buf) }
+        Mttkrp { x0, dims, buf: RefCell::new(buf), q: RefCell::new(None) }
     }
 
     /// `X_(0) · KR(F_1, …)`.
     fn first(&self, factors: &[DMatrix<f64>], r: usize) -> DMatrix<f64> {
+        let rest = self.dims[1..].iter().product::<usize>();
+        // The Khatri–Rao product built transposed (contiguous R-vectors) and read through strides.
         match (self.x0, &mut *self.buf.borrow_mut()) {
             (Matricised::F64(x0), Buffers::F64 { kr, .. }) => {
-                khatri_rao_into(factors, 0, r, kr, |v| v);
-                x0 * &*kr
+                khatri_rao_t_into(factors, 0, r, kr, |v| v);
+                x0 * strided(kr, rest, r)
             }
             (Matricised::F32(x0), Buffers::F32 { kr, .. }) => {
-                khatri_rao_into(factors, 0, r, kr, |v| v as f32);
-                (x0 * &*kr).map(f64::from)
+                khatri_rao_t_into(factors, 0, r, kr, |v| v as f32);
+                (x0 * strided(kr, rest, r)).map(f64::from)
             }
             _ => unreachable!("buffers match the tensor's precision"),
         }
@@ -364,6 +388,7 @@ impl<'a> Mttkrp<'a> {
 
     /// Recomputes the contraction with the first factor (call after it changes).
     fn set_first(&self, f0: &DMatrix<f64>) {
+        *self.q.borrow_mut() = None;
         let rest = self.dims[1..].iter().product::<usize>();
         let r = f0.ncols();
         match (self.x0, &mut *self.buf.borrow_mut()) {
@@ -385,29 +410,37 @@ impl<'a> Mttkrp<'a> {
         }
     }
 
-    /// `X_(k) · KR(factors other than k)` (d_k × R). Modes ≥ 1 use the last [`Mttkrp::set_first`].
+    /// `X_(k) · KR(factors other than k)` (d_k × R). Modes ≥ 1 use the last [`Mttkrp::set_first`];
+    /// modes ≥ 2 also take F_1 as it is at the first such call after it (in a sweep: updated).
     fn product(&self, factors: &[DMatrix<f64>], k: usize, r: usize) -> DMatrix<f64> {
         if k == 0 {
             return self.first(factors, r);
         }
         let dims = self.dims;
+        if k >= 2 {
+            // One pass over P contracts mode 1 for every later mode (then passes over a small Q).
+            let rest: usize = dims[2..].iter().product();
+            let mut q = self.q.borrow_mut();
+            let q = q.get_or_insert_with(|| {
+                let f1t = factors[1].transpose();
+                match &*self.buf.borrow() {
+                    Buffers::F64 { p, .. } => contract_second(p.as_slice(), f1t.as_slice(), r, dims[1], rest),
+                    Buffers::F32 { p, .. } => contract_second(p.as_slice(), f1t.as_slice(), r, dims[1], rest),
+                }
+            });
+            let mut w = Vec::new();
+            khatri_rao_t_into(&factors[2..], k - 2, r, &mut w, |v| v);
+            let lo_n: usize = dims[k + 1..].iter().product();
+            let hi_n: usize = dims[2..k].iter().product();
+            let mut mt = DMatrix::<f64>::zeros(r, dims[k]);
+            accumulate(q.as_slice(), &w, mt.as_mut_slice(), r, (hi_n, dims[k], lo_n));
+            return mt.transpose();
+        }
         // The weights of every combination of the modes ≥ 1 other than k, R values each (the
         // Khatri–Rao product of those factors, transposed): column `q` for the multi-index of
         // those modes in row-major order.
-        let mut w = vec![1.0; r];
-        for (j, f) in factors.iter().enumerate().skip(1) {
-            if j == k {
-                continue;
-            }
-            let ft = f.transpose();
-            let mut next = Vec::with_capacity(w.len() * f.nrows());
-            for a in w.chunks_exact(r) {
-                for b in ft.as_slice().chunks_exact(r) {
-                    next.extend(a.iter().zip(b).map(|(x, y)| x * y));
-                }
-            }
-            w = next;
-        }
+        let mut w = Vec::new();
+        khatri_rao_t_into(&factors[1..], k - 1, r, &mut w, |v| v);
         // Column `col` of P has the multi-index (i_1, …) in row-major order; split it around mode k:
         // col = (hi · d_k + i_k) · lo_n + lo, and the weight column is q = hi · lo_n + lo.
         let lo_n: usize = dims[k + 1..].iter().product();

@@ -33,9 +33,29 @@ fn col_pair(data: &mut [f64], rows: usize, j: usize, k: usize) -> (&mut [f64], &
     }
 }
 
+/// The inverse of a small lower-triangular matrix (by columns: `L x = e_j`).
+fn tri_inv_lower(l: &DMatrix<f64>) -> DMatrix<f64> {
+    let n = l.nrows();
+    let mut inv = DMatrix::zeros(n, n);
+    for j in 0..n {
+        // x_i = (δ_ij − Σ_{k<i} L[i,k] x_k) / L[i,i], x_i = 0 for i < j.
+        inv[(j, j)] = 1.0 / l[(j, j)];
+        for i in j + 1..n {
+            let mut acc = 0.0;
+            for k in j..i {
+                acc += l[(i, k)] * inv[(k, j)];
+            }
+            inv[(i, j)] = -acc / l[(i, i)];
+        }
+    }
+    inv
+}
+
 /// Lower Cholesky factor L of a symmetric matrix (`V = L Lᵀ`, upper triangle zeroed), or `None`
 /// when V is not numerically positive definite (a pivot ≤ 0 or not finite). Only the lower
-/// triangle of `v` is read.
+/// triangle of `v` is read. Right-looking by blocks of [`NB`]: each diagonal block is factored
+/// column by column, the panel below it is multiplied by the block's inverse transposed, and the
+/// trailing lower triangle is updated — the last two by GEMM.
 pub fn cholesky(mut a: DMatrix<f64>) -> Option<DMatrix<f64>> {
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "cholesky needs a square matrix");
@@ -44,29 +64,34 @@ pub fn cholesky(mut a: DMatrix<f64>) -> Option<DMatrix<f64>> {
         let j1 = (j0 + NB).min(n);
         {
             let data = a.as_mut_slice();
-            // The block column j0..j1: left-looking within the block (earlier blocks are already
-            // applied by the trailing updates), rows j..n.
+            // The diagonal block, left-looking within it (earlier blocks are already applied).
             for j in j0..j1 {
                 for k in j0..j {
                     let (cj, ck) = col_pair(data, n, j, k);
                     let ljk = ck[j];
-                    axpy(&mut cj[j..], -ljk, &ck[j..]);
+                    axpy(&mut cj[j..j1], -ljk, &ck[j..j1]);
                 }
                 let d = data[j * n + j];
                 if !(d > 0.0 && d.is_finite()) {
                     return None;
                 }
                 let s = d.sqrt();
-                for v in &mut data[j * n + j..(j + 1) * n] {
+                for v in &mut data[j * n + j..j * n + j1] {
                     *v /= s;
                 }
             }
         }
-        // Trailing update A22 −= L21 L21ᵀ, lower triangle only: column blocks of A22, each from its
-        // diagonal down.
         if j1 < n {
             let m = n - j1;
-            let l21 = a.view((j1, j0), (m, j1 - j0)).into_owned();
+            // Panel: L21 = A21 · L11⁻ᵀ.
+            let inv_t = tri_inv_lower(&a.view((j0, j0), (j1 - j0, j1 - j0)).into_owned()).transpose();
+            let l21 = a.view((j1, j0), (m, j1 - j0)) * inv_t;
+            if !l21.iter().all(|v| v.is_finite()) {
+                return None;
+            }
+            a.view_mut((j1, j0), (m, j1 - j0)).copy_from(&l21);
+            // Trailing update A22 −= L21 L21ᵀ, lower triangle only: column blocks of A22, each
+            // from its diagonal down.
             let l21t = l21.transpose();
             let mut c0 = 0;
             while c0 < m {
@@ -106,7 +131,8 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 const FEW_RHS: usize = 8;
 
 /// `M ← M V⁻¹` for `V = L Lᵀ` (L from [`cholesky`]): two blocked triangular solves,
-/// `Y Lᵀ = M` then `X L = Y` (for a few rows of M: forward and back substitution per row).
+/// `Y Lᵀ = M` then `X L = Y`, each block by a GEMM with the earlier blocks and one with the
+/// inverse of its diagonal block (for a few rows of M: forward and back substitution per row).
 pub fn solve_right(l: &DMatrix<f64>, m: &mut DMatrix<f64>) {
     let (d, n) = (m.nrows(), m.ncols());
     assert_eq!(n, l.nrows());
@@ -137,57 +163,54 @@ pub fn solve_right(l: &DMatrix<f64>, m: &mut DMatrix<f64>) {
         }
         return;
     }
-    // Forward: Y[:, j] = (M[:, j] − Σ_{i<j} Y[:, i] L[j, i]) / L[j, j].
-    let mut j0 = 0;
-    while j0 < n {
-        let j1 = (j0 + NB).min(n);
+    let blocks: Vec<(usize, usize)> = (0..n).step_by(NB).map(|j0| (j0, (j0 + NB).min(n))).collect();
+    let invs: Vec<DMatrix<f64>> = blocks
+        .iter()
+        .map(|&(j0, j1)| tri_inv_lower(&l.view((j0, j0), (j1 - j0, j1 - j0)).into_owned()))
+        .collect();
+    // Forward: Y_J = (M_J − Y_{<J} L_{J,<J}ᵀ) L_JJ⁻ᵀ.
+    for (&(j0, j1), inv) in blocks.iter().zip(&invs) {
         if j0 > 0 {
-            // M_J −= Y_{<J} · L_{J,<J}ᵀ
             let lt = l.view((j0, 0), (j1 - j0, j0)).transpose();
             let (done, mut block) = m.columns_range_pair_mut(0..j0, j0..j1);
             block.gemm(-1.0, &done, &lt, 1.0);
         }
-        let data = m.as_mut_slice();
-        for j in j0..j1 {
-            for i in j0..j {
-                let (cj, ci) = col_pair(data, d, j, i);
-                axpy(cj, -l[(j, i)], ci);
-            }
-            let s = 1.0 / l[(j, j)];
-            for v in &mut data[j * d..(j + 1) * d] {
-                *v *= s;
-            }
-        }
-        j0 = j1;
+        let y = m.columns(j0, j1 - j0) * inv.transpose();
+        m.columns_mut(j0, j1 - j0).copy_from(&y);
     }
-    // Backward: X[:, j] = (Y[:, j] − Σ_{i>j} X[:, i] L[i, j]) / L[j, j].
-    let mut j1 = n;
-    while j1 > 0 {
-        let j0 = j1.saturating_sub(NB);
+    // Backward: X_J = (Y_J − X_{>J} L_{>J,J}) L_JJ⁻¹.
+    for (&(j0, j1), inv) in blocks.iter().zip(&invs).rev() {
         if j1 < n {
-            // Y_J −= X_{>J} · L_{>J, J}
             let lb = l.view((j1, j0), (n - j1, j1 - j0));
             let (mut block, done) = m.columns_range_pair_mut(j0..j1, j1..n);
             block.gemm(-1.0, &done, &lb, 1.0);
         }
-        let data = m.as_mut_slice();
-        for j in (j0..j1).rev() {
-            for i in j + 1..j1 {
-                let (cj, ci) = col_pair(data, d, j, i);
-                axpy(cj, -l[(i, j)], ci);
-            }
-            let s = 1.0 / l[(j, j)];
-            for v in &mut data[j * d..(j + 1) * d] {
-                *v *= s;
-            }
-        }
-        j1 = j0;
+        let x = m.columns(j0, j1 - j0) * inv;
+        m.columns_mut(j0, j1 - j0).copy_from(&x);
     }
 }
 
-/// `Aᵀ A` through the GEMM (an explicit transpose first: nalgebra's `tr_mul` is not blocked).
+/// `Aᵀ A` through the GEMM (an explicit transpose first: nalgebra's `tr_mul` is not blocked),
+/// lower triangle by column blocks, then mirrored.
 pub fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
-    a.transpose() * a
+    let r = a.ncols();
+    if a.nrows() <= FEW_RHS || r <= 2 * TRAIL {
+        return a.transpose() * a;
+    }
+    let at = a.transpose();
+    let mut g = DMatrix::zeros(r, r);
+    let mut c0 = 0;
+    while c0 < r {
+        let c1 = (c0 + TRAIL).min(r);
+        g.view_mut((c0, c0), (r - c0, c1 - c0)).gemm(1.0, &at.rows(c0, r - c0), &a.columns(c0, c1 - c0), 0.0);
+        c0 = c1;
+    }
+    for j in 1..r {
+        for i in 0..j {
+            g[(i, j)] = g[(j, i)];
+        }
+    }
+    g
 }
 
 /// Khatri–Rao product of the factors other than `skip` (each d_j × r): ∏ d_j × r, rows in
@@ -218,40 +241,33 @@ pub fn khatri_rao(factors: &[DMatrix<f64>], skip: usize, r: usize) -> DMatrix<f6
     out
 }
 
-/// [`khatri_rao`] into an existing matrix (resized), converting every entry with `conv`.
-pub fn khatri_rao_into<T: nalgebra::Scalar + Copy>(
+/// The Khatri–Rao product of the factors other than `skip`, transposed (R × ∏ d_j, column `q` for
+/// the multi-index of those modes in row-major order), into `out` (resized) as contiguous R-vectors:
+/// `out[q·R + t] = Π_j F_j[i_j, t]`. Read it as the ∏ d_j × R product through a view with strides
+/// (R, 1).
+pub fn khatri_rao_t_into<T: Copy>(
     factors: &[DMatrix<f64>],
     skip: usize,
     r: usize,
-    out: &mut DMatrix<T>,
+    out: &mut Vec<T>,
     conv: impl Fn(f64) -> T,
 ) {
-    let rows: usize =
-        factors.iter().enumerate().filter(|(j, _)| *j != skip).map(|(_, f)| f.nrows()).product();
-    if out.shape() != (rows, r) {
-        *out = DMatrix::from_element(rows, r, conv(0.0));
-    }
-    let mut cur = Vec::with_capacity(rows);
-    let mut next = Vec::with_capacity(rows);
-    for t in 0..r {
-        cur.clear();
-        cur.push(1.0f64);
-        for (j, f) in factors.iter().enumerate() {
-            if j == skip {
-                continue;
-            }
-            let col = f.column(t);
-            let col = col.as_slice();
-            next.clear();
-            for &a in &cur {
-                next.extend(col.iter().map(|&b| a * b));
-            }
-            std::mem::swap(&mut cur, &mut next);
+    let mut w = vec![1.0f64; r];
+    for (j, f) in factors.iter().enumerate() {
+        if j == skip {
+            continue;
         }
-        for (o, v) in out.column_mut(t).as_mut_slice().iter_mut().zip(&cur) {
-            *o = conv(*v);
+        let ft = f.transpose();
+        let mut next = Vec::with_capacity(w.len() * f.nrows());
+        for a in w.chunks_exact(r) {
+            for b in ft.as_slice().chunks_exact(r) {
+                next.extend(a.iter().zip(b).map(|(x, y)| x * y));
+            }
         }
+        w = next;
     }
+    out.clear();
+    out.extend(w.iter().map(|&v| conv(v)));
 }
 
 #[cfg(test)]

@@ -262,7 +262,10 @@ fn note(rep: &super::AlsReport, opts: &CompareOptions, method: Method) -> String
         super::StopReason::Cancelled => "cancelled".into(),
     };
     if let Some(g) = &rep.degeneracy {
-        s.push_str(&format!("; degenerate at sweep {} (cancellation {:.1}×)", g.iteration, g.cancellation_ratio));
+        s.push_str(&format!(
+            "; degenerate at sweep {} (cancellation {:.1}×)",
+            g.iteration, g.cancellation_ratio
+        ));
     }
     s
 }
