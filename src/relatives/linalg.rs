@@ -46,6 +46,19 @@ pub(crate) fn top_left(m: &DMatrix<f64>, r: usize) -> Result<(DMatrix<f64>, Vec<
     Ok((vectors.columns(0, r).into_owned(), values))
 }
 
+/// All squared singular values of `m` (descending, ≥ 0), from the eigenvalues of the Gram matrix of
+/// its smaller side without eigenvectors (several times cheaper than [`top_left`]).
+pub(crate) fn sigma_sq(m: &DMatrix<f64>) -> Result<Vec<f64>> {
+    let g = if m.nrows() <= m.ncols() { m * m.transpose() } else { m.transpose() * m };
+    if g.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite("Gram matrix holds NaN or infinity".into()));
+    }
+    let mut values: Vec<f64> = g.symmetric_eigenvalues().iter().map(|v| v.max(0.0)).collect();
+    values.sort_by(|a, b| b.total_cmp(a));
+    check_energy(&values, m)?;
+    Ok(values)
+}
+
 /// Checks `Σσ² = ‖M‖²_F` (σ² the Gram eigenvalues).
 fn check_energy(sigma_sq: &[f64], m: &DMatrix<f64>) -> Result<()> {
     let total = m.norm_squared();

@@ -21,7 +21,7 @@
 
 use super::{
     compare::largest_rank, error_curve, ChannelDecomposition, CompareOptions, Cp4, CpMobile, Dims, Method,
-    Progress, Rank, Relative, SpatialDecomposition, Tucker2,
+    Progress, Rank, Relative, SpatialDecomposition, Tucker2, TuckerBasis,
 };
 use crate::decouple::Decomposition;
 use crate::error::{Error, Result};
@@ -485,15 +485,21 @@ fn series(
             pts
         }
         Method::Tucker2 => {
+            // One HOSVD for every rank.
+            let ranks = swept_ranks(d, method, req);
+            let basis = if ranks.is_empty() { None } else { Some(TuckerBasis::new(kernel)?) };
             let mut pts = Vec::new();
-            for r in swept_ranks(d, method, req) {
+            for (r, basis) in ranks.into_iter().zip(basis.iter().cycle()) {
                 let rank = d.rank_of(method, r);
                 let label = format!("sweep: {} at rank {rank}", method.id());
-                let (built, _, _) = build(input, method, r, &opts, rep, &label, fraction)?;
+                let mut progress =
+                    |it: usize, err: f64| rep.say(format!("{label}: sweep {it}, error {err:.4}"), fraction);
+                let (r3, r4) = tucker_pair(d, r);
+                let t = Tucker2::with_basis(kernel, r3, r4, basis, &opts.tucker, &mut progress)?;
                 if rep.cancelled {
                     return Err(cancelled());
                 }
-                pts.push(ParetoPoint { rank, macs: d.macs(method, rank), error: built.weight_error() });
+                pts.push(ParetoPoint { rank, macs: d.macs(method, rank), error: t.rel_weight_error() });
             }
             pts
         }

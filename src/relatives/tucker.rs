@@ -73,6 +73,35 @@ fn project_c(wc: &DMatrix<f64>, u_in: &DMatrix<f64>, d: Dims) -> DMatrix<f64> {
     swap12(&p, u_in.ncols(), d.n, d.k2())
 }
 
+/// A kernel's HOSVD bases (all the left singular vectors of its mode-N and mode-C unfoldings,
+/// leading first), computed once and shared by Tucker-2 runs at several ranks: the HOSVD start at
+/// (R3, R4) is their first R3 and R4 columns.
+#[derive(Debug, Clone)]
+pub struct TuckerBasis {
+    dims: Dims,
+    /// W as N × (C·K²).
+    w: DMatrix<f64>,
+    /// W's mode-C unfolding, C × (N·K²).
+    wc: DMatrix<f64>,
+    /// N × N.
+    out: DMatrix<f64>,
+    /// C × C.
+    inp: DMatrix<f64>,
+}
+
+impl TuckerBasis {
+    /// The bases of `kernel` (two Gram matrices and their eigen-decompositions).
+    pub fn new(kernel: &Kernel) -> Result<Self> {
+        check_kernel(kernel)?;
+        let d = Dims::of(kernel);
+        let w = mode_n_matrix(kernel);
+        let wc = swap12(&w, d.n, d.c, d.k2());
+        let (out, _) = top_left(&w, d.n)?;
+        let (inp, _) = top_left(&wc, d.c)?;
+        Ok(TuckerBasis { dims: d, w, wc, out, inp })
+    }
+}
+
 impl Tucker2 {
     /// Decomposes `kernel` with ranks (R3 ≤ C, R4 ≤ N); `progress` is called after every sweep.
     pub fn new(
@@ -82,25 +111,39 @@ impl Tucker2 {
         opts: &TuckerOptions,
         progress: Progress<'_>,
     ) -> Result<Self> {
+        Self::with_basis(kernel, r3, r4, &TuckerBasis::new(kernel)?, opts, progress)
+    }
+
+    /// As [`Tucker2::new`], from the HOSVD bases of the same kernel (the same result).
+    pub fn with_basis(
+        kernel: &Kernel,
+        r3: usize,
+        r4: usize,
+        basis: &TuckerBasis,
+        opts: &TuckerOptions,
+        progress: Progress<'_>,
+    ) -> Result<Self> {
         check_kernel(kernel)?;
         let d = Dims::of(kernel);
+        if d != basis.dims {
+            return Err(crate::error::Error::Shape("Tucker-2 bases of another kernel shape".into()));
+        }
         check_rank("Tucker-2 input", r3, d.c)?;
         check_rank("Tucker-2 output", r4, d.n)?;
-        let w = mode_n_matrix(kernel);
-        let wc = swap12(&w, d.n, d.c, d.k2());
+        let (w, wc) = (&basis.w, &basis.wc);
         let total = w.norm_squared();
-        let (mut u_out, _) = top_left(&w, r4)?;
-        let (mut u_in, _) = top_left(&wc, r3)?;
+        let mut u_out = basis.out.columns(0, r4).into_owned();
+        let mut u_in = basis.inp.columns(0, r3).into_owned();
         let err_of = |core: &DMatrix<f64>| rel_from(total, core.norm_squared());
-        let mut core = u_out.transpose() * project_c(&wc, &u_in, d);
+        let mut core = u_out.transpose() * project_c(wc, &u_in, d);
         let mut err = err_of(&core);
         let mut curve = vec![err];
         let mut stop = StopReason::MaxIter;
         for it in 1..=opts.max_iter {
             // U_in from W projected on U_out: Y = U_outᵀ ×_N W, R4 × C × K².
-            let y = u_out.transpose() * &w;
+            let y = u_out.transpose() * w;
             u_in = top_left(&swap12(&y, r4, d.c, d.k2()), r3)?.0;
-            let z = project_c(&wc, &u_in, d);
+            let z = project_c(wc, &u_in, d);
             u_out = top_left(&z, r4)?.0;
             core = u_out.transpose() * z;
             let new = err_of(&core);
