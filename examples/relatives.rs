@@ -238,25 +238,30 @@ fn curves(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let rank = |m| ndlab::relatives::largest_rank(d, m, budget).unwrap_or(1);
     let opts = AlsOptions { max_iter: sweeps, tol: 0.0, ..AlsOptions::default() };
     let only = args.get(3).map(String::as_str);
-    let show = |name: &str, r: usize, t0: f64, curve: &[f64]| {
-        let s: Vec<String> = curve.iter().map(|e| format!("{e:.6}")).collect();
-        println!("{name} R={r} {:.3}s CPU: {}", (cpu_ms() - t0) / 1e3, s.join(" "));
+    let show = |name: &str, r: usize, t0: f64, rep: &ndlab::relatives::AlsReport| {
+        let s: Vec<String> = rep.curve.iter().map(|e| format!("{e:.6}")).collect();
+        println!(
+            "{name} R={r} {:.3}s CPU {} rejected: {}",
+            (cpu_ms() - t0) / 1e3,
+            rep.rejected_steps,
+            s.join(" ")
+        );
     };
     if only.is_none_or(|m| m == "cp") {
         let t0 = cpu_ms();
         let cp = Cp4::new(&w, rank(Method::Cp), &opts, &mut no_progress())?;
-        show("cp", rank(Method::Cp), t0, &cp.report.curve);
+        show("cp", rank(Method::Cp), t0, &cp.report);
     }
     if only.is_none_or(|m| m == "cp-mobilenet") {
         let t0 = cpu_ms();
         let mb = CpMobile::new(&w, rank(Method::CpMobilenet), &opts, &mut no_progress())?;
-        show("cp-mobilenet", rank(Method::CpMobilenet), t0, &mb.report.curve);
+        show("cp-mobilenet", rank(Method::CpMobilenet), t0, &mb.report);
     }
     if only.is_none_or(|m| m == "tucker2") {
         let r = rank(Method::Tucker2).min(d.c).min(d.n);
         let t0 = cpu_ms();
         let tk = Tucker2::new(&w, r, r, &TuckerOptions { max_iter: sweeps, tol: 0.0 }, &mut no_progress())?;
-        show("tucker2", r, t0, &tk.report.curve);
+        show("tucker2", r, t0, &tk.report);
     }
     Ok(())
 }

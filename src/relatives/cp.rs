@@ -55,6 +55,11 @@ pub const STALL_WINDOW: usize = 3;
 pub const DEFAULT_TOL: f64 = 2e-4;
 /// Tensor entries × rank from which the two big contractions run in f32.
 pub const F32_MIN_WORK: usize = 1 << 22;
+/// Below this many tensor entries × rank a sweep costs microseconds, and the stopping rule uses
+/// at most [`SMALL_TOL`] (a plateau of a few sweeps is then not mistaken for the end).
+pub const SMALL_WORK: usize = 1 << 20;
+/// The tolerance of small problems (see [`SMALL_WORK`]).
+pub const SMALL_TOL: f64 = 1e-6;
 /// Extrapolation starts after this many plain sweeps.
 const EXTRAPOLATE_AFTER: usize = 3;
 /// First extrapolation step `s`, its growth after an accepted step and its cap.
@@ -77,7 +82,8 @@ pub struct AlsOptions {
     /// Maximum sweeps.
     pub max_iter: usize,
     /// Stop when the error fell by at most this fraction per sweep, on average over the last
-    /// [`STALL_WINDOW`] sweeps: `e[k−w] − e[k] ≤ w · tol · e[k]` (0: run to `max_iter`).
+    /// [`STALL_WINDOW`] sweeps: `e[k−w] − e[k] ≤ w · tol · e[k]` (0: run to `max_iter`; small
+    /// problems use at most [`SMALL_TOL`], see [`SMALL_WORK`]).
     pub tol: f64,
     /// Seed of the random part of the start.
     pub seed: u64,
@@ -131,6 +137,8 @@ pub struct AlsReport {
     /// Extrapolated steps tried and dropped (each cost one contraction and one solve, about a
     /// third of a sweep).
     pub rejected_steps: usize,
+    /// The tolerance the stopping rule used (see [`AlsOptions::tol`] and [`SMALL_WORK`]).
+    pub tol: f64,
 }
 
 impl AlsReport {
@@ -197,7 +205,7 @@ fn hadamard(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
 
 /// Solves `A V = M` for A (V symmetric PSD): blocked Cholesky, or an eigen pseudo-inverse when V
 /// is not numerically positive definite or the Cholesky solution is not finite.
-fn solve_normal(v: &DMatrix<f64>, m: DMatrix<f64>) -> DMatrix<f64> {
+fn solve_normal(v: &DMatrix<f64>, m: &DMatrix<f64>) -> DMatrix<f64> {
     if let Some(l) = cholesky(v.clone()) {
         let mut a = m.clone();
         solve_right(&l, &mut a);
@@ -530,8 +538,11 @@ impl Als<'_> {
     fn sweep(&self, start: &Iterate, m0: Option<DMatrix<f64>>, bound: f64) -> Option<Iterate> {
         let (dims, r) = (self.dims, self.r);
         let last = dims.len() - 1;
-        let mut f = start.f.clone();
-        let mut g = start.g.clone();
+        // The start's factors and Grams but the first (each is replaced before it is read).
+        let skip_first = |x: &Vec<DMatrix<f64>>| -> Vec<DMatrix<f64>> {
+            x.iter().enumerate().map(|(k, a)| if k == 0 { DMatrix::zeros(0, 0) } else { a.clone() }).collect()
+        };
+        let (mut f, mut g) = (skip_first(&start.f), skip_first(&start.g));
         let mt = &self.mt;
         let mut m0 = m0;
         let (mut err, mut fit_sq) = (f64::INFINITY, 0.0);
@@ -556,7 +567,7 @@ impl Als<'_> {
                 Some(m) if k == 0 => m,
                 _ => mt.product(&f, k, r),
             };
-            let mut a = solve_normal(&v, m.clone());
+            let mut a = solve_normal(&v, &m);
             let mut gk = gram(&a);
             if k == 0 || k == last {
                 // The model's error now: ⟨X, X̂⟩ = Σ A ∘ M, ‖X̂‖² = Σ V ∘ AᵀA.
@@ -693,6 +704,7 @@ fn cp_als(
         stop: StopReason::MaxIter,
         degeneracy: None,
         rejected_steps: 0,
+        tol: if x.len() * r < SMALL_WORK { opts.tol.min(SMALL_TOL) } else { opts.tol },
     };
     let mut step = STEP_START;
     for it in 1..=opts.max_iter {
@@ -722,7 +734,7 @@ fn cp_als(
             report.stop = StopReason::Cancelled;
             break;
         }
-        if AlsReport::stalled(&report.curve, opts.tol) {
+        if AlsReport::stalled(&report.curve, report.tol) {
             report.stop = StopReason::Converged;
             break;
         }

@@ -252,11 +252,16 @@ pub fn khatri_rao_t_into<T: Copy>(
     out: &mut Vec<T>,
     conv: impl Fn(f64) -> T,
 ) {
+    let modes: Vec<&DMatrix<f64>> =
+        factors.iter().enumerate().filter(|(j, _)| *j != skip).map(|(_, f)| f).collect();
+    out.clear();
+    let Some((last, first)) = modes.split_last() else {
+        out.extend((0..r).map(|_| conv(1.0)));
+        return;
+    };
+    // All but the last mode in f64, then the last straight into `out`.
     let mut w = vec![1.0f64; r];
-    for (j, f) in factors.iter().enumerate() {
-        if j == skip {
-            continue;
-        }
+    for f in first {
         let ft = f.transpose();
         let mut next = Vec::with_capacity(w.len() * f.nrows());
         for a in w.chunks_exact(r) {
@@ -266,8 +271,13 @@ pub fn khatri_rao_t_into<T: Copy>(
         }
         w = next;
     }
-    out.clear();
-    out.extend(w.iter().map(|&v| conv(v)));
+    let lt = last.transpose();
+    out.reserve(w.len() * last.nrows());
+    for a in w.chunks_exact(r) {
+        for b in lt.as_slice().chunks_exact(r) {
+            out.extend(a.iter().zip(b).map(|(x, y)| conv(x * y)));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -250,12 +250,11 @@ fn cancelled() -> Error {
 
 /// The note of an iterative method's row: why it stopped (the stopping rule in words), and
 /// degeneracy when it was seen.
-fn note(rep: &super::AlsReport, opts: &CompareOptions, method: Method) -> String {
-    let tol = if method == Method::Tucker2 { opts.tucker.tol } else { opts.als.tol };
+fn note(rep: &super::AlsReport) -> String {
     let mut s = match rep.stop {
         super::StopReason::Converged => format!(
             "converged (error fell < {} % per sweep over {} sweeps)",
-            100.0 * tol,
+            100.0 * rep.tol,
             super::cp::STALL_WINDOW
         ),
         super::StopReason::MaxIter => format!("sweep cap reached ({})", rep.iterations),
@@ -306,18 +305,18 @@ fn build(
         Method::Spatial => (Built::Other(Box::new(SpatialDecomposition::new(kernel, r)?)), 0, String::new()),
         Method::Cp => {
             let m = Cp4::best_of(kernel, r, &opts.als, opts.restarts, &mut progress)?;
-            let (it, n) = (m.report.iterations, note(&m.report, opts, method));
+            let (it, n) = (m.report.iterations, note(&m.report));
             (Built::Other(Box::new(m)), it, n)
         }
         Method::CpMobilenet => {
             let m = CpMobile::best_of(kernel, r, &opts.als, opts.restarts, &mut progress)?;
-            let (it, n) = (m.report.iterations, note(&m.report, opts, method));
+            let (it, n) = (m.report.iterations, note(&m.report));
             (Built::Other(Box::new(m)), it, n)
         }
         Method::Tucker2 => {
             let (r3, r4) = tucker_pair(d, r);
             let m = Tucker2::new(kernel, r3, r4, &opts.tucker, &mut progress)?;
-            let (it, n) = (m.report.iterations, note(&m.report, opts, method));
+            let (it, n) = (m.report.iterations, note(&m.report));
             (Built::Other(Box::new(m)), it, n)
         }
     })

@@ -168,7 +168,14 @@ impl Tucker2 {
             core: core_k,
             core64: core,
             rel_error: err,
-            report: AlsReport { curve, stop, degeneracy: None, iterations: 0, rejected_steps: 0 },
+            report: AlsReport {
+                curve,
+                stop,
+                degeneracy: None,
+                iterations: 0,
+                rejected_steps: 0,
+                tol: opts.tol,
+            },
         };
         t.report.iterations = t.report.curve.len() - 1;
         // The error from the explicit reconstruction (no ‖W‖² − ‖G‖² cancellation).
