@@ -33,7 +33,7 @@
 //! Degeneracy (component norms far above the kernel's, components cancelling each other) is detected
 //! after every sweep and reported in [`AlsReport::degeneracy`]; the iteration is not altered.
 
-use super::dense::{cholesky, gram, khatri_rao, khatri_rao_t_into, solve_right};
+use super::dense::{cholesky, gram, khatri_rao, khatri_rao_t_into, solve_right, sym_dot};
 use super::linalg::{top_left, SplitMix};
 use super::{
     check_kernel, check_rank, check_ungrouped, horizontal_geometry, kernel_from_mode_n, to_f32_rows,
@@ -49,7 +49,8 @@ use std::cell::RefCell;
 pub const DIVERGE_RATIO: f64 = 10.0;
 /// Σ_r ‖component r‖² above this multiple of ‖Ŵ‖² counts as components cancelling.
 pub const CANCEL_RATIO: f64 = 10.0;
-/// Sweeps over which the stopping rule averages the error's fall.
+/// Sweeps over which the stopping rule averages the error's fall (extrapolated steps make the fall
+/// uneven from sweep to sweep).
 pub const STALL_WINDOW: usize = 3;
 /// Default stopping tolerance: 0.02 % per sweep.
 pub const DEFAULT_TOL: f64 = 2e-4;
@@ -139,19 +140,21 @@ pub struct AlsReport {
     pub rejected_steps: usize,
     /// The tolerance the stopping rule used (see [`AlsOptions::tol`] and [`SMALL_WORK`]).
     pub tol: f64,
+    /// The sweeps the stopping rule averages over ([`STALL_WINDOW`] for CP-ALS,
+    /// [`HOOI_WINDOW`](super::tucker::HOOI_WINDOW) for HOOI).
+    pub window: usize,
 }
 
 impl AlsReport {
-    /// The stopping rule: the error fell by at most `tol` per sweep on average over the last
-    /// [`STALL_WINDOW`] sweeps (or reached 0).
-    pub fn stalled(curve: &[f64], tol: f64) -> bool {
+    /// The stopping rule: the error fell by at most `tol` (relative) per sweep on average over
+    /// the last `window` sweeps, `e[k−w] − e[k] ≤ w · tol · e[k]` (or reached 0).
+    pub fn stalled(curve: &[f64], tol: f64, window: usize) -> bool {
         let k = curve.len();
         let Some(&e) = curve.last() else { return false };
         if e == 0.0 {
             return true;
         }
-        k > STALL_WINDOW
-            && curve[k - 1 - STALL_WINDOW] - e <= STALL_WINDOW as f64 * tol * e.max(f64::MIN_POSITIVE)
+        k > window && curve[k - 1 - window] - e <= window as f64 * tol * e.max(f64::MIN_POSITIVE)
     }
 }
 
@@ -572,7 +575,7 @@ impl Als<'_> {
             if k == 0 || k == last {
                 // The model's error now: ⟨X, X̂⟩ = Σ A ∘ M, ‖X̂‖² = Σ V ∘ AᵀA.
                 let inner: f64 = a.iter().zip(m.iter()).map(|(x, y)| x * y).sum();
-                fit_sq = v.iter().zip(gk.iter()).map(|(x, y)| x * y).sum();
+                fit_sq = sym_dot(&v, &gk);
                 err = rel_err(self.norm_sq, inner, fit_sq);
                 if k == 0 && err >= bound {
                     return None;
@@ -705,6 +708,7 @@ fn cp_als(
         degeneracy: None,
         rejected_steps: 0,
         tol: if x.len() * r < SMALL_WORK { opts.tol.min(SMALL_TOL) } else { opts.tol },
+        window: STALL_WINDOW,
     };
     let mut step = STEP_START;
     for it in 1..=opts.max_iter {
@@ -734,7 +738,7 @@ fn cp_als(
             report.stop = StopReason::Cancelled;
             break;
         }
-        if AlsReport::stalled(&report.curve, report.tol) {
+        if AlsReport::stalled(&report.curve, report.tol, report.window) {
             report.stop = StopReason::Converged;
             break;
         }

@@ -190,11 +190,23 @@ pub fn solve_right(l: &DMatrix<f64>, m: &mut DMatrix<f64>) {
     }
 }
 
-/// `Aᵀ A` through the GEMM (an explicit transpose first: nalgebra's `tr_mul` is not blocked),
-/// lower triangle by column blocks, then mirrored.
+/// `Aᵀ A`: **its lower triangle only is meaningful** (the upper may be zero or a copy). Through
+/// the GEMM (an explicit transpose first: nalgebra's `tr_mul` is not blocked), by column blocks
+/// from the diagonal down; for a few rows, as a sum of outer products.
 pub fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
     let r = a.ncols();
-    if a.nrows() <= FEW_RHS || r <= 2 * TRAIL {
+    if a.nrows() <= FEW_RHS {
+        // A sum of a few outer products: G[:, j] = Σ_i A[i, j] · A[i, :]ᵀ, each an axpy of length R.
+        let at = a.transpose();
+        let mut g = DMatrix::zeros(r, r);
+        for (j, col) in g.as_mut_slice().chunks_exact_mut(r).enumerate() {
+            for row in at.as_slice().chunks_exact(r) {
+                axpy(&mut col[j..], row[j], &row[j..]);
+            }
+        }
+        return g;
+    }
+    if r <= 2 * TRAIL {
         return a.transpose() * a;
     }
     let at = a.transpose();
@@ -205,12 +217,18 @@ pub fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
         g.view_mut((c0, c0), (r - c0, c1 - c0)).gemm(1.0, &at.rows(c0, r - c0), &a.columns(c0, c1 - c0), 0.0);
         c0 = c1;
     }
-    for j in 1..r {
-        for i in 0..j {
-            g[(i, j)] = g[(j, i)];
-        }
-    }
     g
+}
+
+/// `Σ_ij A_ij B_ij` for symmetric A and B of which only the lower triangles are read.
+pub fn sym_dot(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    let r = a.nrows();
+    let (mut off, mut diag) = (0.0, 0.0);
+    for (j, (ca, cb)) in a.as_slice().chunks_exact(r).zip(b.as_slice().chunks_exact(r)).enumerate() {
+        diag += ca[j] * cb[j];
+        off += dot(&ca[j + 1..], &cb[j + 1..]);
+    }
+    2.0 * off + diag
 }
 
 /// Khatri–Rao product of the factors other than `skip` (each d_j × r): ∏ d_j × r, rows in

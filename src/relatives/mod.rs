@@ -27,7 +27,7 @@ pub mod session;
 pub use closed::{ChannelDecomposition, SpatialDecomposition};
 pub use compare::{compare, error_at, error_curve, largest_rank, CompareOptions, ComparisonRow, CurvePoint};
 pub use cp::{AlsOptions, AlsReport, Cp4, CpMobile, Degeneracy, Init, StopReason};
-pub use tucker::{Tucker2, TuckerBasis, TuckerOptions};
+pub use tucker::{Tucker2, TuckerBasis, TuckerOptions, HOOI_WINDOW};
 
 use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, FeatureMap, Kernel, Padding};

@@ -252,11 +252,12 @@ fn cancelled() -> Error {
 /// degeneracy when it was seen.
 fn note(rep: &super::AlsReport) -> String {
     let mut s = match rep.stop {
-        super::StopReason::Converged => format!(
-            "converged (error fell < {} % per sweep over {} sweeps)",
-            100.0 * rep.tol,
-            super::cp::STALL_WINDOW
-        ),
+        super::StopReason::Converged if rep.window == 1 => {
+            format!("converged (a sweep lowered the error by < {} %)", 100.0 * rep.tol)
+        }
+        super::StopReason::Converged => {
+            format!("converged (error fell < {} % per sweep over {} sweeps)", 100.0 * rep.tol, rep.window)
+        }
         super::StopReason::MaxIter => format!("sweep cap reached ({})", rep.iterations),
         super::StopReason::Cancelled => "cancelled".into(),
     };

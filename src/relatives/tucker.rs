@@ -19,11 +19,14 @@ use nalgebra::DMatrix;
 pub struct TuckerOptions {
     /// Maximum HOOI sweeps (0: HOSVD only).
     pub max_iter: usize,
-    /// Stop when the error fell by at most this fraction per sweep on average over the last
-    /// [`STALL_WINDOW`](super::cp::STALL_WINDOW) sweeps (the HOSVD start counts as sweep 0), as
-    /// CP-ALS does ([`AlsReport::stalled`]).
+    /// Stop when a sweep lowered the error by at most this fraction (the HOSVD start counts as
+    /// sweep 0): the rule of CP-ALS ([`AlsReport::stalled`]) over [`HOOI_WINDOW`] sweep — HOOI's
+    /// error falls smoothly, without CP's extrapolated steps.
     pub tol: f64,
 }
+
+/// Sweeps over which HOOI's stopping rule looks at the error's fall.
+pub const HOOI_WINDOW: usize = 1;
 
 impl Default for TuckerOptions {
     fn default() -> Self {
@@ -153,7 +156,7 @@ impl Tucker2 {
                 stop = StopReason::Cancelled;
                 break;
             }
-            if AlsReport::stalled(&curve, opts.tol) {
+            if AlsReport::stalled(&curve, opts.tol, HOOI_WINDOW) {
                 stop = StopReason::Converged;
                 break;
             }
@@ -175,6 +178,7 @@ impl Tucker2 {
                 iterations: 0,
                 rejected_steps: 0,
                 tol: opts.tol,
+                window: HOOI_WINDOW,
             },
         };
         t.report.iterations = t.report.curve.len() - 1;
