@@ -43,6 +43,7 @@ use crate::conv::{depthwise, pointwise};
 use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, FeatureMap, Kernel};
 use nalgebra::{DMatrix, Dyn, MatrixView};
+use std::borrow::Borrow;
 use std::cell::RefCell;
 
 /// A component norm above this multiple of ‖W‖_F counts as diverging.
@@ -197,13 +198,11 @@ fn unfoldings(x: &[f64], dims: &[usize]) -> Vec<DMatrix<f64>> {
         .collect()
 }
 
-/// `a ∘ b`.
-fn hadamard(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
-    let mut c = a.clone();
-    for (x, y) in c.as_mut_slice().iter_mut().zip(b.as_slice()) {
+/// `a ← a ∘ b`.
+fn hadamard_assign(a: &mut DMatrix<f64>, b: &DMatrix<f64>) {
+    for (x, y) in a.as_mut_slice().iter_mut().zip(b.as_slice()) {
         *x *= y;
     }
-    c
 }
 
 /// Solves `A V = M` for A (V symmetric PSD): blocked Cholesky, or an eigen pseudo-inverse when V
@@ -381,7 +380,7 @@ impl<'a> Mttkrp<'a> {
     }
 
     /// `X_(0) · KR(F_1, …)`.
-    fn first(&self, factors: &[DMatrix<f64>], r: usize) -> DMatrix<f64> {
+    fn first<F: Borrow<DMatrix<f64>>>(&self, factors: &[F], r: usize) -> DMatrix<f64> {
         let rest = self.dims[1..].iter().product::<usize>();
         // The Khatri–Rao product built transposed (contiguous R-vectors) and read through strides.
         match (self.x0, &mut *self.buf.borrow_mut()) {
@@ -423,7 +422,7 @@ impl<'a> Mttkrp<'a> {
 
     /// `X_(k) · KR(factors other than k)` (d_k × R). Modes ≥ 1 use the last [`Mttkrp::set_first`];
     /// modes ≥ 2 also take F_1 as it is at the first such call after it (in a sweep: updated).
-    fn product(&self, factors: &[DMatrix<f64>], k: usize, r: usize) -> DMatrix<f64> {
+    fn product<F: Borrow<DMatrix<f64>>>(&self, factors: &[F], k: usize, r: usize) -> DMatrix<f64> {
         if k == 0 {
             return self.first(factors, r);
         }
@@ -433,7 +432,7 @@ impl<'a> Mttkrp<'a> {
             let rest: usize = dims[2..].iter().product();
             let mut q = self.q.borrow_mut();
             let q = q.get_or_insert_with(|| {
-                let f1t = factors[1].transpose();
+                let f1t = factors[1].borrow().transpose();
                 match &*self.buf.borrow() {
                     Buffers::F64 { p, .. } => contract_second(p.as_slice(), f1t.as_slice(), r, dims[1], rest),
                     Buffers::F32 { p, .. } => contract_second(p.as_slice(), f1t.as_slice(), r, dims[1], rest),
@@ -541,34 +540,47 @@ impl Als<'_> {
     fn sweep(&self, start: &Iterate, m0: Option<DMatrix<f64>>, bound: f64) -> Option<Iterate> {
         let (dims, r) = (self.dims, self.r);
         let last = dims.len() - 1;
-        // The start's factors and Grams but the first (each is replaced before it is read).
-        let skip_first = |x: &Vec<DMatrix<f64>>| -> Vec<DMatrix<f64>> {
-            x.iter().enumerate().map(|(k, a)| if k == 0 { DMatrix::zeros(0, 0) } else { a.clone() }).collect()
-        };
-        let (mut f, mut g) = (skip_first(&start.f), skip_first(&start.g));
+        // The new factors and Grams, mode by mode (modes ≥ k are still the start's).
+        let (mut f, mut g): (Vec<DMatrix<f64>>, Vec<DMatrix<f64>>) = (Vec::new(), Vec::new());
         let mt = &self.mt;
         let mut m0 = m0;
         let (mut err, mut fit_sq) = (f64::INFINITY, 0.0);
         // V_k = ∘_{j≠k} G_j with the Grams of modes < k already updated: a running product of the
-        // updated ones (`done`) times a suffix product of the old ones (`after[k]` = ∘_{j>k} G_j).
+        // updated ones (`done`) times a suffix product of the start's (`after[k]` = ∘_{j>k} G_j;
+        // `None` for the last two modes: one Gram or none, read in place).
         let mut after: Vec<Option<DMatrix<f64>>> = vec![None; dims.len()];
-        for k in (0..last).rev() {
-            after[k] = Some(match &after[k + 1] {
-                Some(a) => hadamard(a, &g[k + 1]),
-                None => g[k + 1].clone(),
-            });
+        for k in (0..last.saturating_sub(1)).rev() {
+            let mut a = match &after[k + 1] {
+                Some(x) => x.clone(),
+                None => start.g[k + 2].clone(),
+            };
+            hadamard_assign(&mut a, &start.g[k + 1]);
+            after[k] = Some(a);
         }
         let mut done: Option<DMatrix<f64>> = None;
         for k in 0..dims.len() {
-            let v = match (&done, after[k].take()) {
-                (Some(d), Some(a)) => hadamard(d, &a),
-                (Some(d), None) => d.clone(),
-                (None, Some(a)) => a,
+            let v = match (after[k].take(), done.as_ref()) {
+                (Some(mut a), d) => {
+                    if let Some(d) = d {
+                        hadamard_assign(&mut a, d);
+                    }
+                    a
+                }
+                (None, Some(d)) if k < last => {
+                    let mut a = d.clone();
+                    hadamard_assign(&mut a, &start.g[last]);
+                    a
+                }
+                (None, Some(_)) => done.take().expect("checked"),
+                (None, None) if k < last => start.g[last].clone(),
                 (None, None) => DMatrix::from_element(r, r, 1.0),
             };
             let m = match m0.take() {
                 Some(m) if k == 0 => m,
-                _ => mt.product(&f, k, r),
+                _ => {
+                    let cur: Vec<&DMatrix<f64>> = f.iter().chain(&start.f[k..]).collect();
+                    mt.product(&cur, k, r)
+                }
             };
             let mut a = solve_normal(&v, &m);
             let mut gk = gram(&a);
@@ -584,16 +596,16 @@ impl Als<'_> {
             if k != last {
                 let norms = normalise(&mut a);
                 unscale_gram(&mut gk, &norms);
-                done = Some(match done {
-                    Some(d) => hadamard(&d, &gk),
-                    None => gk.clone(),
-                });
+                match done.as_mut() {
+                    Some(d) => hadamard_assign(d, &gk),
+                    None => done = Some(gk.clone()),
+                }
             }
             if k == 0 {
                 mt.set_first(&a);
             }
-            f[k] = a;
-            g[k] = gk;
+            f.push(a);
+            g.push(gk);
         }
         Some(Iterate { f, g, err, fit_sq })
     }

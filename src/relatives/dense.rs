@@ -33,19 +33,19 @@ fn col_pair(data: &mut [f64], rows: usize, j: usize, k: usize) -> (&mut [f64], &
     }
 }
 
-/// The inverse of a small lower-triangular matrix (by columns: `L x = e_j`).
+/// The inverse of a small lower-triangular matrix, column by column (`L x = e_j`, forward
+/// substitution in axpy form on the contiguous columns of L).
 fn tri_inv_lower(l: &DMatrix<f64>) -> DMatrix<f64> {
     let n = l.nrows();
+    let ls = l.as_slice();
     let mut inv = DMatrix::zeros(n, n);
-    for j in 0..n {
-        // x_i = (δ_ij − Σ_{k<i} L[i,k] x_k) / L[i,i], x_i = 0 for i < j.
-        inv[(j, j)] = 1.0 / l[(j, j)];
-        for i in j + 1..n {
-            let mut acc = 0.0;
-            for k in j..i {
-                acc += l[(i, k)] * inv[(k, j)];
-            }
-            inv[(i, j)] = -acc / l[(i, i)];
+    for (j, x) in inv.as_mut_slice().chunks_exact_mut(n).enumerate() {
+        x[j] = 1.0;
+        for k in j..n {
+            let col = &ls[k * n..(k + 1) * n];
+            x[k] /= col[k];
+            let xk = x[k];
+            axpy(&mut x[k + 1..], -xk, &col[k + 1..]);
         }
     }
     inv
@@ -263,15 +263,15 @@ pub fn khatri_rao(factors: &[DMatrix<f64>], skip: usize, r: usize) -> DMatrix<f6
 /// the multi-index of those modes in row-major order), into `out` (resized) as contiguous R-vectors:
 /// `out[q·R + t] = Π_j F_j[i_j, t]`. Read it as the ∏ d_j × R product through a view with strides
 /// (R, 1).
-pub fn khatri_rao_t_into<T: Copy>(
-    factors: &[DMatrix<f64>],
+pub fn khatri_rao_t_into<T: Copy, F: std::borrow::Borrow<DMatrix<f64>>>(
+    factors: &[F],
     skip: usize,
     r: usize,
     out: &mut Vec<T>,
     conv: impl Fn(f64) -> T,
 ) {
     let modes: Vec<&DMatrix<f64>> =
-        factors.iter().enumerate().filter(|(j, _)| *j != skip).map(|(_, f)| f).collect();
+        factors.iter().enumerate().filter(|(j, _)| *j != skip).map(|(_, f)| f.borrow()).collect();
     out.clear();
     let Some((last, first)) = modes.split_last() else {
         out.extend((0..r).map(|_| conv(1.0)));
