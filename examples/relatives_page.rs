@@ -8,6 +8,12 @@
 //! `cargo run --release --example relatives_page -- --full [EXAMPLE] [IMAGE]`: the page's whole job as
 //! it sends it (`CompareRequest::default()`: 4× budget, then the Pareto sweep), with the time at
 //! which every row and every Pareto series arrived, and the CPU time of the process.
+//!
+//! `cargo run --release --example relatives_page -- --units [EXAMPLE]`: the same job unit by unit
+//! (`session::units`, `session::run_unit`, `session::assemble`) on the layer's real input for the
+//! built-in astronaut image (the precomputed activation the page uses), with every unit's
+//! estimated cost, its measured CPU time, and a greedy schedule of the units over 1 and 2 workers
+//! (biggest estimate first), as a host with a worker pool would run them.
 
 use ndlab::engine::Engine;
 use ndlab::examples::{self, IMAGES};
@@ -137,10 +143,98 @@ fn full(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The job unit by unit on the precomputed input of the astronaut image.
+fn by_units(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    use ndlab::relatives::session::{assemble, run_unit, units, CompareInput, UnitOutput};
+    let example = args.first().map_or("vgg16bn_conv3_2", String::as_str);
+    let ex = examples::find(example).ok_or("unknown example")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ndlab::examples::KernelSource::Asset(asset) = ex.kernel else {
+        return Err("not an asset example".into());
+    };
+    let layer = ex.layer(Some(&std::fs::read(root.join(asset))?))?;
+    let act = ndlab::engine::precomputed_input_asset("astronaut", example).ok_or("no precomputed input")?;
+    let x = ndlab::npy::read_npy(&std::fs::read(root.join(act))?)?.into_feature_map()?;
+    let y = ndlab::conv::layer_forward(&x, &layer)?;
+    let input = CompareInput { layer: &layer, nd: &[], activations: Some((&x, &y)), clock };
+    let req = CompareRequest::default();
+    let d = Dims::of(&layer.kernel);
+    let plan = units(&req, d)?;
+    let mut measured = Vec::new();
+    let mut outputs = Vec::new();
+    println!("{example}, default request, {}×{} input", x.h, x.w);
+    println!("| unit | estimated ms | measured CPU ms | result |");
+    println!("|---|---|---|---|");
+    for p in &plan {
+        let c0 = cpu_seconds();
+        let out = run_unit(&input, &req, &p.unit, &mut |_| true)?;
+        let ms = (cpu_seconds() - c0) * 1e3;
+        let what = match &out {
+            UnitOutput::Row(r) => format!(
+                "rank {}, weight error {:.4}, output error {:.4}, {} sweeps",
+                r.rank.map(|k| k.to_string()).unwrap_or_default(),
+                r.weight_error,
+                r.output_error.unwrap_or(f64::NAN),
+                r.sweeps
+            ),
+            UnitOutput::Series(s) => format!("{} points", s.points.len()),
+        };
+        println!("| {:?} {} | {:.0} | {:.0} | {what} |", p.unit.kind, p.unit.method, p.cost_ms, ms);
+        measured.push((p.clone(), ms));
+        outputs.push(out);
+    }
+    let report = assemble(d, &req, Some((y.h, y.w)), None, outputs)?;
+    let rows: f64 =
+        measured.iter().filter(|(p, _)| format!("{:?}", p.unit.kind) == "Row").map(|(_, m)| m).sum();
+    let total: f64 = measured.iter().map(|(_, m)| m).sum();
+    println!(
+        "\nrows {:.2} s CPU, Pareto series {:.2} s CPU, total {:.2} s",
+        rows / 1e3,
+        (total - rows) / 1e3,
+        total / 1e3
+    );
+    // Greedy schedules, each unit to the worker that frees first: biggest estimate first, or the
+    // rows first (biggest first) and then the series (biggest first).
+    let is_row = |p: &ndlab::relatives::session::UnitPlan| format!("{:?}", p.unit.kind) == "Row";
+    for (workers, rows_first) in [(1usize, false), (2, false), (2, true)] {
+        let mut order = measured.clone();
+        order.sort_by(|a, b| {
+            let phase =
+                |p: &ndlab::relatives::session::UnitPlan| if rows_first && !is_row(p) { 1 } else { 0 };
+            phase(&a.0).cmp(&phase(&b.0)).then(b.0.cost_ms.total_cmp(&a.0.cost_ms))
+        });
+        let mut free = vec![0.0f64; workers];
+        let (mut rows_done, mut all_done) = (0.0f64, 0.0f64);
+        for (p, ms) in &order {
+            let w = (0..workers).min_by(|&a, &b| free[a].total_cmp(&free[b])).unwrap_or(0);
+            free[w] += ms;
+            all_done = all_done.max(free[w]);
+            if is_row(p) {
+                rows_done = rows_done.max(free[w]);
+            }
+        }
+        println!(
+            "{workers} worker(s), {}: last row after {:.2} s, everything after {:.2} s",
+            if rows_first {
+                "rows first, biggest estimate first in each phase"
+            } else {
+                "biggest estimate first"
+            },
+            rows_done / 1e3,
+            all_done / 1e3
+        );
+    }
+    println!("{} series assembled", report.pareto.len());
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--full") {
         return full(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("--units") {
+        return by_units(&args[1..]);
     }
     let example = args.first().map_or("vgg16bn_conv3_2", String::as_str);
     let t: usize = args.get(1).map_or(Ok(2), |s| s.parse())?;

@@ -558,8 +558,8 @@ impl Als<'_> {
             after[k] = Some(a);
         }
         let mut done: Option<DMatrix<f64>> = None;
-        for k in 0..dims.len() {
-            let v = match (after[k].take(), done.as_ref()) {
+        for (k, after_k) in after.into_iter().enumerate() {
+            let v = match (after_k, done.as_ref()) {
                 (Some(mut a), d) => {
                     if let Some(d) = d {
                         hadamard_assign(&mut a, d);
@@ -1079,12 +1079,17 @@ mod tests {
         let f: Vec<DMatrix<f64>> =
             dims.iter().map(|&d| DMatrix::from_fn(d, r, |_, _| rng.uniform())).collect();
         let unf = unfoldings(&x, &dims);
-        let x0 = Matricised::F64(DMatrix::from_row_slice(4, 30, &x));
-        let mt = Mttkrp::new(&x0, &dims);
-        mt.set_first(&f[0]);
-        for (k, u) in unf.iter().enumerate() {
-            let slow = u * khatri_rao(&f, k, r);
-            assert!((mt.product(&f, k, r) - slow).norm() < 1e-12, "mode {k}");
+        for x0 in [
+            Matricised::F64(DMatrix::from_row_slice(4, 30, &x)),
+            Matricised::F32(DMatrix::from_row_iterator(4, 30, x.iter().map(|&v| v as f32))),
+        ] {
+            let tol = if matches!(x0, Matricised::F64(_)) { 1e-12 } else { 1e-5 };
+            let mt = Mttkrp::new(&x0, &dims);
+            mt.set_first(&f[0]);
+            for (k, u) in unf.iter().enumerate() {
+                let slow = u * khatri_rao(&f, k, r);
+                assert!((mt.product(&f, k, r) - &slow).norm() < tol * slow.norm(), "mode {k}");
+            }
         }
     }
 }

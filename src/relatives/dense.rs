@@ -328,6 +328,37 @@ mod tests {
     }
 
     #[test]
+    fn gram_lower_triangle_sym_dot_and_transposed_khatri_rao() {
+        let mut rng = SplitMix::new(8);
+        for (d, r) in [(3usize, 40usize), (8, 9), (50, 300), (300, 20)] {
+            let a = DMatrix::from_fn(d, r, |_, _| rng.uniform());
+            let full = a.transpose() * &a;
+            let g = gram(&a);
+            for j in 0..r {
+                for i in j..r {
+                    assert!((g[(i, j)] - full[(i, j)]).abs() < 1e-10, "{d}×{r} at ({i}, {j})");
+                }
+            }
+            let b = DMatrix::from_fn(r, r, |i, j| ((i + 2 * j) % 7) as f64);
+            let b = &b + b.transpose();
+            let want: f64 = full.component_mul(&b).sum();
+            assert!((sym_dot(&g, &b) - want).abs() < 1e-9 * want.abs().max(1.0));
+        }
+        let f: Vec<DMatrix<f64>> =
+            [4usize, 3, 2, 5].iter().map(|&n| DMatrix::from_fn(n, 6, |_, _| rng.uniform())).collect();
+        for skip in 0..4 {
+            let kr = khatri_rao(&f, skip, 6);
+            let mut t = Vec::new();
+            khatri_rao_t_into(&f, skip, 6, &mut t, |v| v);
+            for q in 0..kr.nrows() {
+                for c in 0..6 {
+                    assert_eq!(t[q * 6 + c], kr[(q, c)]);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn cholesky_refuses_indefinite_and_nan() {
         let mut v = spd(60, 1);
         v[(50, 50)] = -1e3;

@@ -26,7 +26,10 @@ pub mod session;
 
 pub use closed::{ChannelDecomposition, SpatialDecomposition};
 pub use compare::{compare, error_at, error_curve, largest_rank, CompareOptions, ComparisonRow, CurvePoint};
-pub use cp::{AlsOptions, AlsReport, Cp4, CpMobile, Degeneracy, Init, StopReason};
+pub use cp::{
+    AlsOptions, AlsReport, Cp4, CpMobile, Degeneracy, Init, StopReason, DEFAULT_TOL, F32_MIN_WORK, SMALL_TOL,
+    SMALL_WORK, STALL_WINDOW,
+};
 pub use tucker::{Tucker2, TuckerBasis, TuckerOptions, HOOI_WINDOW};
 
 use crate::error::{Error, Result};

@@ -529,53 +529,74 @@ pub fn units(req: &CompareRequest, d: Dims) -> Result<Vec<UnitPlan>> {
         .collect())
 }
 
-/// Estimated native milliseconds of a CP-ALS sweep at rank `r` (`modes`: 3 or 4): two contractions
-/// of the tensor in f32, a Cholesky and a solve per mode, Gram matrices.
+/// Estimated native milliseconds of a CP-ALS sweep at rank `r` (`modes`: 3 or 4): two f32
+/// contractions of the tensor with R columns, Cholesky factorisations, solves and Gram matrices.
+/// Fitted to 14 ms at R = 284 and about 48 ms at R = 569 on the 256-channel layer.
 fn cp_sweep_ms(d: Dims, r: usize, modes: usize) -> f64 {
     let (x, r, nc) = ((d.n * d.c * d.k2()) as f64, r as f64, (d.n + d.c) as f64);
-    let flops = 4.0 * x * r / 2.0 + modes as f64 * r * r * r / 3.0 + 6.0 * nc * r * r;
-    flops / 20e6
+    x * r * 5e-8 + nc * r * r * 8.4e-8 + modes as f64 * r * r * r * 2.3e-8
 }
 
-/// Estimated native milliseconds of a symmetric eigen-decomposition of order `n` with vectors.
-fn eigen_ms(n: usize) -> f64 {
+/// Estimated native milliseconds of a symmetric eigen-decomposition of order `n`, with
+/// eigenvectors (12 ms at 256, 330 ms at 768) or without (a third).
+fn eigen_ms(n: usize, vectors: bool) -> f64 {
     let n = n as f64;
-    9.0 * n * n * n / 7e6
+    n * n * n * if vectors { 7.2e-7 } else { 2.4e-7 }
 }
 
-/// The cost model of [`UnitPlan::cost_ms`] (fitted to the 256-channel layers on one core).
+/// Estimated native milliseconds of a GEMM of `macs` f64 multiply-adds.
+fn gemm_ms(macs: f64) -> f64 {
+    macs / 3e7
+}
+
+/// The cost model of [`UnitPlan::cost_ms`]: flop counts with rates measured on the 256-channel
+/// layers on one core (a forward pass assumed on a 40×40 output, the page's default input).
 fn cost_ms(d: Dims, budget: u64, req: &CompareRequest, unit: &Unit) -> f64 {
     let Ok(m) = Method::from_id(&unit.method) else { return 0.0 };
     let x = (d.n * d.c * d.k2()) as f64;
     let row_rank = largest_rank(d, m, budget);
-    // A row's forward pass on a ~40×40 output plus the error: small next to the decompositions.
-    let forward = row_rank.map_or(0.0, |r| d.macs(m, d.rank_of(m, r)) as f64 * 1600.0 / 4e6);
-    let tucker = |r: usize, sweeps: f64| {
+    // The row's forward pass and output error: the method's MACs on 1600 output pixels.
+    let forward = row_rank.map_or(0.0, |r| d.macs(m, d.rank_of(m, r)) as f64 * 1600.0 / 1e7);
+    let big = d.n.max(d.c);
+    let tucker_sweep = |r: usize| {
         let (r3, r4) = tucker_pair(d, r);
-        let gemm = 4.0 * x * (r3 + r4) as f64 / 2e7;
-        (eigen_ms(d.n) + eigen_ms(d.c) + gemm) * (1.0 + sweeps)
+        2.0 * eigen_ms(big, true) + gemm_ms(4.0 * x * (r3 + r4) as f64)
     };
+    let cp_start = eigen_ms(d.n, true) + eigen_ms(d.c, true);
     let modes = if m == Method::Cp { 4 } else { 3 };
+    let channel = gemm_ms(x * d.n.min(d.c * d.k2()) as f64);
+    let spatial_side = (d.c * d.kh).min(d.n * d.kw);
+    let spatial = gemm_ms(x * spatial_side as f64);
     match (unit.kind, m) {
         (UnitKind::Row, Method::NdDwPw | Method::NdPwDw) => 1.0 + forward,
-        (UnitKind::Row, Method::Channel) | (UnitKind::Series, Method::Channel) => {
-            eigen_ms(d.n.min(d.c * d.k2())) + 2.0 * x * d.n as f64 / 2e7 + forward
-        }
-        (UnitKind::Row, Method::Spatial) | (UnitKind::Series, Method::Spatial) => {
-            eigen_ms((d.c * d.kh).min(d.n * d.kw)) + forward
-        }
+        (UnitKind::Row, Method::Channel) => channel + eigen_ms(d.n.min(d.c * d.k2()), true) + forward,
+        (UnitKind::Series, Method::Channel) => channel + eigen_ms(d.n.min(d.c * d.k2()), false),
+        (UnitKind::Row, Method::Spatial) => spatial + eigen_ms(spatial_side, true) + forward,
+        (UnitKind::Series, Method::Spatial) => spatial + eigen_ms(spatial_side, false),
         (UnitKind::Row, Method::Cp | Method::CpMobilenet) => {
             // Rows stop after about 60 sweeps on the real layers (at most max_sweeps).
             let sweeps = (req.max_sweeps as f64).min(60.0);
-            row_rank.map_or(0.0, |r| cp_sweep_ms(d, r, modes) * sweeps) + forward
+            row_rank.map_or(0.0, |r| cp_start + cp_sweep_ms(d, r, modes) * sweeps) + forward
         }
-        (UnitKind::Row, Method::Tucker2) => row_rank.map_or(0.0, |r| tucker(r, 5.0)) + forward,
+        (UnitKind::Row, Method::Tucker2) => {
+            // HOSVD, then about 4 sweeps.
+            row_rank.map_or(0.0, |r| {
+                2.0 * eigen_ms(big, true) + tucker_sweep(r) * (req.max_sweeps as f64).min(4.0)
+            }) + forward
+        }
         (UnitKind::Series, Method::NdDwPw | Method::NdPwDw) => 1.0,
-        (UnitKind::Series, Method::Cp | Method::CpMobilenet) => swept_ranks(d, m, req)
-            .iter()
-            .map(|&r| cp_sweep_ms(d, r, modes) * req.sweep_max_sweeps as f64)
-            .sum(),
-        (UnitKind::Series, Method::Tucker2) => swept_ranks(d, m, req).iter().map(|&r| tucker(r, 5.0)).sum(),
+        (UnitKind::Series, Method::Cp | Method::CpMobilenet) => {
+            let ranks = swept_ranks(d, m, req);
+            let sweeps = req.sweep_max_sweeps as f64;
+            let start = if ranks.is_empty() { 0.0 } else { cp_start };
+            start + ranks.iter().map(|&r| cp_sweep_ms(d, r, modes) * sweeps).sum::<f64>()
+        }
+        (UnitKind::Series, Method::Tucker2) => {
+            let ranks = swept_ranks(d, m, req);
+            let sweeps = (req.sweep_max_sweeps as f64).min(4.0);
+            let basis = if ranks.is_empty() { 0.0 } else { 2.0 * eigen_ms(big, true) };
+            basis + ranks.iter().map(|&r| tucker_sweep(r) * sweeps).sum::<f64>()
+        }
     }
 }
 
