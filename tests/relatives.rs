@@ -670,7 +670,7 @@ mod speed {
     fn f32_contractions_keep_the_error_estimate_exact_to_1e_5() {
         // 64·64·9 entries × rank 120 ≥ 2^22: the big contractions run in f32.
         let w = real_layer("craft_vgg16bn_conv1_2_64x64x3x3.npy");
-        assert!(64 * 64 * 9 * 120 >= ndlab::relatives::F32_MIN_WORK);
+        const { assert!(64 * 64 * 9 * 120 >= ndlab::relatives::F32_MIN_WORK) };
         let opts = AlsOptions { max_iter: 30, tol: 0.0, ..AlsOptions::default() };
         for m in [Method::Cp, Method::CpMobilenet] {
             let (err, curve) = match m {
