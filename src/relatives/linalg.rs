@@ -419,7 +419,7 @@ mod tests {
                 // The same subspace: projections agree.
                 let p = &u * u.transpose();
                 let f = full.columns(0, r);
-                let pf = &f * f.transpose();
+                let pf = f * f.transpose();
                 let gap = all[r - 1] - all.get(r).copied().unwrap_or(0.0);
                 if gap > 1e-6 {
                     assert!((p - pf).norm() < 1e-7, "spectrum {s}, r = {r}");
