@@ -148,8 +148,10 @@ fn cp_kernel(n: usize, c: usize, kh: usize, kw: usize, r: usize, seed: u64) -> K
 #[test]
 fn cp_als_objective_is_non_increasing_per_sweep() {
     let w = kernel(12, 10, 3, 3, 40);
-    for (r, init) in [(4, Init::Svd), (7, Init::Random), (20, Init::Svd)] {
-        let opts = AlsOptions { max_iter: 60, tol: 0.0, seed: 3, init };
+    for (r, init, extrapolate) in
+        [(4, Init::Svd, false), (7, Init::Random, true), (20, Init::Svd, true), (20, Init::Svd, false)]
+    {
+        let opts = AlsOptions { max_iter: 60, tol: 0.0, seed: 3, init, extrapolate };
         let cp = Cp4::new(&w, r, &opts, &mut no_progress()).unwrap();
         for (k, pair) in cp.report.curve.windows(2).enumerate() {
             assert!(pair[1] <= pair[0] * (1.0 + 1e-9) + 1e-12, "CP R={r} sweep {k}: {pair:?}");
@@ -465,6 +467,304 @@ mod session {
         for x in [0.5, f64::NAN, 1e9] {
             let req = CompareRequest { speedup: x, ..CompareRequest::default() };
             assert!(run(&input, &req, &mut |_| true).is_err(), "{x}");
+        }
+    }
+}
+
+mod speed {
+    //! The speed work's guarantees: the stopping rule, warm starts, the f32 contractions, the
+    //! units API (same rows and series on one worker or several), cancellation granularity.
+    use super::*;
+    use ndlab_core::layer::ConvLayer;
+    use ndlab_core::relatives::session::{
+        assemble, merge, run, run_unit, series_with_warm_starts, units, CompareEvent, CompareInput,
+        CompareReport, CompareRequest, Unit, UnitKind, UnitOutput,
+    };
+    use ndlab_core::relatives::{AlsReport, TuckerBasis, HOOI_WINDOW, STALL_WINDOW};
+
+    fn clock() -> f64 {
+        0.0
+    }
+
+    #[test]
+    fn the_stopping_rule_on_curves() {
+        // A plateau shorter than the window does not stop; one as long does.
+        let tol = 1e-3;
+        let plateau = [1.0, 0.9, 0.9, 0.9];
+        assert!(!AlsReport::stalled(&plateau, tol, 3));
+        assert!(AlsReport::stalled(&[1.0, 0.9, 0.9, 0.9, 0.9], tol, 3));
+        // Falling 0.2 % per sweep does not stop at tol 0.1 %; 0.05 % per sweep does.
+        let fall = |rate: f64| (0..10).map(|k| (1.0 - rate).powi(k)).collect::<Vec<f64>>();
+        assert!(!AlsReport::stalled(&fall(2e-3), tol, 3));
+        assert!(AlsReport::stalled(&fall(5e-4), tol, 3));
+        // Too few sweeps to judge, and an exact fit.
+        assert!(!AlsReport::stalled(&[0.5, 0.5, 0.5], tol, 3));
+        assert!(AlsReport::stalled(&[0.5, 0.0], tol, 3));
+        assert!(!AlsReport::stalled(&[], tol, 1));
+    }
+
+    /// The first sweep at which the rule holds on `curve` (1-based), if any.
+    fn first_stall(curve: &[f64], tol: f64, window: usize) -> Option<usize> {
+        (1..=curve.len()).find(|&k| AlsReport::stalled(&curve[..k], tol, window))
+    }
+
+    #[test]
+    fn cp_stops_when_the_fit_stalls_and_not_before() {
+        // A kernel big enough for the default tolerance (tensor × rank ≥ 2^20).
+        let w = kernel(48, 40, 3, 3, 11);
+        for (tol, extrapolate) in [(2e-4, true), (1e-3, true), (2e-4, false)] {
+            let opts = AlsOptions { max_iter: 400, tol, extrapolate, ..AlsOptions::default() };
+            let cp = Cp4::new(&w, 80, &opts, &mut no_progress()).unwrap();
+            let rep = &cp.report;
+            assert_eq!(rep.tol, tol);
+            assert_eq!(rep.window, STALL_WINDOW);
+            assert_eq!(rep.stop, StopReason::Converged, "tol {tol}: {} sweeps", rep.iterations);
+            assert_eq!(rep.iterations, rep.curve.len());
+            assert_eq!(first_stall(&rep.curve, tol, STALL_WINDOW), Some(rep.iterations), "tol {tol}");
+            // Rerun with a cap and no tolerance: the same curve up to the stop, then further.
+            let longer = AlsOptions { max_iter: rep.iterations + 5, tol: 0.0, ..opts };
+            let more = Cp4::new(&w, 80, &longer, &mut no_progress()).unwrap();
+            assert_eq!(more.report.stop, StopReason::MaxIter);
+            assert_eq!(more.report.iterations, rep.iterations + 5);
+            assert_eq!(&more.report.curve[..rep.iterations], &rep.curve[..]);
+        }
+        // Small problems stop at 1e-6 at most.
+        let small = Cp4::new(&kernel(6, 5, 3, 3, 2), 4, &AlsOptions::default(), &mut no_progress()).unwrap();
+        assert_eq!(small.report.tol, 1e-6);
+    }
+
+    #[test]
+    fn hooi_stops_after_the_first_sweep_that_gains_less_than_tol() {
+        let w = kernel(40, 36, 3, 3, 4);
+        let t = Tucker2::new(&w, 12, 14, &TuckerOptions::default(), &mut no_progress()).unwrap();
+        let rep = &t.report;
+        assert_eq!(rep.window, HOOI_WINDOW);
+        if rep.stop == StopReason::Converged {
+            assert_eq!(first_stall(&rep.curve, rep.tol, HOOI_WINDOW), Some(rep.curve.len()));
+        }
+        // Shared bases give the same decomposition.
+        let basis = TuckerBasis::new(&w).unwrap();
+        let u =
+            Tucker2::with_basis(&w, 12, 14, &basis, &TuckerOptions::default(), &mut no_progress()).unwrap();
+        assert_eq!(u.report.curve, t.report.curve);
+        assert_eq!(u.rel_weight_error(), t.rel_weight_error());
+    }
+
+    #[test]
+    fn a_warm_start_is_never_worse_than_its_starting_point() {
+        let w = real_layer("craft_vgg16bn_conv1_2_64x64x3x3.npy");
+        let opts = AlsOptions { max_iter: 15, ..AlsOptions::default() };
+        let few = AlsOptions { max_iter: 2, ..opts };
+        for (r0, r) in [(20, 20), (20, 35), (35, 60)] {
+            let s = Cp4::new(&w, r0, &opts, &mut no_progress()).unwrap();
+            for o in [&opts, &few] {
+                let x = Cp4::warm(&w, r, &s, o, &mut no_progress()).unwrap();
+                assert!(x.rel_weight_error() <= s.rel_weight_error() + 1e-9, "CP {r0} → {r}");
+                assert!((rel_diff(&w, &x.reconstruct().unwrap()) - x.rel_weight_error()).abs() < 1e-5);
+            }
+            let s = CpMobile::new(&w, r0, &opts, &mut no_progress()).unwrap();
+            for o in [&opts, &few] {
+                let x = CpMobile::warm(&w, r, &s, o, &mut no_progress()).unwrap();
+                assert!(x.rel_weight_error() <= s.rel_weight_error() + 1e-9, "MobileNet CP {r0} → {r}");
+            }
+        }
+        // Going down keeps the strongest components and never ends above the truncated start's
+        // first sweep; and a warm start from another shape is refused.
+        let s = Cp4::new(&w, 40, &opts, &mut no_progress()).unwrap();
+        let down = Cp4::warm(&w, 25, &s, &opts, &mut no_progress()).unwrap();
+        let curve = &down.report.curve;
+        assert!(curve.windows(2).all(|p| p[1] <= p[0] * (1.0 + 1e-9)));
+        assert!(Cp4::warm(&kernel(8, 8, 3, 3, 1), 4, &s, &opts, &mut no_progress()).is_err());
+    }
+
+    #[test]
+    fn f32_contractions_keep_the_error_estimate_exact_to_1e_5() {
+        // 64·64·9 entries × rank 120 ≥ 2^22: the big contractions run in f32.
+        let w = real_layer("craft_vgg16bn_conv1_2_64x64x3x3.npy");
+        const { assert!(64 * 64 * 9 * 120 >= ndlab_core::relatives::F32_MIN_WORK) };
+        let opts = AlsOptions { max_iter: 30, tol: 0.0, ..AlsOptions::default() };
+        for m in [Method::Cp, Method::CpMobilenet] {
+            let (err, curve) = match m {
+                Method::Cp => {
+                    let c = Cp4::new(&w, 120, &opts, &mut no_progress()).unwrap();
+                    (rel_diff(&w, &c.reconstruct().unwrap()), c.report.curve)
+                }
+                _ => {
+                    let c = CpMobile::new(&w, 120, &opts, &mut no_progress()).unwrap();
+                    (rel_diff(&w, &c.reconstruct().unwrap()), c.report.curve)
+                }
+            };
+            let last = curve[curve.len() - 1];
+            assert!((last - err).abs() <= 1e-5 * err, "{m:?}: estimate {last} vs reconstruction {err}");
+            assert!(curve.windows(2).all(|p| p[1] <= p[0] * (1.0 + 1e-6)), "{m:?}");
+        }
+    }
+
+    fn layer_and_input() -> (ConvLayer, FeatureMap, FeatureMap) {
+        let w = real_layer("craft_vgg16bn_conv1_2_64x64x3x3.npy");
+        let bias = values(9, w.n);
+        let layer = ConvLayer::new(w.clone(), Some(bias), ConvGeometry::new(1, 1, 1)).unwrap();
+        let x = FeatureMap::new(64, 9, 10, values(10, 64 * 90)).unwrap();
+        let y = reference_conv2d(&x, &w, layer.bias.as_deref(), &layer.geometry).unwrap();
+        (layer, x, y)
+    }
+
+    fn small_request() -> CompareRequest {
+        CompareRequest { max_sweeps: 40, sweep_max_sweeps: 8, ..CompareRequest::default() }
+    }
+
+    #[test]
+    fn warm_started_pareto_series_match_cold_ones_within_1_percent() {
+        let (layer, _, _) = layer_and_input();
+        let input = CompareInput { layer: &layer, nd: &[], activations: None, clock };
+        let req = small_request();
+        for m in [Method::Cp, Method::CpMobilenet] {
+            let warm = series_with_warm_starts(&input, &req, m, true).unwrap();
+            let cold = series_with_warm_starts(&input, &req, m, false).unwrap();
+            assert_eq!(warm.points.len(), cold.points.len());
+            assert!(warm.points.len() >= 3, "{m:?}");
+            for (a, b) in warm.points.iter().zip(&cold.points) {
+                assert_eq!((a.rank, a.macs), (b.rank, b.macs));
+                assert!(
+                    a.error <= b.error * 1.01,
+                    "{m:?} at {}: warm {} vs cold {}",
+                    a.rank,
+                    a.error,
+                    b.error
+                );
+            }
+        }
+    }
+
+    /// Rows and series of a report, with the timing fields (clock-dependent) left out.
+    fn results(r: &CompareReport) -> serde_json::Value {
+        let mut v = serde_json::to_value(r).unwrap();
+        v.as_object_mut().unwrap().remove("regular_forward_ms");
+        v
+    }
+
+    /// Equal JSON values, numbers within 1e-15 relative (serde_json's float parsing may land one
+    /// ulp off the printed value: what crossed JSON between a worker and the host can differ there).
+    fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+        use serde_json::Value::*;
+        match (a, b) {
+            (Number(x), Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                (x - y).abs() <= 1e-15 * x.abs().max(y.abs())
+            }
+            (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+            (Object(x), Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+
+    #[test]
+    fn units_on_one_worker_or_two_give_the_same_report() {
+        let (layer, x, y) = layer_and_input();
+        let input = CompareInput { layer: &layer, nd: &[], activations: Some((&x, &y)), clock };
+        let req = small_request();
+        let d = Dims::of(&layer.kernel);
+        let whole = run(&input, &req, &mut |_| true).unwrap();
+        let plan = units(&req, d).unwrap();
+        assert_eq!(plan.len(), 14);
+        assert!(plan.iter().all(|p| p.cost_ms > 0.0 && p.cost_ms.is_finite()));
+        // On the page's 256-channel layer the CP rows and series are the biggest units.
+        let d256 = Dims { n: 256, c: 256, kh: 3, kw: 3 };
+        let mut big = units(&CompareRequest::default(), d256).unwrap();
+        big.sort_by(|a, b| b.cost_ms.total_cmp(&a.cost_ms));
+        assert!(big[..4].iter().all(|p| p.unit.method.starts_with("cp")), "{big:?}");
+        let mut by_cost = plan.clone();
+        by_cost.sort_by(|a, b| b.cost_ms.total_cmp(&a.cost_ms));
+        // Two "workers", biggest first, alternating; each has its own copy of everything.
+        let mut outputs: Vec<UnitOutput> = Vec::new();
+        let mut rows_seen = Vec::new();
+        for (i, p) in by_cost.iter().enumerate() {
+            let (lw, xw, yw) = (layer.clone(), x.clone(), y.clone());
+            let inp = CompareInput { layer: &lw, nd: &[], activations: Some((&xw, &yw)), clock };
+            let out = run_unit(&inp, &req, &p.unit, &mut |ev| {
+                if let CompareEvent::Row(r) = ev {
+                    rows_seen.push((i % 2, r));
+                }
+                true
+            })
+            .unwrap();
+            // JSON between the workers and the host.
+            let json = serde_json::to_string(&out).unwrap();
+            outputs.push(serde_json::from_str(&json).unwrap());
+        }
+        let split = assemble(d, &req, Some((y.h, y.w)), whole.regular_forward_ms, outputs).unwrap();
+        assert!(same(&results(&split), &results(&whole)), "split over two workers differs from one");
+        assert_eq!(rows_seen.len(), 7, "every row unit emits its row");
+        // The same through the request's `units` filter and `merge` (what a host does through the
+        // engine's Compare message): two partial reports.
+        let mut parts = Vec::new();
+        for half in [0, 1] {
+            let mine: Vec<Unit> = by_cost
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == half)
+                .map(|(_, p)| p.unit.clone())
+                .collect();
+            let r = CompareRequest { units: Some(mine), ..req.clone() };
+            let json = serde_json::to_string(&r).unwrap();
+            let r: CompareRequest = serde_json::from_str(&json).unwrap();
+            parts.push(run(&input, &r, &mut |_| true).unwrap());
+        }
+        assert!(parts.iter().all(|p| p.rows.len() + p.pareto.len() == 7));
+        let merged = merge(parts).unwrap();
+        assert_eq!(results(&merged), results(&whole), "merged partial reports differ from one run");
+        // Each iterative series holds its row's point.
+        for (s, row) in whole.pareto.iter().zip(&whole.rows) {
+            assert!(
+                s.points.iter().any(|p| Some(p.rank) == row.rank && p.error == row.weight_error),
+                "{}",
+                s.method
+            );
+        }
+        // A unit twice, or an unknown method, is an error.
+        let row = run_unit(&input, &req, &Unit::row(Method::Channel), &mut |_| true).unwrap();
+        assert!(assemble(d, &req, None, None, vec![row.clone(), row]).is_err());
+        let bad = Unit { kind: UnitKind::Row, method: "svd".into() };
+        assert!(run_unit(&input, &req, &bad, &mut |_| true).is_err());
+        assert!(units(&CompareRequest { units: Some(vec![bad]), ..req.clone() }, d).is_err());
+    }
+
+    #[test]
+    fn the_page_json_still_parses_and_default_is_unchanged() {
+        let old =
+            r#"{"speedup":4.0,"max_sweeps":200,"sweep_max_sweeps":25,"sweep_speedups":[32.0,16.0,8.0,2.0]}"#;
+        let r: CompareRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(r, CompareRequest::default());
+        assert_eq!(serde_json::to_string(&CompareRequest::default()).unwrap(), old);
+        let u: Unit = serde_json::from_str(r#"{"kind":"series","method":"cp"}"#).unwrap();
+        assert_eq!(u, Unit::series(Method::Cp));
+    }
+
+    #[test]
+    fn progress_comes_every_sweep_and_a_refusal_stops_within_the_sweep() {
+        let (layer, _, _) = layer_and_input();
+        let input = CompareInput { layer: &layer, nd: &[], activations: None, clock };
+        let req = small_request();
+        for m in [Method::Cp, Method::CpMobilenet, Method::Tucker2] {
+            let mut events = 0;
+            let out = run_unit(&input, &req, &Unit::row(m), &mut |ev| {
+                events += matches!(ev, CompareEvent::Progress(..)) as usize;
+                true
+            })
+            .unwrap();
+            let UnitOutput::Row(row) = out else { panic!() };
+            assert!(events > row.sweeps, "{m:?}: {events} progress events for {} sweeps", row.sweeps);
+            // Refusing at the 5th event: nothing after, an error, promptly.
+            let mut seen = 0;
+            let err = run_unit(&input, &req, &Unit::series(m), &mut |_| {
+                seen += 1;
+                seen < 5
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains("cancelled"), "{err}");
+            assert_eq!(seen, 5, "{m:?}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The closed forms: channel decomposition (truncated SVD of the N × (C·K²) matrix) and spatial
 //! decomposition (truncated SVD of the (C·Kh) × (N·Kw) matrix, Tai et al. 2016).
 
-use super::linalg::{low_rank, tail_error, tail_errors, LowRank};
+use super::linalg::{low_rank, sigma_sq, tail_error, tail_errors, LowRank};
 use super::{
     check_kernel, check_rank, check_ungrouped, horizontal_geometry, kernel_from_mode_n, mode_n_matrix,
     to_f32_rows, vertical_geometry, Dims, Method, Rank, Relative,
@@ -41,11 +41,11 @@ impl ChannelDecomposition {
         &self.lr.sigma_sq
     }
 
-    /// Relative weight error for every d′ = 1..=min(N, C·K²) (index d′−1), from the σ tails.
+    /// Relative weight error for every d′ = 1..=min(N, C·K²) (index d′−1), from the σ tails
+    /// (singular values only).
     pub fn error_curve(kernel: &Kernel) -> Result<Vec<f64>> {
         check_kernel(kernel)?;
-        let lr = low_rank(&mode_n_matrix(kernel), 1)?;
-        Ok(tail_errors(&lr.sigma_sq))
+        Ok(tail_errors(&sigma_sq(&mode_n_matrix(kernel))?))
     }
 }
 
@@ -127,11 +127,11 @@ impl SpatialDecomposition {
         &self.lr.sigma_sq
     }
 
-    /// Relative weight error for every R = 1..=min(C·Kh, N·Kw) (index R−1), from the σ tails.
+    /// Relative weight error for every R = 1..=min(C·Kh, N·Kw) (index R−1), from the σ tails
+    /// (singular values only).
     pub fn error_curve(kernel: &Kernel) -> Result<Vec<f64>> {
         check_kernel(kernel)?;
-        let lr = low_rank(&spatial_matrix(kernel), 1)?;
-        Ok(tail_errors(&lr.sigma_sq))
+        Ok(tail_errors(&sigma_sq(&spatial_matrix(kernel))?))
     }
 }
 

@@ -7,14 +7,33 @@
 //!   channel-replication matrix (R = C·T).
 //!
 //! ALS: each sweep solves every factor in turn in exact least squares (normal equations with the
-//! Hadamard product of the other factors' Gram matrices, Cholesky, eigen pseudo-inverse when it is
-//! singular), so the objective is non-increasing per sweep. Start: the leading left singular
-//! vectors of each unfolding (HOSVD-style; columns beyond the mode's size are seeded uniform), or a
-//! seeded uniform start. Stop when a sweep improves the relative error by less than `tol` (relative),
-//! at `max_iter`, or when the progress callback cancels. Degeneracy (component norms far above the
-//! kernel's, components cancelling each other) is detected after every sweep and reported in
-//! [`AlsReport::degeneracy`]; the iteration is not altered.
+//! Hadamard product of the other factors' Gram matrices, blocked Cholesky, eigen pseudo-inverse when
+//! it is singular), so the objective is non-increasing per sweep.
+//!
+//! * Start: the leading left singular vectors of each unfolding (HOSVD-style; columns beyond the
+//!   mode's size are seeded uniform), a seeded uniform start, or a warm start from a solution at
+//!   another rank ([`Cp4::warm`], [`CpMobile::warm`]: its components, plus new ones from the leading
+//!   singular vectors of the residual, or minus the weakest ones).
+//! * Extrapolation ([`AlsOptions::extrapolate`]): from sweep 4 on, each sweep starts from
+//!   `x + (s − 1)(x − x_prev)` (x the last iterate, x_prev the one before), an over-relaxed step
+//!   along the direction ALS is moving in (Bro's line search; Rajih, Comon & Harshman 2008). The
+//!   step is kept only when the error after the sweep's first factor update is already below the
+//!   last iterate's (then the sweep is finished from there: it costs nothing extra); otherwise that
+//!   half-begun sweep is dropped and a plain sweep is run from x. `s` grows ×1.2 after an accepted
+//!   step (up to 8) and shrinks towards 1 after a rejected one. Every reported iterate is a finished
+//!   ALS sweep whose error is below the previous one's, so the curve stays non-increasing.
+//! * Stop: when the error fell by at most `tol` (relative) per sweep on average over the last
+//!   [`STALL_WINDOW`] sweeps, at `max_iter`, or when the progress callback cancels (checked after
+//!   every sweep).
+//! * Cost per sweep: two contractions of the whole tensor with R columns (the mode-0 MTTKRP and
+//!   `F_0ᵀ X_(0)`), in f32 when the tensor is large ([`F32_MIN_WORK`]: the kernel is f32 anyway; the
+//!   error estimates carry ~1e-6 relative noise, the final error is recomputed in f64 from the
+//!   reconstruction), plus one R × R Cholesky and solve per factor.
+//!
+//! Degeneracy (component norms far above the kernel's, components cancelling each other) is detected
+//! after every sweep and reported in [`AlsReport::degeneracy`]; the iteration is not altered.
 
+use super::dense::{cholesky, gram, khatri_rao, khatri_rao_t_into, solve_right, sym_dot};
 use super::linalg::{seeded_rng, top_left};
 use super::{
     check_kernel, check_rank, check_ungrouped, horizontal_geometry, kernel_from_mode_n, to_f32_rows,
@@ -23,12 +42,32 @@ use super::{
 use crate::conv::{depthwise, pointwise};
 use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, FeatureMap, Kernel};
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, Dyn, MatrixView};
+use std::borrow::Borrow;
+use std::cell::RefCell;
 
 /// A component norm above this multiple of ‖W‖_F counts as diverging.
 pub const DIVERGE_RATIO: f64 = 10.0;
 /// Σ_r ‖component r‖² above this multiple of ‖Ŵ‖² counts as components cancelling.
 pub const CANCEL_RATIO: f64 = 10.0;
+/// Sweeps over which the stopping rule averages the error's fall (extrapolated steps make the fall
+/// uneven from sweep to sweep).
+pub const STALL_WINDOW: usize = 3;
+/// Default stopping tolerance: 0.02 % per sweep.
+pub const DEFAULT_TOL: f64 = 2e-4;
+/// Tensor entries × rank from which the two big contractions run in f32.
+pub const F32_MIN_WORK: usize = 1 << 22;
+/// Below this many tensor entries × rank a sweep costs microseconds, and the stopping rule uses
+/// at most [`SMALL_TOL`] (a plateau of a few sweeps is then not mistaken for the end).
+pub const SMALL_WORK: usize = 1 << 20;
+/// The tolerance of small problems (see [`SMALL_WORK`]).
+pub const SMALL_TOL: f64 = 1e-6;
+/// Extrapolation starts after this many plain sweeps.
+const EXTRAPOLATE_AFTER: usize = 3;
+/// First extrapolation step `s`, its growth after an accepted step and its cap.
+const STEP_START: f64 = 1.5;
+const STEP_GROW: f64 = 1.2;
+const STEP_MAX: f64 = 8.0;
 
 /// How the factors start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,24 +83,28 @@ pub enum Init {
 pub struct AlsOptions {
     /// Maximum sweeps.
     pub max_iter: usize,
-    /// Stop when (err_prev − err) ≤ tol · err.
+    /// Stop when the error fell by at most this fraction per sweep, on average over the last
+    /// [`STALL_WINDOW`] sweeps: `e[k−w] − e[k] ≤ w · tol · e[k]` (0: run to `max_iter`; small
+    /// problems use at most [`SMALL_TOL`], see [`SMALL_WORK`]).
     pub tol: f64,
     /// Seed of the random part of the start.
     pub seed: u64,
-    /// The start.
+    /// The start (cold runs; [`Cp4::warm`] / [`CpMobile::warm`] start from a given solution).
     pub init: Init,
+    /// Over-relaxed (extrapolated) sweeps, kept only when they lower the error.
+    pub extrapolate: bool,
 }
 
 impl Default for AlsOptions {
     fn default() -> Self {
-        AlsOptions { max_iter: 200, tol: 1e-6, seed: 0, init: Init::Svd }
+        AlsOptions { max_iter: 200, tol: DEFAULT_TOL, seed: 0, init: Init::Svd, extrapolate: true }
     }
 }
 
 /// Why an iterative method stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
-    /// Relative improvement below the tolerance.
+    /// The error's fall per sweep dropped to the tolerance (see [`AlsOptions::tol`]).
     Converged,
     /// Reached the iteration cap.
     MaxIter,
@@ -93,6 +136,27 @@ pub struct AlsReport {
     pub stop: StopReason,
     /// Degeneracy, if seen.
     pub degeneracy: Option<Degeneracy>,
+    /// Extrapolated steps tried and dropped (each cost one contraction and one solve, about a
+    /// third of a sweep).
+    pub rejected_steps: usize,
+    /// The tolerance the stopping rule used (see [`AlsOptions::tol`] and [`SMALL_WORK`]).
+    pub tol: f64,
+    /// The sweeps the stopping rule averages over ([`STALL_WINDOW`] for CP-ALS,
+    /// [`HOOI_WINDOW`](super::tucker::HOOI_WINDOW) for HOOI).
+    pub window: usize,
+}
+
+impl AlsReport {
+    /// The stopping rule: the error fell by at most `tol` (relative) per sweep on average over
+    /// the last `window` sweeps, `e[k−w] − e[k] ≤ w · tol · e[k]` (or reached 0).
+    pub fn stalled(curve: &[f64], tol: f64, window: usize) -> bool {
+        let k = curve.len();
+        let Some(&e) = curve.last() else { return false };
+        if e == 0.0 {
+            return true;
+        }
+        k > window && curve[k - 1 - window] - e <= window as f64 * tol * e.max(f64::MIN_POSITIVE)
+    }
 }
 
 /// A CP model of a dense tensor: unit-norm factor columns and weights λ.
@@ -134,36 +198,21 @@ fn unfoldings(x: &[f64], dims: &[usize]) -> Vec<DMatrix<f64>> {
         .collect()
 }
 
-/// Khatri–Rao product of the factors other than `skip`, rows in row-major order of those modes.
-fn khatri_rao(factors: &[DMatrix<f64>], skip: usize, r: usize) -> DMatrix<f64> {
-    let mut kr = DMatrix::from_element(1, r, 1.0);
-    for (j, f) in factors.iter().enumerate() {
-        if j == skip {
-            continue;
-        }
-        let d = f.nrows();
-        kr = DMatrix::from_fn(kr.nrows() * d, r, |row, col| kr[(row / d, col)] * f[(row % d, col)]);
+/// `a ← a ∘ b`.
+fn hadamard_assign(a: &mut DMatrix<f64>, b: &DMatrix<f64>) {
+    for (x, y) in a.as_mut_slice().iter_mut().zip(b.as_slice()) {
+        *x *= y;
     }
-    kr
 }
 
-/// Hadamard product of the Gram matrices of the factors other than `skip`.
-fn gram_hadamard(grams: &[DMatrix<f64>], skip: usize, r: usize) -> DMatrix<f64> {
-    let mut v = DMatrix::from_element(r, r, 1.0);
-    for (j, g) in grams.iter().enumerate() {
-        if j != skip {
-            v.component_mul_assign(g);
-        }
-    }
-    v
-}
-
-/// Solves `A V = M` for A (V symmetric PSD): Cholesky, or an eigen pseudo-inverse when singular.
+/// Solves `A V = M` for A (V symmetric PSD): blocked Cholesky, or an eigen pseudo-inverse when V
+/// is not numerically positive definite or the Cholesky solution is not finite.
 fn solve_normal(v: &DMatrix<f64>, m: &DMatrix<f64>) -> DMatrix<f64> {
-    if let Some(ch) = v.clone().cholesky() {
-        let s = ch.solve(&m.transpose());
-        if s.iter().all(|x| x.is_finite()) {
-            return s.transpose();
+    if let Some(l) = cholesky(v.clone()) {
+        let mut a = m.clone();
+        solve_right(&l, &mut a);
+        if a.iter().all(|x| x.is_finite()) {
+            return a;
         }
     }
     let eig = nalgebra::SymmetricEigen::new(v.clone());
@@ -191,7 +240,18 @@ fn normalise(a: &mut DMatrix<f64>) -> Vec<f64> {
         .collect()
 }
 
-/// The starting factors.
+/// `G ← D⁻¹ G D⁻¹` for the column norms `d` (the Gram matrix of the normalised columns).
+fn unscale_gram(g: &mut DMatrix<f64>, d: &[f64]) {
+    let inv: Vec<f64> = d.iter().map(|&x| if x > 0.0 { 1.0 / x } else { 0.0 }).collect();
+    let r = d.len();
+    for (j, col) in g.as_mut_slice().chunks_exact_mut(r).enumerate() {
+        for (v, s) in col.iter_mut().zip(&inv) {
+            *v *= s * inv[j];
+        }
+    }
+}
+
+/// The starting factors of a cold run.
 fn init_factors(unf: &[DMatrix<f64>], r: usize, opts: &AlsOptions) -> Result<Vec<DMatrix<f64>>> {
     let mut rng = seeded_rng(opts.seed);
     unf.iter()
@@ -208,15 +268,13 @@ fn init_factors(unf: &[DMatrix<f64>], r: usize, opts: &AlsOptions) -> Result<Vec
         .collect()
 }
 
-/// Checks the component norms after a sweep.
-fn degeneracy(it: usize, lambda: &[f64], grams: &[DMatrix<f64>], norm_x: f64) -> Option<Degeneracy> {
+/// Checks the component norms after a sweep: `lambda` the weights of unit-column components,
+/// `fit_sq` = ‖X̂‖² = λᵀ (∘_k G_k) λ with the unit-column Grams.
+fn degeneracy(it: usize, lambda: &[f64], fit_sq: f64, norm_x: f64) -> Option<Degeneracy> {
     if norm_x <= 0.0 {
         return None;
     }
-    let r = lambda.len();
-    let v = gram_hadamard(grams, usize::MAX, r);
-    let l = DMatrix::from_column_slice(r, 1, lambda);
-    let fit_sq = (l.transpose() * v * &l)[(0, 0)].max(f64::MIN_POSITIVE);
+    let fit_sq = fit_sq.max(f64::MIN_POSITIVE);
     let max = lambda.iter().fold(0.0f64, |a, &b| a.max(b.abs())) / norm_x;
     let cancel = lambda.iter().map(|x| x * x).sum::<f64>() / fit_sq;
     if max > DIVERGE_RATIO || cancel > CANCEL_RATIO {
@@ -234,6 +292,51 @@ fn degeneracy(it: usize, lambda: &[f64], grams: &[DMatrix<f64>], norm_x: f64) ->
     None
 }
 
+/// The tensor as its mode-0 matricisation X_(0) (d_0 × ∏_{j≥1} d_j, columns in row-major order of
+/// modes 1…), in the precision of the big contractions.
+enum Matricised {
+    F64(DMatrix<f64>),
+    F32(DMatrix<f32>),
+}
+
+/// Scratch buffers of the two big contractions, reused from sweep to sweep (fresh multi-megabyte
+/// allocations each sweep cost page faults and page clearing).
+enum Buffers {
+    F64 { kr: Vec<f64>, p: DMatrix<f64> },
+    F32 { kr: Vec<f32>, p: DMatrix<f32>, f0t: DMatrix<f32> },
+}
+
+/// A `rows × r` matrix stored row by row in `data` (a view with strides (r, 1)).
+fn strided<T: nalgebra::Scalar>(data: &[T], rows: usize, r: usize) -> MatrixView<'_, T, Dyn, Dyn, Dyn, Dyn> {
+    MatrixView::from_slice_with_strides_generic(data, Dyn(rows), Dyn(r), Dyn(r), Dyn(1))
+}
+
+/// `out[:, i_k] += Σ P[:, col] ∘ W[:, q]` over the columns of P (R values each, contiguous) —
+/// the pass over P of a mode-k MTTKRP (see [`Mttkrp::product`]).
+fn accumulate<T: Copy + Into<f64>>(
+    p: &[T],
+    w: &[f64],
+    out: &mut [f64],
+    r: usize,
+    split: (usize, usize, usize),
+) {
+    let (hi_n, dk, lo_n) = split;
+    for hi in 0..hi_n {
+        for ik in 0..dk {
+            let acc = &mut out[ik * r..(ik + 1) * r];
+            for lo in 0..lo_n {
+                let col = (hi * dk + ik) * lo_n + lo;
+                let q = hi * lo_n + lo;
+                let pc = &p[col * r..(col + 1) * r];
+                let wc = &w[q * r..(q + 1) * r];
+                for ((a, &x), y) in acc.iter_mut().zip(pc).zip(wc) {
+                    *a += x.into() * y;
+                }
+            }
+        }
+    }
+}
+
 /// The matricised-tensor-times-Khatri–Rao products (MTTKRP) `X_(k) · KR(others)` of one tensor,
 /// computed without forming any unfolding but the first or any large Khatri–Rao product.
 ///
@@ -243,62 +346,353 @@ fn degeneracy(it: usize, lambda: &[f64], grams: &[DMatrix<f64>], norm_x: f64) ->
 /// is then a pass over P. Per sweep: two GEMMs of the tensor's size times R, instead of one per mode
 /// against a Khatri–Rao product as tall as the tensor.
 struct Mttkrp<'a> {
-    /// X_(0): d_0 × ∏_{j≥1} d_j, columns in row-major order of modes 1….
-    x0: &'a DMatrix<f64>,
+    x0: &'a Matricised,
     dims: &'a [usize],
-    /// `F_0ᵀ X_(0)` for the current F_0.
-    p: DMatrix<f64>,
+    buf: RefCell<Buffers>,
+    /// `P` contracted with F_1 as well (R × ∏_{j≥2} d_j), for modes ≥ 2 once F_1 is updated.
+    q: RefCell<Option<Vec<f64>>>,
+}
+
+/// `Q[:, q] = Σ_i P[:, i·rest + q] ∘ F_1ᵀ[:, i]` (P is R × (d_1·rest), column-major).
+fn contract_second<T: Copy + Into<f64>>(p: &[T], f1t: &[f64], r: usize, d1: usize, rest: usize) -> Vec<f64> {
+    let mut q = vec![0.0; r * rest];
+    for i in 0..d1 {
+        let w = &f1t[i * r..(i + 1) * r];
+        for (j, acc) in q.chunks_exact_mut(r).enumerate() {
+            let col = i * rest + j;
+            for ((a, &x), y) in acc.iter_mut().zip(&p[col * r..(col + 1) * r]).zip(w) {
+                *a += x.into() * y;
+            }
+        }
+    }
+    q
 }
 
 impl<'a> Mttkrp<'a> {
-    fn new(x0: &'a DMatrix<f64>, dims: &'a [usize]) -> Self {
-        Mttkrp { x0, dims, p: DMatrix::zeros(0, 0) }
+    fn new(x0: &'a Matricised, dims: &'a [usize]) -> Self {
+        let buf = match x0 {
+            Matricised::F64(_) => Buffers::F64 { kr: Vec::new(), p: DMatrix::zeros(0, 0) },
+            Matricised::F32(_) => {
+                Buffers::F32 { kr: Vec::new(), p: DMatrix::zeros(0, 0), f0t: DMatrix::zeros(0, 0) }
+            }
+        };
+        Mttkrp { x0, dims, buf: RefCell::new(buf), q: RefCell::new(None) }
+    }
+
+    /// `X_(0) · KR(F_1, …)`.
+    fn first<F: Borrow<DMatrix<f64>>>(&self, factors: &[F], r: usize) -> DMatrix<f64> {
+        let rest = self.dims[1..].iter().product::<usize>();
+        // The Khatri–Rao product built transposed (contiguous R-vectors) and read through strides.
+        match (self.x0, &mut *self.buf.borrow_mut()) {
+            (Matricised::F64(x0), Buffers::F64 { kr, .. }) => {
+                khatri_rao_t_into(factors, 0, r, kr, |v| v);
+                x0 * strided(kr, rest, r)
+            }
+            (Matricised::F32(x0), Buffers::F32 { kr, .. }) => {
+                khatri_rao_t_into(factors, 0, r, kr, |v| v as f32);
+                (x0 * strided(kr, rest, r)).map(f64::from)
+            }
+            _ => unreachable!("buffers match the tensor's precision"),
+        }
     }
 
     /// Recomputes the contraction with the first factor (call after it changes).
-    fn set_first(&mut self, f0: &DMatrix<f64>) {
-        // An explicit small transpose then a plain product: nalgebra sends `*` to its blocked GEMM.
-        self.p = f0.transpose() * self.x0;
+    fn set_first(&self, f0: &DMatrix<f64>) {
+        *self.q.borrow_mut() = None;
+        let rest = self.dims[1..].iter().product::<usize>();
+        let r = f0.ncols();
+        match (self.x0, &mut *self.buf.borrow_mut()) {
+            (Matricised::F64(x0), Buffers::F64 { p, .. }) => {
+                if p.shape() != (r, rest) {
+                    *p = DMatrix::zeros(r, rest);
+                }
+                // An explicit small transpose then a GEMM (nalgebra's `tr_mul` is not blocked).
+                p.gemm(1.0, &f0.transpose(), x0, 0.0);
+            }
+            (Matricised::F32(x0), Buffers::F32 { p, f0t, .. }) => {
+                if p.shape() != (r, rest) {
+                    *p = DMatrix::zeros(r, rest);
+                }
+                *f0t = f0.transpose().map(|v| v as f32);
+                p.gemm(1.0, &*f0t, x0, 0.0);
+            }
+            _ => unreachable!("buffers match the tensor's precision"),
+        }
     }
 
-    /// `X_(k) · KR(factors other than k)` (d_k × R). Modes ≥ 1 use the last [`Mttkrp::set_first`].
-    fn product(&self, factors: &[DMatrix<f64>], k: usize, r: usize) -> DMatrix<f64> {
+    /// `X_(k) · KR(factors other than k)` (d_k × R). Modes ≥ 1 use the last [`Mttkrp::set_first`];
+    /// modes ≥ 2 also take F_1 as it is at the first such call after it (in a sweep: updated).
+    fn product<F: Borrow<DMatrix<f64>>>(&self, factors: &[F], k: usize, r: usize) -> DMatrix<f64> {
         if k == 0 {
-            return self.x0 * khatri_rao(factors, 0, r);
+            return self.first(factors, r);
         }
         let dims = self.dims;
-        // Factors transposed (R × d_j) so that one entry's R values are contiguous.
-        let ft: Vec<DMatrix<f64>> = factors.iter().map(|f| f.transpose()).collect();
+        if k >= 2 {
+            // One pass over P contracts mode 1 for every later mode (then passes over a small Q).
+            let rest: usize = dims[2..].iter().product();
+            let mut q = self.q.borrow_mut();
+            let q = q.get_or_insert_with(|| {
+                let f1t = factors[1].borrow().transpose();
+                match &*self.buf.borrow() {
+                    Buffers::F64 { p, .. } => contract_second(p.as_slice(), f1t.as_slice(), r, dims[1], rest),
+                    Buffers::F32 { p, .. } => contract_second(p.as_slice(), f1t.as_slice(), r, dims[1], rest),
+                }
+            });
+            let mut w = Vec::new();
+            khatri_rao_t_into(&factors[2..], k - 2, r, &mut w, |v| v);
+            let lo_n: usize = dims[k + 1..].iter().product();
+            let hi_n: usize = dims[2..k].iter().product();
+            let mut mt = DMatrix::<f64>::zeros(r, dims[k]);
+            accumulate(q.as_slice(), &w, mt.as_mut_slice(), r, (hi_n, dims[k], lo_n));
+            return mt.transpose();
+        }
+        // The weights of every combination of the modes ≥ 1 other than k, R values each (the
+        // Khatri–Rao product of those factors, transposed): column `q` for the multi-index of
+        // those modes in row-major order.
+        let mut w = Vec::new();
+        khatri_rao_t_into(&factors[1..], k - 1, r, &mut w, |v| v);
+        // Column `col` of P has the multi-index (i_1, …) in row-major order; split it around mode k:
+        // col = (hi · d_k + i_k) · lo_n + lo, and the weight column is q = hi · lo_n + lo.
+        let lo_n: usize = dims[k + 1..].iter().product();
+        let hi_n: usize = dims[1..k].iter().product();
+        let split = (hi_n, dims[k], lo_n);
         let mut mt = DMatrix::<f64>::zeros(r, dims[k]);
-        let mut idx = vec![0usize; dims.len()];
-        let mut w = vec![0.0f64; r];
-        for col in 0..self.p.ncols() {
-            w.copy_from_slice(self.p.column(col).as_slice());
-            for j in 1..dims.len() {
-                if j != k {
-                    for (wv, fv) in w.iter_mut().zip(ft[j].column(idx[j]).iter()) {
-                        *wv *= fv;
-                    }
-                }
-            }
-            for (m, wv) in mt.column_mut(idx[k]).iter_mut().zip(&w) {
-                *m += wv;
-            }
-            // advance the multi-index of modes 1.. (row-major)
-            for j in (1..dims.len()).rev() {
-                idx[j] += 1;
-                if idx[j] < dims[j] {
-                    break;
-                }
-                idx[j] = 0;
-            }
+        let out = mt.as_mut_slice();
+        match &*self.buf.borrow() {
+            Buffers::F64 { p, .. } => accumulate(p.as_slice(), &w, out, r, split),
+            Buffers::F32 { p, .. } => accumulate(p.as_slice(), &w, out, r, split),
         }
         mt.transpose()
     }
 }
 
-/// CP-ALS of a dense row-major tensor at rank `r`.
-fn cp_als(x: &[f64], dims: &[usize], r: usize, opts: &AlsOptions, progress: Progress<'_>) -> Result<CpModel> {
+/// One ALS iterate: the factors (all but the last with unit columns, the last carrying the
+/// weights), their Gram matrices and the relative error of the model they make.
+#[derive(Debug, Clone)]
+struct Iterate {
+    f: Vec<DMatrix<f64>>,
+    g: Vec<DMatrix<f64>>,
+    err: f64,
+    /// ‖X̂‖² (when known).
+    fit_sq: f64,
+}
+
+impl Iterate {
+    /// An iterate from factors of any scaling: columns of all but the last normalised, the scales
+    /// moved into the last (error unknown).
+    fn from_factors(mut f: Vec<DMatrix<f64>>) -> Iterate {
+        let last = f.len() - 1;
+        let r = f[0].ncols();
+        let mut scale = vec![1.0; r];
+        for a in f.iter_mut().take(last) {
+            for (s, n) in scale.iter_mut().zip(normalise(a)) {
+                *s *= n;
+            }
+        }
+        for (c, s) in scale.iter().enumerate() {
+            f[last].column_mut(c).scale_mut(*s);
+        }
+        let g = f.iter().map(gram).collect();
+        Iterate { f, g, err: f64::INFINITY, fit_sq: f64::NAN }
+    }
+
+    /// The weights: column norms of the last factor (the others have unit columns).
+    fn weights(&self) -> Vec<f64> {
+        let last = &self.f[self.f.len() - 1];
+        (0..last.ncols()).map(|c| last.column(c).norm()).collect()
+    }
+
+    /// `x + (s − 1)(x − prev)` on the factors the next sweep reads (all but the first).
+    fn extrapolated(&self, prev: &Iterate, s: f64) -> Iterate {
+        let f: Vec<DMatrix<f64>> = self
+            .f
+            .iter()
+            .zip(&prev.f)
+            .enumerate()
+            .map(|(k, (a, b))| if k == 0 { a.clone() } else { a + (a - b) * (s - 1.0) })
+            .collect();
+        let g = f.iter().enumerate().map(|(k, a)| if k == 0 { self.g[0].clone() } else { gram(a) }).collect();
+        Iterate { f, g, err: f64::INFINITY, fit_sq: f64::NAN }
+    }
+}
+
+/// The relative error from ‖X‖², ⟨X, X̂⟩ and ‖X̂‖².
+fn rel_err(norm_sq: f64, inner: f64, fit_sq: f64) -> f64 {
+    if norm_sq > 0.0 {
+        ((norm_sq - 2.0 * inner + fit_sq) / norm_sq).max(0.0).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// The ALS problem: the tensor's MTTKRPs, its shape, the rank and ‖X‖².
+struct Als<'a> {
+    mt: Mttkrp<'a>,
+    dims: &'a [usize],
+    r: usize,
+    norm_sq: f64,
+}
+
+impl Als<'_> {
+    /// One sweep from `start` (its first factor is not read), with its mode-0 MTTKRP if already
+    /// computed; abandoned (None) when the error after the first factor's update is not below
+    /// `bound`.
+    fn sweep(&self, start: &Iterate, m0: Option<DMatrix<f64>>, bound: f64) -> Option<Iterate> {
+        let (dims, r) = (self.dims, self.r);
+        let last = dims.len() - 1;
+        // The new factors and Grams, mode by mode (modes ≥ k are still the start's).
+        let (mut f, mut g): (Vec<DMatrix<f64>>, Vec<DMatrix<f64>>) = (Vec::new(), Vec::new());
+        let mt = &self.mt;
+        let mut m0 = m0;
+        let (mut err, mut fit_sq) = (f64::INFINITY, 0.0);
+        // V_k = ∘_{j≠k} G_j with the Grams of modes < k already updated: a running product of the
+        // updated ones (`done`) times a suffix product of the start's (`after[k]` = ∘_{j>k} G_j;
+        // `None` for the last two modes: one Gram or none, read in place).
+        let mut after: Vec<Option<DMatrix<f64>>> = vec![None; dims.len()];
+        for k in (0..last.saturating_sub(1)).rev() {
+            let mut a = match &after[k + 1] {
+                Some(x) => x.clone(),
+                None => start.g[k + 2].clone(),
+            };
+            hadamard_assign(&mut a, &start.g[k + 1]);
+            after[k] = Some(a);
+        }
+        let mut done: Option<DMatrix<f64>> = None;
+        for (k, after_k) in after.into_iter().enumerate() {
+            let v = match (after_k, done.as_ref()) {
+                (Some(mut a), d) => {
+                    if let Some(d) = d {
+                        hadamard_assign(&mut a, d);
+                    }
+                    a
+                }
+                (None, Some(d)) if k < last => {
+                    let mut a = d.clone();
+                    hadamard_assign(&mut a, &start.g[last]);
+                    a
+                }
+                (None, Some(_)) => done.take().expect("checked"),
+                (None, None) if k < last => start.g[last].clone(),
+                (None, None) => DMatrix::from_element(r, r, 1.0),
+            };
+            let m = match m0.take() {
+                Some(m) if k == 0 => m,
+                _ => {
+                    let cur: Vec<&DMatrix<f64>> = f.iter().chain(&start.f[k..]).collect();
+                    mt.product(&cur, k, r)
+                }
+            };
+            let mut a = solve_normal(&v, &m);
+            let mut gk = gram(&a);
+            if k == 0 || k == last {
+                // The model's error now: ⟨X, X̂⟩ = Σ A ∘ M, ‖X̂‖² = Σ V ∘ AᵀA.
+                let inner: f64 = a.iter().zip(m.iter()).map(|(x, y)| x * y).sum();
+                fit_sq = sym_dot(&v, &gk);
+                err = rel_err(self.norm_sq, inner, fit_sq);
+                if k == 0 && err >= bound {
+                    return None;
+                }
+            }
+            if k != last {
+                let norms = normalise(&mut a);
+                unscale_gram(&mut gk, &norms);
+                match done.as_mut() {
+                    Some(d) => hadamard_assign(d, &gk),
+                    None => done = Some(gk.clone()),
+                }
+            }
+            if k == 0 {
+                mt.set_first(&a);
+            }
+            f.push(a);
+            g.push(gk);
+        }
+        Some(Iterate { f, g, err, fit_sq })
+    }
+}
+
+/// New columns for a warm start at a higher rank: for every mode the leading left singular
+/// vectors of the residual's unfolding, then seeded uniform ones, all unit; the last mode's scaled
+/// so that each new component carries an equal share of the residual's norm.
+fn residual_columns(
+    x: &[f64],
+    dims: &[usize],
+    model: &Iterate,
+    extra: usize,
+    seed: u64,
+) -> Result<Vec<DMatrix<f64>>> {
+    let r = model.f[0].ncols();
+    let kr = khatri_rao(&model.f, 0, r);
+    let rest = x.len() / dims[0];
+    let approx = &model.f[0] * kr.transpose();
+    let mut res = DMatrix::from_row_slice(dims[0], rest, x);
+    res -= approx;
+    let norm = res.norm();
+    // Back to row-major for the unfoldings.
+    let res_rows: Vec<f64> = res.transpose().as_slice().to_vec();
+    let unf = unfoldings(&res_rows, dims);
+    let mut rng = seeded_rng(seed ^ 0x5741_524D);
+    let last = dims.len() - 1;
+    unf.iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let d = m.nrows();
+            let mut a = DMatrix::from_fn(d, extra, |_, _| rng.signed());
+            if norm > 0.0 {
+                let (u, _) = top_left(m, extra.min(d))?;
+                a.columns_mut(0, u.ncols()).copy_from(&u);
+            }
+            normalise(&mut a);
+            if k == last {
+                a *= norm.max(f64::MIN_POSITIVE) / (extra as f64).sqrt();
+            }
+            Ok(a)
+        })
+        .collect()
+}
+
+/// The start of a warm run at rank `r` from a model's factors (any scaling): its components, plus
+/// [`residual_columns`] when `r` is larger, or its `r` strongest components (largest weight) when
+/// smaller.
+fn warm_start(x: &[f64], dims: &[usize], start: Vec<DMatrix<f64>>, r: usize, seed: u64) -> Result<Iterate> {
+    let it = Iterate::from_factors(start);
+    let r0 = it.f[0].ncols();
+    if r == r0 {
+        return Ok(it);
+    }
+    if r < r0 {
+        let lambda = it.weights();
+        let mut order: Vec<usize> = (0..r0).collect();
+        order.sort_by(|&a, &b| lambda[b].total_cmp(&lambda[a]).then(a.cmp(&b)));
+        order.truncate(r);
+        order.sort_unstable();
+        let f = it.f.iter().map(|a| a.select_columns(order.iter())).collect();
+        return Ok(Iterate::from_factors(f));
+    }
+    let new = residual_columns(x, dims, &it, r - r0, seed)?;
+    let f =
+        it.f.iter()
+            .zip(new)
+            .map(|(a, b)| {
+                let mut m = DMatrix::zeros(a.nrows(), r);
+                m.columns_mut(0, r0).copy_from(a);
+                m.columns_mut(r0, r - r0).copy_from(&b);
+                m
+            })
+            .collect();
+    Ok(Iterate::from_factors(f))
+}
+
+/// CP-ALS of a dense row-major tensor at rank `r`, from a cold start (`opts.init`) or from the
+/// factors of another solution (`start`, any rank; see [`warm_start`]).
+fn cp_als(
+    x: &[f64],
+    dims: &[usize],
+    r: usize,
+    opts: &AlsOptions,
+    start: Option<Vec<DMatrix<f64>>>,
+    progress: Progress<'_>,
+) -> Result<CpModel> {
     if x.iter().any(|v| !v.is_finite()) {
         return Err(Error::NonFinite("tensor holds NaN or infinity".into()));
     }
@@ -307,55 +701,64 @@ fn cp_als(x: &[f64], dims: &[usize], r: usize, opts: &AlsOptions, progress: Prog
     }
     let norm_sq: f64 = x.iter().map(|v| v * v).sum();
     let norm_x = norm_sq.sqrt();
-    let mut factors = {
-        let unf = unfoldings(x, dims);
-        init_factors(&unf, r, opts)?
+    let mut cur = match start {
+        Some(f) => warm_start(x, dims, f, r, opts.seed)?,
+        None => Iterate::from_factors(init_factors(&unfoldings(x, dims), r, opts)?),
     };
     let rest = x.len() / dims[0].max(1);
-    let x0 = DMatrix::from_row_slice(dims[0], rest, x);
-    let mut mt = Mttkrp::new(&x0, dims);
-    let mut grams: Vec<DMatrix<f64>> = factors.iter().map(|a| a.transpose() * a).collect();
-    let mut lambda = vec![1.0; r];
-    let mut report = AlsReport { curve: vec![], iterations: 0, stop: StopReason::MaxIter, degeneracy: None };
-    let last = dims.len() - 1;
-    let mut prev = f64::INFINITY;
+    let x0 = if x.len() * r >= F32_MIN_WORK {
+        Matricised::F32(DMatrix::from_row_iterator(dims[0], rest, x.iter().map(|&v| v as f32)))
+    } else {
+        Matricised::F64(DMatrix::from_row_slice(dims[0], rest, x))
+    };
+    let als = Als { mt: Mttkrp::new(&x0, dims), dims, r, norm_sq };
+    let mut prev: Option<Iterate> = None;
+    let mut report = AlsReport {
+        curve: vec![],
+        iterations: 0,
+        stop: StopReason::MaxIter,
+        degeneracy: None,
+        rejected_steps: 0,
+        tol: if x.len() * r < SMALL_WORK { opts.tol.min(SMALL_TOL) } else { opts.tol },
+        window: STALL_WINDOW,
+    };
+    let mut step = STEP_START;
     for it in 1..=opts.max_iter {
-        let mut err = 0.0;
-        for k in 0..dims.len() {
-            let v = gram_hadamard(&grams, k, r);
-            let m = mt.product(&factors, k, r);
-            let mut a = solve_normal(&v, &m);
-            if k == last {
-                let inner = a.component_mul(&m).sum();
-                let fit = (v.component_mul(&(a.transpose() * &a))).sum();
-                err = if norm_sq > 0.0 {
-                    ((norm_sq - 2.0 * inner + fit) / norm_sq).max(0.0).sqrt()
-                } else {
-                    0.0
-                };
+        let mut next = None;
+        if let Some(p) = prev.as_ref().filter(|_| opts.extrapolate && it > EXTRAPOLATE_AFTER) {
+            let y = cur.extrapolated(p, step);
+            let m0 = als.mt.first(&y.f, r);
+            next = als.sweep(&y, Some(m0), cur.err);
+            if next.is_some() {
+                step = (step * STEP_GROW).min(STEP_MAX);
+            } else {
+                report.rejected_steps += 1;
+                step = (1.0 + (step - 1.0) / 2.0).max(1.05);
             }
-            lambda = normalise(&mut a);
-            grams[k] = a.transpose() * &a;
-            if k == 0 {
-                mt.set_first(&a);
-            }
-            factors[k] = a;
         }
-        report.curve.push(err);
+        let next = match next {
+            Some(n) => n,
+            None => als.sweep(&cur, None, f64::INFINITY).expect("an unbounded sweep finishes"),
+        };
+        prev = Some(std::mem::replace(&mut cur, next));
+        report.curve.push(cur.err);
         report.iterations = it;
         if report.degeneracy.is_none() {
-            report.degeneracy = degeneracy(it, &lambda, &grams, norm_x);
+            report.degeneracy = degeneracy(it, &cur.weights(), cur.fit_sq, norm_x);
         }
-        if !progress(it, err) {
+        if !progress(it, cur.err) {
             report.stop = StopReason::Cancelled;
             break;
         }
-        if prev - err <= opts.tol * err.max(f64::MIN_POSITIVE) || err == 0.0 {
+        if AlsReport::stalled(&report.curve, report.tol, report.window) {
             report.stop = StopReason::Converged;
             break;
         }
-        prev = err;
     }
+    let lambda = cur.weights();
+    let mut factors = cur.f;
+    let last = factors.len() - 1;
+    normalise(&mut factors[last]);
     Ok(CpModel { factors, lambda, report })
 }
 
@@ -430,10 +833,39 @@ fn kernel_tensor(k: &Kernel) -> Vec<f64> {
 impl Cp4 {
     /// CP-ALS of `kernel` at rank `r` (1..=[`Dims::max_rank`]).
     pub fn new(kernel: &Kernel, r: usize, opts: &AlsOptions, progress: Progress<'_>) -> Result<Self> {
+        Self::run(kernel, r, opts, None, progress)
+    }
+
+    /// CP-ALS of `kernel` at rank `r` started from `start` (a solution of the same kernel at any
+    /// rank: its components, plus new ones from the residual's leading singular vectors when `r` is
+    /// larger, or its `r` strongest components when smaller). `opts.init` is not used. Going up in
+    /// rank, the result is never worse than `start` (its components are a feasible point of the
+    /// first least-squares update).
+    pub fn warm(
+        kernel: &Kernel,
+        r: usize,
+        start: &Cp4,
+        opts: &AlsOptions,
+        progress: Progress<'_>,
+    ) -> Result<Self> {
+        if Dims::of(kernel) != start.dims {
+            return Err(Error::Shape("warm start from a CP of another kernel shape".into()));
+        }
+        let f = vec![start.a.clone(), start.b.clone(), start.ky.clone(), start.kx.clone()];
+        Self::run(kernel, r, opts, Some(f), progress)
+    }
+
+    fn run(
+        kernel: &Kernel,
+        r: usize,
+        opts: &AlsOptions,
+        start: Option<Vec<DMatrix<f64>>>,
+        progress: Progress<'_>,
+    ) -> Result<Self> {
         check_kernel(kernel)?;
         let d = Dims::of(kernel);
         check_rank("CP", r, d.n * d.c * d.k2())?;
-        let model = cp_als(&kernel_tensor(kernel), &[d.n, d.c, d.kh, d.kw], r, opts, progress)?;
+        let model = cp_als(&kernel_tensor(kernel), &[d.n, d.c, d.kh, d.kw], r, opts, start, progress)?;
         let rel_error = super::rel_error_mode_n(kernel, &model.reconstruct64());
         let a = model.weighted_first();
         let f = &model.factors;
@@ -518,10 +950,35 @@ pub struct CpMobile {
 impl CpMobile {
     /// CP-ALS of the N × C × K² tensor at rank `r`.
     pub fn new(kernel: &Kernel, r: usize, opts: &AlsOptions, progress: Progress<'_>) -> Result<Self> {
+        Self::run(kernel, r, opts, None, progress)
+    }
+
+    /// CP-ALS at rank `r` started from `start` (see [`Cp4::warm`]).
+    pub fn warm(
+        kernel: &Kernel,
+        r: usize,
+        start: &CpMobile,
+        opts: &AlsOptions,
+        progress: Progress<'_>,
+    ) -> Result<Self> {
+        if Dims::of(kernel) != start.dims {
+            return Err(Error::Shape("warm start from a CP of another kernel shape".into()));
+        }
+        let f = vec![start.a.clone(), start.b.clone(), start.d.clone()];
+        Self::run(kernel, r, opts, Some(f), progress)
+    }
+
+    fn run(
+        kernel: &Kernel,
+        r: usize,
+        opts: &AlsOptions,
+        start: Option<Vec<DMatrix<f64>>>,
+        progress: Progress<'_>,
+    ) -> Result<Self> {
         check_kernel(kernel)?;
         let dm = Dims::of(kernel);
         check_rank("MobileNet CP", r, dm.n * dm.c * dm.k2())?;
-        let model = cp_als(&kernel_tensor(kernel), &[dm.n, dm.c, dm.k2()], r, opts, progress)?;
+        let model = cp_als(&kernel_tensor(kernel), &[dm.n, dm.c, dm.k2()], r, opts, start, progress)?;
         let rel_error = super::rel_error_mode_n(kernel, &model.reconstruct64());
         let a = model.weighted_first();
         let f = &model.factors;
@@ -622,12 +1079,17 @@ mod tests {
         let f: Vec<DMatrix<f64>> =
             dims.iter().map(|&d| DMatrix::from_fn(d, r, |_, _| rng.signed())).collect();
         let unf = unfoldings(&x, &dims);
-        let x0 = DMatrix::from_row_slice(4, 30, &x);
-        let mut mt = Mttkrp::new(&x0, &dims);
-        mt.set_first(&f[0]);
-        for (k, u) in unf.iter().enumerate() {
-            let slow = u * khatri_rao(&f, k, r);
-            assert!((mt.product(&f, k, r) - slow).norm() < 1e-12, "mode {k}");
+        for x0 in [
+            Matricised::F64(DMatrix::from_row_slice(4, 30, &x)),
+            Matricised::F32(DMatrix::from_row_iterator(4, 30, x.iter().map(|&v| v as f32))),
+        ] {
+            let tol = if matches!(x0, Matricised::F64(_)) { 1e-12 } else { 1e-5 };
+            let mt = Mttkrp::new(&x0, &dims);
+            mt.set_first(&f[0]);
+            for (k, u) in unf.iter().enumerate() {
+                let slow = u * khatri_rao(&f, k, r);
+                assert!((mt.product(&f, k, r) - &slow).norm() < tol * slow.norm(), "mode {k}");
+            }
         }
     }
 }

@@ -17,6 +17,7 @@
 mod closed;
 mod compare;
 mod cp;
+mod dense;
 mod linalg;
 mod tucker;
 
@@ -24,8 +25,11 @@ pub mod session;
 
 pub use closed::{ChannelDecomposition, SpatialDecomposition};
 pub use compare::{compare, error_at, error_curve, largest_rank, CompareOptions, ComparisonRow, CurvePoint};
-pub use cp::{AlsOptions, AlsReport, Cp4, CpMobile, Degeneracy, Init, StopReason};
-pub use tucker::{Tucker2, TuckerOptions};
+pub use cp::{
+    AlsOptions, AlsReport, Cp4, CpMobile, Degeneracy, Init, StopReason, DEFAULT_TOL, F32_MIN_WORK, SMALL_TOL,
+    SMALL_WORK, STALL_WINDOW,
+};
+pub use tucker::{Tucker2, TuckerBasis, TuckerOptions, HOOI_WINDOW};
 
 use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, FeatureMap, Kernel, Padding};

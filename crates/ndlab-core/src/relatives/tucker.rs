@@ -19,13 +19,18 @@ use nalgebra::DMatrix;
 pub struct TuckerOptions {
     /// Maximum HOOI sweeps (0: HOSVD only).
     pub max_iter: usize,
-    /// Stop when the relative error improves by less than this fraction in a sweep.
+    /// Stop when a sweep lowered the error by at most this fraction (the HOSVD start counts as
+    /// sweep 0): the rule of CP-ALS ([`AlsReport::stalled`]) over [`HOOI_WINDOW`] sweep — HOOI's
+    /// error falls smoothly, without CP's extrapolated steps.
     pub tol: f64,
 }
 
+/// Sweeps over which HOOI's stopping rule looks at the error's fall.
+pub const HOOI_WINDOW: usize = 1;
+
 impl Default for TuckerOptions {
     fn default() -> Self {
-        TuckerOptions { max_iter: 50, tol: 1e-7 }
+        TuckerOptions { max_iter: 50, tol: super::cp::DEFAULT_TOL }
     }
 }
 
@@ -47,17 +52,57 @@ pub struct Tucker2 {
     pub report: AlsReport,
 }
 
-/// The C × (N·K²) unfolding (mode C) of an N × C × K² tensor stored as N × (C·K²).
-fn mode_c(x: &DMatrix<f64>, n: usize, c: usize, k2: usize) -> DMatrix<f64> {
-    DMatrix::from_fn(c, n * k2, |ci, col| x[(col / k2, ci * k2 + col % k2)])
+/// Swaps the first two modes of an A × B × K² tensor stored as A × (B·K²) (column `b·K² + k`):
+/// the result is B × (A·K²) (column `a·K² + k`). Mode C of N × (C·K²) is `swap12(x, N, C, K²)`.
+fn swap12(x: &DMatrix<f64>, a: usize, b: usize, k2: usize) -> DMatrix<f64> {
+    let mut out = DMatrix::zeros(b, a * k2);
+    let (src, dst) = (x.as_slice(), out.as_mut_slice());
+    // x[(ai, bi·K² + k)] = src[(bi·K² + k)·a + ai] → out[(bi, ai·K² + k)] = dst[(ai·K² + k)·b + bi].
+    for bi in 0..b {
+        for k in 0..k2 {
+            let col = &src[(bi * k2 + k) * a..(bi * k2 + k + 1) * a];
+            for (ai, &v) in col.iter().enumerate() {
+                dst[(ai * k2 + k) * b + bi] = v;
+            }
+        }
+    }
+    out
 }
 
-/// Projects mode C: `Z[n, t, k] = Σ_c U_in[c,t] W[n,c,k]` as N × (R3·K²).
-fn project_c(w: &DMatrix<f64>, u_in: &DMatrix<f64>, d: Dims) -> DMatrix<f64> {
-    let (n, c, k2, r3) = (d.n, d.c, d.k2(), u_in.ncols());
-    let wc = mode_c(w, n, c, k2); // C × N·K²
+/// Projects mode C: `Z[n, t, k] = Σ_c U_in[c,t] W[n,c,k]` as N × (R3·K²), from W's mode-C
+/// unfolding `wc` (C × N·K²).
+fn project_c(wc: &DMatrix<f64>, u_in: &DMatrix<f64>, d: Dims) -> DMatrix<f64> {
     let p = u_in.transpose() * wc; // R3 × N·K²
-    DMatrix::from_fn(n, r3 * k2, |ni, col| p[(col / k2, ni * k2 + col % k2)])
+    swap12(&p, u_in.ncols(), d.n, d.k2())
+}
+
+/// A kernel's HOSVD bases (all the left singular vectors of its mode-N and mode-C unfoldings,
+/// leading first), computed once and shared by Tucker-2 runs at several ranks: the HOSVD start at
+/// (R3, R4) is their first R3 and R4 columns.
+#[derive(Debug, Clone)]
+pub struct TuckerBasis {
+    dims: Dims,
+    /// W as N × (C·K²).
+    w: DMatrix<f64>,
+    /// W's mode-C unfolding, C × (N·K²).
+    wc: DMatrix<f64>,
+    /// N × N.
+    out: DMatrix<f64>,
+    /// C × C.
+    inp: DMatrix<f64>,
+}
+
+impl TuckerBasis {
+    /// The bases of `kernel` (two Gram matrices and their eigen-decompositions).
+    pub fn new(kernel: &Kernel) -> Result<Self> {
+        check_kernel(kernel)?;
+        let d = Dims::of(kernel);
+        let w = mode_n_matrix(kernel);
+        let wc = swap12(&w, d.n, d.c, d.k2());
+        let (out, _) = top_left(&w, d.n)?;
+        let (inp, _) = top_left(&wc, d.c)?;
+        Ok(TuckerBasis { dims: d, w, wc, out, inp })
+    }
 }
 
 impl Tucker2 {
@@ -69,35 +114,49 @@ impl Tucker2 {
         opts: &TuckerOptions,
         progress: Progress<'_>,
     ) -> Result<Self> {
+        Self::with_basis(kernel, r3, r4, &TuckerBasis::new(kernel)?, opts, progress)
+    }
+
+    /// As [`Tucker2::new`], from the HOSVD bases of the same kernel (the same result).
+    pub fn with_basis(
+        kernel: &Kernel,
+        r3: usize,
+        r4: usize,
+        basis: &TuckerBasis,
+        opts: &TuckerOptions,
+        progress: Progress<'_>,
+    ) -> Result<Self> {
         check_kernel(kernel)?;
         let d = Dims::of(kernel);
+        if d != basis.dims {
+            return Err(crate::error::Error::Shape("Tucker-2 bases of another kernel shape".into()));
+        }
         check_rank("Tucker-2 input", r3, d.c)?;
         check_rank("Tucker-2 output", r4, d.n)?;
-        let w = mode_n_matrix(kernel);
+        let (w, wc) = (&basis.w, &basis.wc);
         let total = w.norm_squared();
-        let (mut u_out, _) = top_left(&w, r4)?;
-        let (mut u_in, _) = top_left(&mode_c(&w, d.n, d.c, d.k2()), r3)?;
+        let mut u_out = basis.out.columns(0, r4).into_owned();
+        let mut u_in = basis.inp.columns(0, r3).into_owned();
         let err_of = |core: &DMatrix<f64>| rel_from(total, core.norm_squared());
-        let mut core = u_out.transpose() * project_c(&w, &u_in, d);
+        let mut core = u_out.transpose() * project_c(wc, &u_in, d);
         let mut err = err_of(&core);
         let mut curve = vec![err];
         let mut stop = StopReason::MaxIter;
         for it in 1..=opts.max_iter {
             // U_in from W projected on U_out: Y = U_outᵀ ×_N W, R4 × C × K².
-            let y = u_out.transpose() * &w;
-            u_in = top_left(&mode_c(&y, r4, d.c, d.k2()), r3)?.0;
-            let z = project_c(&w, &u_in, d);
+            let y = u_out.transpose() * w;
+            u_in = top_left(&swap12(&y, r4, d.c, d.k2()), r3)?.0;
+            let z = project_c(wc, &u_in, d);
             u_out = top_left(&z, r4)?.0;
             core = u_out.transpose() * z;
             let new = err_of(&core);
             curve.push(new);
-            let improvement = err - new;
             err = new;
             if !progress(it, err) {
                 stop = StopReason::Cancelled;
                 break;
             }
-            if improvement <= opts.tol * err.max(f64::MIN_POSITIVE) {
+            if AlsReport::stalled(&curve, opts.tol, HOOI_WINDOW) {
                 stop = StopReason::Converged;
                 break;
             }
@@ -112,7 +171,15 @@ impl Tucker2 {
             core: core_k,
             core64: core,
             rel_error: err,
-            report: AlsReport { curve, stop, degeneracy: None, iterations: 0 },
+            report: AlsReport {
+                curve,
+                stop,
+                degeneracy: None,
+                iterations: 0,
+                rejected_steps: 0,
+                tol: opts.tol,
+                window: HOOI_WINDOW,
+            },
         };
         t.report.iterations = t.report.curve.len() - 1;
         // The error from the explicit reconstruction (no ‖W‖² − ‖G‖² cancellation).
@@ -123,20 +190,11 @@ impl Tucker2 {
     /// The f64 reconstruction as N × (C·K²).
     fn reconstruct64(&self) -> DMatrix<f64> {
         let (d, k2) = (self.dims, self.dims.k2());
-        let g = &self.u_out * &self.core64; // N × R3·K²
-        let mut out = DMatrix::zeros(d.n, d.c * k2);
-        for n in 0..d.n {
-            for c in 0..d.c {
-                for k in 0..k2 {
-                    let mut acc = 0.0;
-                    for t in 0..self.r3 {
-                        acc += g[(n, t * k2 + k)] * self.u_in[(c, t)];
-                    }
-                    out[(n, c * k2 + k)] = acc;
-                }
-            }
-        }
-        out
+        let g = &self.u_out * &self.core64; // N × R3·K², column t·K² + k
+                                            // Mode R3 first (R3 × N·K²), contracted with U_in (C × R3), back to N × C·K².
+        let gt = swap12(&g, d.n, self.r3, k2);
+        let oc = &self.u_in * gt; // C × N·K²
+        swap12(&oc, d.c, d.n, k2)
     }
 }
 
