@@ -15,7 +15,8 @@ use leptos::prelude::*;
 use ndlab_charts::{draw_pareto, ParetoData};
 use ndlab_core::relatives::session::{CompareReport, CompareRequest, MethodRow};
 use ndlab_core::relatives::{Dims, Method};
-use ndlab_lab::protocol::{RequestBody, Response, ResponseBody};
+use ndlab_lab::compare_pool::{pool_size, CompareAction, ComparePool};
+use ndlab_lab::protocol::{RequestBody, Response};
 use ndlab_lab::state::{parse_speedup, SPEEDUP_RANGE};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -50,13 +51,19 @@ struct Rel {
     status: RwSignal<Status>,
     /// Wall time of the whole comparison in the page (ms), when done.
     elapsed: RwSignal<Option<f64>>,
+    /// Wall time until the table had all its rows (ms).
+    rows_ms: RwSignal<Option<f64>>,
+    /// Workers of the running (or last) comparison.
+    workers: RwSignal<usize>,
 }
 
-/// The relatives worker and what it has been given.
+/// The comparison workers and what they have been given.
 pub(crate) struct Pool {
-    client: Option<WorkerClient>,
-    /// Id of the comparison whose answers are accepted.
-    job: u64,
+    clients: Vec<WorkerClient>,
+    /// The comparison's state machine ([`ComparePool`]), which says what to post and what to show.
+    machine: Option<ComparePool>,
+    /// Bumped by every start and cancel: answers of workers of an earlier comparison are dropped.
+    generation: u64,
     started_ms: f64,
     /// Latest layer and image requests sent to the main worker (the layer request is a
     /// `LoadExample` or a `LoadFileLayer`; the latter needs `file` first).
@@ -69,11 +76,20 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn new() -> Self {
-        Pool { client: None, job: 0, started_ms: 0.0, example: None, file: None, image: None, sink: None }
+        Pool {
+            clients: Vec::new(),
+            machine: None,
+            generation: 0,
+            started_ms: 0.0,
+            example: None,
+            file: None,
+            image: None,
+            sink: None,
+        }
     }
 
     /// Remembers the layer and image requests the page sends to the main worker, so the
-    /// relatives worker works on the same layer and input.
+    /// comparison workers work on the same layer and input.
     pub(crate) fn mirror(&mut self, body: &RequestBody, attachment: Option<&JsValue>) {
         match body {
             RequestBody::LoadExample { .. }
@@ -91,71 +107,119 @@ impl Pool {
         }
     }
 
-    fn stop_worker(&mut self) {
-        if let Some(c) = self.client.take() {
+    fn stop_workers(&mut self) {
+        self.generation += 1;
+        self.machine = None;
+        for c in self.clients.drain(..) {
             c.terminate();
         }
     }
 }
 
-/// Applies one answer of the relatives worker.
-fn on_response(ctx: Ctx, resp: Response) {
-    let (job, started, sink) = ctx.pool.with_value(|p| (p.job, p.started_ms, p.sink));
-    let Some(rel) = sink else { return };
-    match resp.body {
-        ResponseBody::Error { message } if resp.id == job || resp.id == 0 => {
-            rel.status.set(Status::Failed(message))
+/// Executes the state machine's actions.
+fn execute(ctx: Ctx, actions: Vec<CompareAction>) {
+    let Some(rel) = ctx.pool.with_value(|p| p.sink) else { return };
+    for a in actions {
+        match a {
+            CompareAction::Send { worker, req } => ctx.pool.update_value(|p| {
+                if let Some(id) = p.clients.get(worker).map(|c| c.send(RequestBody::Compare(req))) {
+                    if let Some(m) = p.machine.as_mut() {
+                        m.sent(worker, id);
+                    }
+                }
+            }),
+            CompareAction::Rows(rows) => {
+                if rows.len() == Method::ALL.len() {
+                    let started = ctx.pool.with_value(|p| p.started_ms);
+                    rel.rows_ms.set(Some(now_ms() - started));
+                }
+                rel.rows.set(rows);
+            }
+            CompareAction::Progress(stage, fraction) => rel.status.set(Status::Running(stage, fraction)),
+            CompareAction::Partial(report) => rel.report.set(Some(*report)),
+            CompareAction::Done(report) => {
+                let started = ctx.pool.with_value(|p| p.started_ms);
+                rel.rows.set(report.rows.clone());
+                rel.report.set(Some(*report));
+                rel.elapsed.set(Some(now_ms() - started));
+                rel.status.set(Status::Done);
+                // The workers hold a layer each: let them go.
+                ctx.pool.update_value(Pool::stop_workers);
+            }
+            CompareAction::Failed(message) => {
+                rel.status.set(Status::Failed(message));
+                ctx.pool.update_value(Pool::stop_workers);
+            }
         }
-        // Loading the layer or the image failed: the comparison will say so too.
-        ResponseBody::Error { .. } => {}
-        _ if resp.id != job => {}
-        ResponseBody::Progress { stage, fraction } => rel.status.set(Status::Running(stage, fraction)),
-        ResponseBody::CompareRow(row) => rel.rows.update(|r| r.push(*row)),
-        ResponseBody::Compare(report) => {
-            rel.rows.set(report.rows.clone());
-            rel.report.set(Some(*report));
-            rel.elapsed.set(Some(now_ms() - started));
-            rel.status.set(Status::Done);
-        }
-        _ => {}
     }
 }
 
-/// Starts a comparison at `speedup` in a fresh worker (newest wins: the previous one is stopped).
-/// A Web Worker cannot read messages while it computes, so a newer comparison terminates the
-/// running one's worker and starts another, given the latest layer and image first.
+/// Applies one answer of comparison worker `worker` of comparison `generation`.
+fn on_response(ctx: Ctx, generation: u64, worker: usize, resp: Response) {
+    let actions = ctx.pool.try_update_value(|p| match p.machine.as_mut() {
+        Some(m) if p.generation == generation => m.on_response(worker, resp),
+        _ => Vec::new(),
+    });
+    execute(ctx, actions.unwrap_or_default());
+}
+
+/// Starts a comparison at `speedup` over a pool of fresh workers (newest wins: the previous
+/// comparison's workers are stopped). A Web Worker cannot read messages while it computes, so a
+/// newer comparison terminates the running one's workers and starts others, each given the latest
+/// layer and image first; [`ComparePool`] then hands out the comparison's units.
 fn start(ctx: Ctx, rel: Rel, speedup: f64) {
-    ctx.pool.update_value(|p| p.stop_worker());
-    let client = match WorkerClient::start(move |r| on_response(ctx, r)) {
-        Ok(c) => c,
-        Err(e) => return rel.status.set(Status::Failed(e)),
-    };
+    ctx.pool.update_value(Pool::stop_workers);
     rel.rows.set(Vec::new());
     rel.report.set(None);
     rel.elapsed.set(None);
-    rel.status.set(Status::Running("starting the relatives worker".into(), 0.0));
+    rel.rows_ms.set(None);
+    let Some(d) =
+        ctx.layer.with_untracked(|l| l.as_ref().map(|l| Dims { n: l.n, c: l.c, kh: l.kh, kw: l.kw }))
+    else {
+        return rel.status.set(Status::Failed("no layer loaded".into()));
+    };
+    let req = CompareRequest { speedup, ..CompareRequest::default() };
+    let wanted = web_sys::window().map_or(1.0, |w| w.navigator().hardware_concurrency());
+    let (machine, first) = match ComparePool::start(req, d, pool_size(wanted)) {
+        Ok(m) => m,
+        Err(e) => return rel.status.set(Status::Failed(e.to_string())),
+    };
+    let generation = ctx.pool.with_value(|p| p.generation);
+    let mut clients = Vec::new();
+    for w in 0..machine.workers() {
+        match WorkerClient::start(move |r| on_response(ctx, generation, w, r)) {
+            Ok(c) => clients.push(c),
+            Err(e) => {
+                clients.iter().for_each(WorkerClient::terminate);
+                return rel.status.set(Status::Failed(e));
+            }
+        }
+    }
+    rel.workers.set(clients.len());
+    rel.status.set(Status::Running(format!("starting {} comparison workers", clients.len()), 0.0));
     ctx.pool.update_value(|p| {
         p.sink = Some(rel);
         p.started_ms = now_ms();
-        // A file layer needs its file opened first (the worker keeps the File, not a copy).
-        if let (Some(RequestBody::LoadFileLayer { .. }), Some((open, file))) = (&p.example, p.file.clone()) {
-            client.send_with(open, Some(file));
+        for client in &clients {
+            // A file layer needs its file opened first (the worker keeps the File, not a copy).
+            if let (Some(RequestBody::LoadFileLayer { .. }), Some((open, file))) =
+                (&p.example, p.file.clone())
+            {
+                client.send_with(open, Some(file));
+            }
+            for body in [p.example.clone(), p.image.clone()].into_iter().flatten() {
+                client.send(body);
+            }
         }
-        for body in [p.example.clone(), p.image.clone()].into_iter().flatten() {
-            client.send(body);
-        }
-        let req = CompareRequest { speedup, ..CompareRequest::default() };
-        p.job = client.send(RequestBody::Compare(req));
-        p.client = Some(client);
+        p.clients = clients;
+        p.machine = Some(machine);
     });
+    execute(ctx, first);
 }
 
 /// Stops the running comparison.
 fn cancel(ctx: Ctx, rel: Rel) {
-    ctx.pool.update_value(|p| {
-        p.stop_worker();
-        p.job = 0;
-    });
+    ctx.pool.update_value(Pool::stop_workers);
     rel.status.set(Status::Cancelled);
 }
 
@@ -168,6 +232,8 @@ pub fn RelativesSection() -> impl IntoView {
         report: RwSignal::new(None),
         status: RwSignal::new(Status::Idle),
         elapsed: RwSignal::new(None),
+        rows_ms: RwSignal::new(None),
+        workers: RwSignal::new(0),
     };
     let layer_key = Memo::new(move |_| ctx.layer.with(|l| l.as_ref().map(|l| l.example.clone())));
     let input_key =
@@ -259,8 +325,11 @@ pub fn RelativesSection() -> impl IntoView {
                 <button data-testid="compare-run" disabled=running on:click=restart>
                     {move || if rel.status.with(|s| *s == Status::Idle) { "run" } else { "run again" }}
                 </button>
-                <span class="status" data-testid="compare-status" data-state=move || rel.status.get().key()>
-                    {move || status_text(&rel.status.get(), rel.elapsed.get(), waiting_for_view.get())}
+                <span class="status" data-testid="compare-status" data-state=move || rel.status.get().key()
+                    data-rows-ms=move || rel.rows_ms.get().map(|t| format!("{t:.0}"))
+                    data-done-ms=move || rel.elapsed.get().map(|t| format!("{t:.0}"))
+                    data-workers=move || rel.workers.get().to_string()>
+                    {move || status_text(&rel.status.get(), rel.elapsed.get(), rel.rows_ms.get(), rel.workers.get(), waiting_for_view.get())}
                 </span>
             </div>
             <Show when=grouped>
@@ -299,12 +368,22 @@ pub(crate) fn observe_on_screen(el: &web_sys::Element, on_change: impl Fn(bool) 
     }
 }
 
-fn status_text(s: &Status, elapsed: Option<f64>, waiting_for_view: bool) -> String {
+fn status_text(
+    s: &Status,
+    elapsed: Option<f64>,
+    rows_ms: Option<f64>,
+    workers: usize,
+    waiting_for_view: bool,
+) -> String {
     match s {
         Status::Idle if waiting_for_view => "starts when this section is on screen (or press “run”)".into(),
         Status::Idle => "waiting for the layer and the image".into(),
         Status::Running(stage, f) => format!("{stage} ({:.0} %)", f * 100.0),
-        Status::Done => format!("done in {:.1} s", elapsed.unwrap_or(0.0) / 1e3),
+        Status::Done => {
+            let table = rows_ms.map(|t| format!("table in {:.1} s, ", t / 1e3)).unwrap_or_default();
+            let on = if workers == 1 { "1 worker".to_string() } else { format!("{workers} workers") };
+            format!("done in {:.1} s ({table}{on})", elapsed.unwrap_or(0.0) / 1e3)
+        }
         Status::Cancelled => "cancelled".into(),
         Status::Failed(m) => format!("failed: {m}"),
     }

@@ -22,6 +22,11 @@ use ndlab_lab::examples::{self, IMAGES};
 use ndlab_lab::protocol::{Request, RequestBody, ResponseBody};
 use std::path::Path;
 
+/// The repository's root (the built-in assets and images live there).
+fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn clock() -> f64 {
     use std::sync::OnceLock;
     use std::time::Instant;
@@ -46,7 +51,7 @@ fn rgba(path: &str) -> Result<(Vec<u8>, usize, usize), Box<dyn std::error::Error
 }
 
 fn ask(e: &mut Engine, id: u64, body: RequestBody) -> Result<ResponseBody, Box<dyn std::error::Error>> {
-    let repo = DirAssets(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    let repo = DirAssets(repo_root());
     match e.handle_with(&repo, Request { id, body }, &mut |_| {}).body {
         ResponseBody::Error { message } => Err(message.into()),
         b => Ok(b),
@@ -70,11 +75,11 @@ fn full(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let info = IMAGES.iter().find(|i| i.id == image).ok_or("unknown image")?;
     let mut e = Engine::new(clock);
     ask(&mut e, 1, RequestBody::LoadExample { example: example.into(), slice: None })?;
-    let (px, w, h) = rgba(&Path::new(env!("CARGO_MANIFEST_DIR")).join(info.path).to_string_lossy())?;
+    let (px, w, h) = rgba(&repo_root().join(info.path).to_string_lossy())?;
     ask(&mut e, 2, RequestBody::LoadImage { rgba: px, width: w, height: h })?;
     let body = RequestBody::Compare(CompareRequest::default());
     for path in e.assets_needed(&body) {
-        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(&path))?;
+        let bytes = std::fs::read(repo_root().join(&path))?;
         e.provide(&path, bytes);
     }
     let (t0, cpu0) = (clock(), cpu_seconds());
@@ -145,7 +150,7 @@ fn by_units(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     use ndlab_core::relatives::session::{assemble, run_unit, units, CompareInput, UnitOutput};
     let example = args.first().map_or("vgg16bn_conv3_2", String::as_str);
     let ex = examples::find(example).ok_or("unknown example")?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repo_root();
     let ndlab_lab::examples::KernelSource::Asset(asset) = ex.kernel else {
         return Err("not an asset example".into());
     };

@@ -8,6 +8,7 @@
 //!   (the page's book of requests), [`page`] (what the page shows and which requests follow).
 
 pub mod client;
+pub mod compare_pool;
 pub mod engine;
 pub mod examples;
 pub mod files;

@@ -531,10 +531,11 @@ pub fn units(req: &CompareRequest, d: Dims) -> Result<Vec<UnitPlan>> {
 
 /// Estimated native milliseconds of a CP-ALS sweep at rank `r` (`modes`: 3 or 4): two f32
 /// contractions of the tensor with R columns, Cholesky factorisations, solves and Gram matrices.
-/// Fitted to 14 ms at R = 284 and about 48 ms at R = 569 on the 256-channel layer.
+/// Fitted to about 15 ms at R = 284 and 55 ms at R = 569 on the 256-channel layer (extrapolation
+/// attempts included).
 fn cp_sweep_ms(d: Dims, r: usize, modes: usize) -> f64 {
     let (x, r, nc) = ((d.n * d.c * d.k2()) as f64, r as f64, (d.n + d.c) as f64);
-    x * r * 5e-8 + nc * r * r * 8.4e-8 + modes as f64 * r * r * r * 2.3e-8
+    x * r * 5.5e-8 + nc * r * r * 9.5e-8 + modes as f64 * r * r * r * 2.8e-8
 }
 
 /// Estimated native milliseconds of a symmetric eigen-decomposition of order `n`, with
