@@ -125,10 +125,25 @@ async function measurePeaks(fma, rounds) {
   const loops = [];
   for (const [kind, f] of kinds) {
     for (const [form, formName] of forms) {
-      for (let i = 0; i < 5; i++) f(form, 2_000, m, c); // warm-ups: tier-up
-      const t0 = performance.now();
-      f(form, 100_000, m, c);
-      const iters = Math.max(1_000, Math.round((100_000 * 40) / Math.max(0.5, performance.now() - t0)));
+      // Warm-up for 150 ms of short calls: tier-up to TurboFan (compiled in the background).
+      for (const t0 = performance.now(); performance.now() - t0 < 150;) f(form, 2_000, m, c);
+      // Calibration: double the count until a call takes ≥ 10 ms (performance.now() is coarse
+      // on a page that is not cross-origin isolated), then scale to ≈ 40 ms.
+      let [probe, took] = [10_000, 0];
+      for (;;) {
+        const t0 = performance.now();
+        f(form, probe, m, c);
+        took = performance.now() - t0;
+        if (took >= 10 || probe >= 1 << 28) break;
+        probe *= 2;
+      }
+      // Again, now that the loop has surely tiered up (the first calls may run in Liftoff).
+      for (let i = 0; i < 2; i++) {
+        const t0 = performance.now();
+        f(form, probe, m, c);
+        took = Math.min(took, performance.now() - t0);
+      }
+      const iters = Math.max(1_000, Math.round((probe * 40) / Math.max(0.5, took)));
       loops.push({ kind, form, formName, iters, macs: peak_macs(form, iters), run: () => { f(form, iters, m, c); } });
     }
   }
