@@ -137,7 +137,7 @@ async function measurePeaks(fma, rounds) {
         if (took >= 10 || probe >= 1 << 28) break;
         probe *= 2;
       }
-      // Again, now that the loop has surely tiered up (the first calls may run in Liftoff).
+      // Twice more, the fastest kept (a call may have run in Liftoff, or been preempted).
       for (let i = 0; i < 2; i++) {
         const t0 = performance.now();
         f(form, probe, m, c);
@@ -351,15 +351,23 @@ async function main() {
       const fs = [() => layer.decouple(order)];
       if (fmaLayers) fs.push(() => fmaLayers[name].decouple(order));
       const [plain, fused] = await interleaved(fs); // two warm-ups each: wasm tiers up on the first calls
+      // numpy native, one thread (make_graphs.py): np.linalg.svd of the stacked slices, and the
+      // like-for-like Gram route (batched MᵀM, np.linalg.eigh, M V; `…_eigh`).
       const np = numpy.svd_ms[name][order];
       const npMin = numpy.svd_min_ms[name][order];
+      const ne = numpy.eigh_ms[name][order];
+      const neMin = numpy.eigh_min_ms[name][order];
       row[order] = {
         ndlab_ms: plain.med, numpy_native_ms: np, ratio_vs_numpy: plain.med / np,
-        min: { ndlab_ms: plain.min, numpy_native_ms: npMin, ratio_vs_numpy: plain.min / npMin },
+        numpy_eigh_native_ms: ne, ratio_vs_numpy_eigh: plain.med / ne,
+        min: {
+          ndlab_ms: plain.min, numpy_native_ms: npMin, ratio_vs_numpy: plain.min / npMin,
+          numpy_eigh_native_ms: neMin, ratio_vs_numpy_eigh: plain.min / neMin,
+        },
       };
       if (fused) {
-        Object.assign(row[order], { ndlab_fma_ms: fused.med, ratio_fma_vs_numpy: fused.med / np });
-        Object.assign(row[order].min, { ndlab_fma_ms: fused.min, ratio_fma_vs_numpy: fused.min / npMin });
+        Object.assign(row[order], { ndlab_fma_ms: fused.med, ratio_fma_vs_numpy: fused.med / np, ratio_fma_vs_numpy_eigh: fused.med / ne });
+        Object.assign(row[order].min, { ndlab_fma_ms: fused.min, ratio_fma_vs_numpy: fused.min / npMin, ratio_fma_vs_numpy_eigh: fused.min / neMin });
       }
     }
     result.decouple[name] = row;
