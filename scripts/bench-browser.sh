@@ -3,7 +3,9 @@
 # FMA build, interleaved, where Chromium has relaxed SIMD) against two peers, onnxruntime-web (npm,
 # wasm backend, SIMD, numThreads = 1) and TensorFlow.js (npm, tfjs-backend-wasm: XNNPACK, SIMD, one
 # thread), in headless Chromium, on the same layer, input and graphs, with this machine's wasm
-# SIMD128 and FMA peaks; prints JSON (also written to target/bench-web/result.json).
+# SIMD128 and FMA peaks, and ndlab's decoupling time against numpy's (svd, and the Gram + eigh route);
+# prints JSON (also written to target/bench-web/result.json). Every runtime's output is checked against
+# numpy's: a disagreement (or any failure) ends it with exit code 1 and no JSON.
 #   bash scripts/bench-browser.sh [--repeat N] [--only regular,dw-pw:2,decouple,peak,…]   (--only: a
 #   subset of the graphs and/or the decouplings; `peak` alone: only the peaks)
 # On a fresh machine it installs what it needs: the npm packages (npm ci, from package-lock.json)
