@@ -125,10 +125,25 @@ async function measurePeaks(fma, rounds) {
   const loops = [];
   for (const [kind, f] of kinds) {
     for (const [form, formName] of forms) {
-      for (let i = 0; i < 5; i++) f(form, 2_000, m, c); // warm-ups: tier-up
-      const t0 = performance.now();
-      f(form, 100_000, m, c);
-      const iters = Math.max(1_000, Math.round((100_000 * 40) / Math.max(0.5, performance.now() - t0)));
+      // Warm-up for 150 ms of short calls: tier-up to TurboFan (compiled in the background).
+      for (const t0 = performance.now(); performance.now() - t0 < 150;) f(form, 2_000, m, c);
+      // Calibration: double the count until a call takes ≥ 10 ms (performance.now() is coarse
+      // on a page that is not cross-origin isolated), then scale to ≈ 40 ms.
+      let [probe, took] = [10_000, 0];
+      for (;;) {
+        const t0 = performance.now();
+        f(form, probe, m, c);
+        took = performance.now() - t0;
+        if (took >= 10 || probe >= 1 << 28) break;
+        probe *= 2;
+      }
+      // Twice more, the fastest kept (a call may have run in Liftoff, or been preempted).
+      for (let i = 0; i < 2; i++) {
+        const t0 = performance.now();
+        f(form, probe, m, c);
+        took = Math.min(took, performance.now() - t0);
+      }
+      const iters = Math.max(1_000, Math.round((probe * 40) / Math.max(0.5, took)));
       loops.push({ kind, form, formName, iters, macs: peak_macs(form, iters), run: () => { f(form, iters, m, c); } });
     }
   }
@@ -238,10 +253,35 @@ async function tfjsWeights(tf, graph, t) {
   return w;
 }
 
+/** Largest max |a − b| / max |b| at which two outputs agree (numpy's float64 result rounded to
+ * f32 is the reference; the runtimes' f32 sums differ from it by a few ulps). */
+const TOL = 1e-4;
+
+/** Checks a tfjs output (a tensor, NHWC 1 × H × W × N) against numpy's (CHW, `ref`); returns the
+ * max relative difference, throws on a wrong shape or a difference above TOL. Negative control:
+ * the same data read as CHW without the transposition must disagree, or the check could not see
+ * a layout error (a constant or all-zero output would pass it). */
+function checkTfjs(y, ref, what) {
+  if (y.shape.join('×') !== `1×${H}×${W}×${N}`) throw new Error(`${what}: tfjs output shape ${y.shape.join('×')}, expected 1×${H}×${W}×${N}`);
+  const data = y.dataSync();
+  const d = maxRelDiff(nhwcToChw(data, H, W, N), ref);
+  if (!(d <= TOL)) throw new Error(`${what}: tfjs output differs from numpy's (max rel diff ${d} > ${TOL})`);
+  const raw = maxRelDiff(data, ref);
+  if (!(raw > TOL)) throw new Error(`${what}: the check is vacuous (the NHWC data read as CHW agree too: ${raw})`);
+  return d;
+}
+
 /** Picks the fastest tfjs formulation of a graph (interleaved, 3 timed runs each after a warm-up,
- * by minimum) and returns { name, fn, calibration_ms }. */
-async function tfjsGraph(tf, graph, t, w, x) {
+ * by minimum) and returns { name, fn, calibration_ms, diffs } after checking every formulation's
+ * output against numpy's (`ref`, CHW; throws on a mismatch): diffs = max rel diff per formulation. */
+async function tfjsGraph(tf, graph, t, w, x, ref) {
   const forms = Object.entries(tfjsFormulations(tf, graph, t, w));
+  const diffs = {};
+  for (const [name, f] of forms) {
+    const y = f(x);
+    diffs[name] = checkTfjs(y, ref, `${graph === 'regular' ? graph : `${graph} T=${t}`}, tfjs ${name}`);
+    y.dispose();
+  }
   const run = (f) => () => { const y = f(x); return () => y.dispose(); };
   const calibration = {};
   let best = forms[0];
@@ -250,7 +290,7 @@ async function tfjsGraph(tf, graph, t, w, x) {
     forms.forEach(([name], j) => { calibration[name] = +res[j].min.toFixed(2); });
     best = forms[res.reduce((b, r, j) => (r.min < res[b].min ? j : b), 0)];
   }
-  return { name: best[0], fn: best[1], calibration_ms: calibration };
+  return { name: best[0], fn: best[1], calibration_ms: calibration, diffs };
 }
 
 /** The relaxed-SIMD (FMA) build of the ndlab module, or null where relaxed SIMD does not validate
@@ -311,15 +351,23 @@ async function main() {
       const fs = [() => layer.decouple(order)];
       if (fmaLayers) fs.push(() => fmaLayers[name].decouple(order));
       const [plain, fused] = await interleaved(fs); // two warm-ups each: wasm tiers up on the first calls
+      // numpy native, one thread (make_graphs.py): np.linalg.svd of the stacked slices, and the
+      // like-for-like Gram route (batched MᵀM, np.linalg.eigh, M V; `…_eigh`).
       const np = numpy.svd_ms[name][order];
       const npMin = numpy.svd_min_ms[name][order];
+      const ne = numpy.eigh_ms[name][order];
+      const neMin = numpy.eigh_min_ms[name][order];
       row[order] = {
         ndlab_ms: plain.med, numpy_native_ms: np, ratio_vs_numpy: plain.med / np,
-        min: { ndlab_ms: plain.min, numpy_native_ms: npMin, ratio_vs_numpy: plain.min / npMin },
+        numpy_eigh_native_ms: ne, ratio_vs_numpy_eigh: plain.med / ne,
+        min: {
+          ndlab_ms: plain.min, numpy_native_ms: npMin, ratio_vs_numpy: plain.min / npMin,
+          numpy_eigh_native_ms: neMin, ratio_vs_numpy_eigh: plain.min / neMin,
+        },
       };
       if (fused) {
-        Object.assign(row[order], { ndlab_fma_ms: fused.med, ratio_fma_vs_numpy: fused.med / np });
-        Object.assign(row[order].min, { ndlab_fma_ms: fused.min, ratio_fma_vs_numpy: fused.min / npMin });
+        Object.assign(row[order], { ndlab_fma_ms: fused.med, ratio_fma_vs_numpy: fused.med / np, ratio_fma_vs_numpy_eigh: fused.med / ne });
+        Object.assign(row[order].min, { ndlab_fma_ms: fused.min, ratio_fma_vs_numpy: fused.min / npMin, ratio_fma_vs_numpy_eigh: fused.min / neMin });
       }
     }
     result.decouple[name] = row;
@@ -341,8 +389,10 @@ async function main() {
       bench.prepare(graph, t);
       benchFma?.prepare(graph, t);
     }
+    // numpy's output (float64 arithmetic on the same float32 weights; make_graphs.py), CHW.
+    const ref = npyF32(await bytes(`data/ref/${file}.npy`));
     const tfw = await tfjsWeights(tf, graph, t);
-    const tfg = await tfjsGraph(tf, graph, t, tfw, xTf);
+    const tfg = await tfjsGraph(tf, graph, t, tfw, xTf, ref);
     let theirs = null, tfOut = null;
     const fs = [run(bench), async () => { theirs = (await session.run(feeds)).y; }];
     if (benchFma) fs.push(run(benchFma));
@@ -360,13 +410,13 @@ async function main() {
     const pkF = benchFma ? res[5] : null;
     const [ndlabMs, ortMs, ndlabMin, ortMin] = [nd.med, or.med, nd.min, or.min];
     const diff = maxRelDiff(bench.output(), theirs.data);
-    // Agreement with numpy's output (float64 arithmetic on the same float32 weights; make_graphs.py).
-    const ref = npyF32(await bytes(`data/ref/${file}.npy`));
+    // Agreement of every timed run's last output with numpy's (tfjs: checked as it was timed).
+    const tfjsVsNumpy = checkTfjs(tfOut, ref, `${graph === 'regular' ? graph : `${graph} T=${t}`}, tfjs ${tfg.name} (timed)`);
     const tfChw = nhwcToChw(tfOut.dataSync(), H, W, N);
     const vsNumpy = {
       ndlab: maxRelDiff(bench.output(), ref),
       ort_web: maxRelDiff(theirs.data, ref),
-      tfjs_wasm: maxRelDiff(tfChw, ref),
+      tfjs_wasm: tfjsVsNumpy,
       ...(benchFma ? { ndlab_fma: maxRelDiff(benchFma.output(), ref) } : {}),
     };
     tfOut.dispose();
@@ -391,9 +441,10 @@ async function main() {
       tfjs_wasm_gmacs: m / tfr.med / 1e6,
       tfjs_formulation: tfg.name,
       tfjs_formulations_min_ms: tfg.calibration_ms,
+      tfjs_formulations_max_rel_diff_vs_numpy: tfg.diffs,
       max_rel_diff_tfjs: maxRelDiff(tfChw, theirs.data),
       max_rel_diff_vs_numpy: vsNumpy,
-      outputs_agree: Object.values(vsNumpy).every((v) => v <= 1e-4),
+      outputs_agree: Object.values(vsNumpy).every((v) => v <= TOL),
       best_peer: bestPeer,
       best_peer_ms: bestPeerMs,
       throughput_vs_best_peer: bestPeerMs / ndlabMs,
@@ -444,8 +495,10 @@ async function main() {
     const r1 = (xs) => xs.map((v) => +v.toFixed(1));
     row.runs_ms = { ndlab: r1(nd.runs), ort_web: r1(or.runs), ...(fm ? { ndlab_fma: r1(fm.runs) } : {}), tfjs_wasm: r1(tfr.runs) };
     row.ndlab_measured_over_theoretical = row.ndlab_measured_speedup / row.theoretical_speedup;
-    result.forward.push(row);
     log(JSON.stringify(row));
+    // A wrong output ends the run (no figures for a graph that was not computed right).
+    if (!row.outputs_agree) throw new Error(`${row.graph}: outputs disagree with numpy's (max rel diff > ${TOL}): ${JSON.stringify(vsNumpy)}`);
+    result.forward.push(row);
   }
   const peaksAfter = await measurePeaks(fma, 9);
   log(`peaks after: ${JSON.stringify(peaksAfter)}`);

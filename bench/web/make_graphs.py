@@ -8,8 +8,11 @@ native decoupling times, written to OUT_DIR (default target/bench-web/data).
   1x1 Conv(C -> N*T) then Conv(N*T -> N, group N). The factors come from numpy's SVD of the
   slices (METHOD.md), independently of ndlab: both compute conv(x, W_T), so their outputs must agree.
 - w512.npy: a 512x512x3x3 He-scaled Gaussian kernel for the decoupling timings.
-- numpy.json: numpy's median time of np.linalg.svd on the stacked slices (float64, factors
-  requested, one thread) for the 256 and 512 layers in both orders.
+- numpy.json: numpy's median (and min) time of np.linalg.svd on the stacked slices (float64,
+  factors requested, one thread) for the 256 and 512 layers in both orders (svd_ms, svd_min_ms),
+  and of the like-for-like Gram route ndlab takes (eigh_ms, eigh_min_ms): G = M^T M (batched
+  matmul), np.linalg.eigh(G), P = M V (pointwise rows s_k u_k), sigma_k = ||p_k||; its sigmas are
+  checked against svd's.
 - tfjs/: the same input and weights in TensorFlow.js's NHWC layouts (transposed here, once, never
   in the timed region): x.npy (1x56x56x256), regular_k.npy (HWIO 3x3x256x256), for DW->PW
   dw-pw_T{t}_dw.npy (3x3xCxT, depthwiseConv2d with channel multiplier T: output channel c*T+i,
@@ -132,6 +135,37 @@ def svd_times(k):
     return {"dw-pw": times_ms(dwpw), "pw-dw": times_ms(pwdw)}
 
 
+def stacked(k64, order):
+    """The slices of a float64 OIHW kernel as a stack of rows x K^2 matrices (DW->PW: a copy)."""
+    n, c = k64.shape[:2]
+    if order == "dw-pw":
+        return np.transpose(k64, (1, 0, 2, 3)).reshape(c, n, 9)
+    return k64.reshape(n, c, 9)
+
+
+def gram_route(m):
+    """numpy's version of ndlab's decoupling route: Gram matrices, eigh, P = M V, sigma = ||p_k||,
+    largest first."""
+    g = np.matmul(m.transpose(0, 2, 1), m)
+    _, v = np.linalg.eigh(g)
+    p = np.matmul(m, v[:, :, ::-1])
+    return p, np.sqrt(np.einsum("bij,bij->bj", p, p))
+
+
+def eigh_times(k):
+    """(median, min) ms of gram_route on the stacked slices, per order; its sigmas are checked
+    against np.linalg.svd's first (the two peers compute the same thing)."""
+    k64 = k.astype(np.float64)
+    out = {}
+    for order in ("dw-pw", "pw-dw"):
+        s = np.linalg.svd(stacked(k64, order), compute_uv=False)
+        _, sg = gram_route(stacked(k64, order))
+        err = np.max(np.abs(np.sort(sg, axis=1)[:, ::-1] - s)) / np.max(s)
+        assert err < 1e-6, f"Gram route's sigmas differ from svd's ({order}): {err}"
+        out[order] = times_ms(lambda: gram_route(stacked(k64, order)))
+    return out
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/bench-web/data")
     os.makedirs(out, exist_ok=True)
@@ -166,10 +200,13 @@ def main():
     w512 = (rng.standard_normal((512, 512, 3, 3)) * np.sqrt(2 / (512 * 9))).astype(np.float32)
     np.save(os.path.join(out, "w512.npy"), w512)
     t256, t512 = svd_times(k), svd_times(w512)
+    e256, e512 = eigh_times(k), eigh_times(w512)
     pick = lambda t, i: {o: v[i] for o, v in t.items()}
     info = {"numpy": np.__version__, "onnx": onnx.__version__,
             "svd_ms": {"256": pick(t256, 0), "512": pick(t512, 0)},
-            "svd_min_ms": {"256": pick(t256, 1), "512": pick(t512, 1)}}
+            "svd_min_ms": {"256": pick(t256, 1), "512": pick(t512, 1)},
+            "eigh_ms": {"256": pick(e256, 0), "512": pick(e512, 0)},
+            "eigh_min_ms": {"256": pick(e256, 1), "512": pick(e512, 1)}}
     with open(os.path.join(out, "numpy.json"), "w") as f:
         json.dump(info, f, indent=2)
     print(json.dumps(info))

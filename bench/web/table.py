@@ -64,19 +64,31 @@ def main():
               f"| {f['tfjs_formulation']} "
               f"| {d['ndlab']:.1e}, {d.get('ndlab_fma', nan):.1e}, {d['ort_web']:.1e}, {d['tfjs_wasm']:.1e}"
               f"{'' if f['outputs_agree'] else ' **DISAGREE**'} |")
+    if not r["decouple"]:
+        return
     print()
-    print("| decoupling | ndlab ms, median (min) | numpy native ms, median (min) | ratio, median (min) |")
-    print("|---|---|---|---|")
     np_key = "numpy_native_ms" if "user_agent" in r else "numpy_ms"
+    eigh = any("numpy_eigh_native_ms" in x for row in r["decouple"].values() for x in row.values())
+    if eigh:
+        print("| decoupling | ndlab ms, median (min) | numpy svd ms, median (min) | ratio vs svd, median (min) "
+              "| numpy Gram + eigh ms, median (min) | ratio vs Gram + eigh, median (min) |")
+        print("|---|---|---|---|---|---|")
+    else:
+        print("| decoupling | ndlab ms, median (min) | numpy native ms, median (min) | ratio, median (min) |")
+        print("|---|---|---|---|")
     for size, row in r["decouple"].items():
         for order, x in row.items():
             m = x["min"]
-            print(f"| {size}→{size} 3×3 {order} | {x['ndlab_ms']:.1f} ({m['ndlab_ms']:.1f}) "
-                  f"| {x[np_key]:.1f} ({m[np_key]:.1f}) | {x['ratio_vs_numpy']:.2f} ({m['ratio_vs_numpy']:.2f}) |")
+            builds = [("", "ndlab_ms", "ratio_vs_numpy", "ratio_vs_numpy_eigh")]
             if "ndlab_fma_ms" in x:
-                print(f"| {size}→{size} 3×3 {order}, FMA build | {x['ndlab_fma_ms']:.1f} ({m['ndlab_fma_ms']:.1f}) "
-                      f"| {x[np_key]:.1f} ({m[np_key]:.1f}) "
-                      f"| {x['ratio_fma_vs_numpy']:.2f} ({m['ratio_fma_vs_numpy']:.2f}) |")
+                builds.append((", FMA build", "ndlab_fma_ms", "ratio_fma_vs_numpy", "ratio_fma_vs_numpy_eigh"))
+            for label, ms, ratio, ratio_eigh in builds:
+                line = (f"| {size}→{size} 3×3 {order}{label} | {x[ms]:.1f} ({m[ms]:.1f}) "
+                        f"| {x[np_key]:.1f} ({m[np_key]:.1f}) | {x[ratio]:.2f} ({m[ratio]:.2f}) |")
+                if eigh:
+                    line += (f" {x['numpy_eigh_native_ms']:.1f} ({m['numpy_eigh_native_ms']:.1f}) "
+                             f"| {x[ratio_eigh]:.2f} ({m[ratio_eigh]:.2f}) |")
+                print(line)
 
 
 if __name__ == "__main__":
