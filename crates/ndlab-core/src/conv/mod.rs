@@ -10,6 +10,7 @@ mod dw_pack;
 #[cfg(test)]
 mod dw_pack_tests;
 mod gemm;
+pub(crate) use gemm::gemm as sgemm;
 mod im2col;
 #[cfg(test)]
 mod tests;
@@ -19,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::layer::{checked_len, ConvGeometry, ConvLayer, FeatureMap, Kernel, Order};
 use dw::PlaneGeom;
 use dw_pack::{PaddedDepthwiseB, PaddedPlanes};
-use gemm::{gemm, gemm_then, DepthwiseB, Im2colB, MatB};
+pub(crate) use gemm::MatB;
+use gemm::{gemm, gemm_then, DepthwiseB, Im2colB};
 use im2col::{Padded, PaddedIm2colB};
 use std::ops::Range;
 

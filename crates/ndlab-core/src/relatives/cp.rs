@@ -39,7 +39,7 @@ use super::{
     check_kernel, check_rank, check_ungrouped, horizontal_geometry, kernel_from_mode_n, to_f32_rows,
     vertical_geometry, Dims, Method, Progress, Rank, Relative,
 };
-use crate::conv::{depthwise, pointwise};
+use crate::conv::{depthwise, pointwise, sgemm, MatB};
 use crate::error::{Error, Result};
 use crate::layer::{ConvGeometry, FeatureMap, Kernel};
 use nalgebra::{DMatrix, Dyn, MatrixView};
@@ -303,7 +303,7 @@ enum Matricised {
 /// allocations each sweep cost page faults and page clearing).
 enum Buffers {
     F64 { kr: Vec<f64>, p: DMatrix<f64> },
-    F32 { kr: Vec<f32>, p: DMatrix<f32>, f0t: DMatrix<f32> },
+    F32 { kr: Vec<f32>, krt: Vec<f32>, p: DMatrix<f32>, f0t: DMatrix<f32> },
 }
 
 /// A `rows × r` matrix stored row by row in `data` (a view with strides (r, 1)).
@@ -351,7 +351,14 @@ struct Mttkrp<'a> {
     buf: RefCell<Buffers>,
     /// `P` contracted with F_1 as well (R × ∏_{j≥2} d_j), for modes ≥ 2 once F_1 is updated.
     q: RefCell<Option<Vec<f64>>>,
+    /// The f32 contractions through the crate's packed SGEMM ([`CRATE_GEMM`]) instead of nalgebra's.
+    crate_gemm: bool,
 }
+
+/// Whether the f32 contractions use the crate's packed SGEMM (the conv kernels' SIMD128 micro-kernel)
+/// rather than nalgebra's (matrixmultiply): in wasm, where matrixmultiply has no SIMD kernel and ran
+/// CP-ALS sweeps several times slower; natively matrixmultiply's AVX2 kernels are the faster here.
+const CRATE_GEMM: bool = cfg!(target_arch = "wasm32");
 
 /// `Q[:, q] = Σ_i P[:, i·rest + q] ∘ F_1ᵀ[:, i]` (P is R × (d_1·rest), column-major).
 fn contract_second<T: Copy + Into<f64>>(p: &[T], f1t: &[f64], r: usize, d1: usize, rest: usize) -> Vec<f64> {
@@ -372,11 +379,14 @@ impl<'a> Mttkrp<'a> {
     fn new(x0: &'a Matricised, dims: &'a [usize]) -> Self {
         let buf = match x0 {
             Matricised::F64(_) => Buffers::F64 { kr: Vec::new(), p: DMatrix::zeros(0, 0) },
-            Matricised::F32(_) => {
-                Buffers::F32 { kr: Vec::new(), p: DMatrix::zeros(0, 0), f0t: DMatrix::zeros(0, 0) }
-            }
+            Matricised::F32(_) => Buffers::F32 {
+                kr: Vec::new(),
+                krt: Vec::new(),
+                p: DMatrix::zeros(0, 0),
+                f0t: DMatrix::zeros(0, 0),
+            },
         };
-        Mttkrp { x0, dims, buf: RefCell::new(buf), q: RefCell::new(None) }
+        Mttkrp { x0, dims, buf: RefCell::new(buf), q: RefCell::new(None), crate_gemm: CRATE_GEMM }
     }
 
     /// `X_(0) · KR(F_1, …)`.
@@ -388,9 +398,26 @@ impl<'a> Mttkrp<'a> {
                 khatri_rao_t_into(factors, 0, r, kr, |v| v);
                 x0 * strided(kr, rest, r)
             }
-            (Matricised::F32(x0), Buffers::F32 { kr, .. }) => {
+            (Matricised::F32(x0), Buffers::F32 { kr, .. }) if !self.crate_gemm => {
                 khatri_rao_t_into(factors, 0, r, kr, |v| v as f32);
                 (x0 * strided(kr, rest, r)).map(f64::from)
+            }
+            (Matricised::F32(x0), Buffers::F32 { kr, krt, .. }) => {
+                // Column-major C (d_0 × R) is row-major Cᵀ = KRᵀ · X_(0)ᵀ: A = KRᵀ (R × rest,
+                // row-major: KR column by column), B = X_(0)ᵀ (rest × d_0, row-major: X_(0)'s
+                // column-major storage).
+                khatri_rao_t_into(factors, 0, r, kr, |v| v as f32);
+                let d0 = x0.nrows();
+                krt.resize(r * rest, 0.0);
+                let a = krt.as_mut_slice();
+                for (i, row) in kr.chunks_exact(r).enumerate() {
+                    for (t, &v) in row.iter().enumerate() {
+                        a[t * rest + i] = v;
+                    }
+                }
+                let mut c = vec![0.0f32; r * d0];
+                sgemm(r, rest, d0, krt, &MatB { data: x0.as_slice(), ld: d0 }, &mut c, d0);
+                DMatrix::from_iterator(d0, r, c.into_iter().map(f64::from))
             }
             _ => unreachable!("buffers match the tensor's precision"),
         }
@@ -409,12 +436,25 @@ impl<'a> Mttkrp<'a> {
                 // An explicit small transpose then a GEMM (nalgebra's `tr_mul` is not blocked).
                 p.gemm(1.0, &f0.transpose(), x0, 0.0);
             }
-            (Matricised::F32(x0), Buffers::F32 { p, f0t, .. }) => {
+            (Matricised::F32(x0), Buffers::F32 { p, f0t, .. }) if !self.crate_gemm => {
                 if p.shape() != (r, rest) {
                     *p = DMatrix::zeros(r, rest);
                 }
                 *f0t = f0.transpose().map(|v| v as f32);
                 p.gemm(1.0, &*f0t, x0, 0.0);
+            }
+            (Matricised::F32(x0), Buffers::F32 { p, f0t, .. }) => {
+                if p.shape() != (r, rest) {
+                    *p = DMatrix::zeros(r, rest);
+                }
+                // Column-major P (R × rest) is row-major Pᵀ = X_(0)ᵀ · F_0: A = X_(0)ᵀ (rest × d_0,
+                // row-major: X_(0)'s storage), B = F_0 (d_0 × R, row-major: F_0ᵀ's column-major
+                // storage).
+                *f0t = f0.transpose().map(|v| v as f32);
+                let d0 = x0.nrows();
+                let out = p.as_mut_slice();
+                out.fill(0.0);
+                sgemm(rest, d0, r, x0.as_slice(), &MatB { data: f0t.as_slice(), ld: r }, out, r);
             }
             _ => unreachable!("buffers match the tensor's precision"),
         }
@@ -1071,24 +1111,31 @@ mod tests {
 
     #[test]
     fn mttkrp_equals_unfolding_times_khatri_rao() {
-        // The fast products against the textbook X_(k) · KR(others) on a random 4-way tensor.
+        // The fast products against the textbook X_(k) · KR(others) on random 4-way tensors (the
+        // larger one spans several of the packed GEMM's row blocks).
         let mut rng = seeded_rng(5);
-        let dims = [4usize, 3, 2, 5];
-        let r = 3;
-        let x: Vec<f64> = (0..120).map(|_| rng.signed()).collect();
-        let f: Vec<DMatrix<f64>> =
-            dims.iter().map(|&d| DMatrix::from_fn(d, r, |_, _| rng.signed())).collect();
-        let unf = unfoldings(&x, &dims);
-        for x0 in [
-            Matricised::F64(DMatrix::from_row_slice(4, 30, &x)),
-            Matricised::F32(DMatrix::from_row_iterator(4, 30, x.iter().map(|&v| v as f32))),
-        ] {
-            let tol = if matches!(x0, Matricised::F64(_)) { 1e-12 } else { 1e-5 };
-            let mt = Mttkrp::new(&x0, &dims);
-            mt.set_first(&f[0]);
-            for (k, u) in unf.iter().enumerate() {
-                let slow = u * khatri_rao(&f, k, r);
-                assert!((mt.product(&f, k, r) - &slow).norm() < tol * slow.norm(), "mode {k}");
+        for (dims, r) in [([4usize, 3, 2, 5], 3), ([24, 20, 3, 3], 13)] {
+            let len: usize = dims.iter().product();
+            let x: Vec<f64> = (0..len).map(|_| rng.signed()).collect();
+            let f: Vec<DMatrix<f64>> =
+                dims.iter().map(|&d| DMatrix::from_fn(d, r, |_, _| rng.signed())).collect();
+            let unf = unfoldings(&x, &dims);
+            let rest = len / dims[0];
+            for x0 in [
+                Matricised::F64(DMatrix::from_row_slice(dims[0], rest, &x)),
+                Matricised::F32(DMatrix::from_row_iterator(dims[0], rest, x.iter().map(|&v| v as f32))),
+            ] {
+                let tol = if matches!(x0, Matricised::F64(_)) { 1e-12 } else { 1e-5 };
+                // Both GEMMs of the f32 contractions (the crate's, as wasm runs it, and nalgebra's).
+                for crate_gemm in [false, true] {
+                    let mt = Mttkrp { crate_gemm, ..Mttkrp::new(&x0, &dims) };
+                    mt.set_first(&f[0]);
+                    for (k, u) in unf.iter().enumerate() {
+                        let slow = u * khatri_rao(&f, k, r);
+                        let err = (mt.product(&f, k, r) - &slow).norm();
+                        assert!(err < tol * slow.norm(), "{dims:?} mode {k}, crate GEMM {crate_gemm}: {err}");
+                    }
+                }
             }
         }
     }
