@@ -379,3 +379,46 @@ fn the_kernel_label_matches_whether_the_gemm_fuses_in_the_browser() {
         assert_eq!(residue, 0.0, "SIMD128 multiplies and adds separately");
     }
 }
+
+/// The relatives' f64 GEMM takes its packed SIMD128 path in wasm only: checked here against the
+/// textbook triple loop (views, transposes, shapes not multiples of the 4 × 4 tile, α and β ≠ 1).
+#[wasm_bindgen_test]
+fn packed_f64_gemm_of_the_relatives_in_the_browser() {
+    for seed in [1, 2, 3] {
+        let worst = ndlab_core::relatives::packed_gemm_self_check(seed);
+        assert!(worst < 1e-13, "seed {seed}: {worst}");
+    }
+}
+
+/// The comparison's CP-ALS in wasm (f32 contractions by the crate's SGEMM, the normal equations by
+/// the packed f64 GEMM): its reported weight error equals the error of its own reconstruction, and
+/// it recovers a kernel of CP rank 8 built by hand (256 × 256 × 3 × 3 at rank 8 is past
+/// `F32_MIN_WORK`: the f32 path).
+#[wasm_bindgen_test]
+fn cp_als_on_the_browsers_gemms() {
+    use ndlab_core::relatives::{no_progress, AlsOptions, Cp4, Relative};
+    // A kernel of CP rank 8: Σ_r a_r ⊗ b_r ⊗ s_r (s_r a 3 × 3 outer product y_r ⊗ x_r).
+    let (n, c, rank) = (256, 256, 8);
+    assert!(n * c * 9 * rank >= ndlab_core::relatives::F32_MIN_WORK);
+    let a = values(rank * n, 11);
+    let b = values(rank * c, 12);
+    let (y, x) = (values(rank * 3, 13), values(rank * 3, 14));
+    let s: Vec<f32> = (0..rank * 9).map(|i| y[(i / 9) * 3 + (i % 9) / 3] * x[(i / 9) * 3 + i % 3]).collect();
+    let mut w = vec![0.0f32; n * c * 9];
+    for r in 0..rank {
+        for o in 0..n {
+            for i in 0..c {
+                for k in 0..9 {
+                    w[(o * c + i) * 9 + k] += a[r * n + o] * b[r * c + i] * s[r * 9 + k];
+                }
+            }
+        }
+    }
+    let k = Kernel::new(n, c, 3, 3, w.clone()).unwrap();
+    let cp = Cp4::new(&k, rank, &AlsOptions::default(), &mut no_progress()).unwrap();
+    let rec = cp.reconstruct().unwrap();
+    let diff: Vec<f32> = rec.data.iter().zip(&w).map(|(x, y)| x - y).collect();
+    let own = norm(&diff) / norm(&w);
+    assert!((cp.rel_weight_error() - own).abs() < 1e-5, "{} vs {own}", cp.rel_weight_error());
+    assert!(own < 1e-3, "rank {rank} recovered: {own}");
+}

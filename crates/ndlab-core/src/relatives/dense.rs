@@ -1,10 +1,12 @@
 //! Dense kernels of the iterative methods, written for speed: a blocked Cholesky factorisation and
-//! the right-hand solve `M V⁻¹` of the ALS normal equations (the bulk of both in nalgebra's GEMM,
-//! which runs matrixmultiply's kernels), the Khatri–Rao product, and Gram matrices.
+//! the right-hand solve `M V⁻¹` of the ALS normal equations (the bulk of both in a GEMM:
+//! [`super::dgemm`], nalgebra's natively, packed SIMD128 in wasm), the Khatri–Rao product, and
+//! Gram matrices.
 //!
 //! Column-major throughout (nalgebra's layout): the unblocked parts work on whole columns, which
 //! are contiguous.
 
+use super::dgemm::gemm;
 use nalgebra::DMatrix;
 
 /// Block size of the blocked factorisation and solves.
@@ -85,7 +87,8 @@ pub fn cholesky(mut a: DMatrix<f64>) -> Option<DMatrix<f64>> {
             let m = n - j1;
             // Panel: L21 = A21 · L11⁻ᵀ.
             let inv_t = tri_inv_lower(&a.view((j0, j0), (j1 - j0, j1 - j0)).into_owned()).transpose();
-            let l21 = a.view((j1, j0), (m, j1 - j0)) * inv_t;
+            let mut l21 = DMatrix::zeros(m, j1 - j0);
+            gemm(&mut l21, 1.0, &a.view((j1, j0), (m, j1 - j0)), &inv_t, 0.0);
             if !l21.iter().all(|v| v.is_finite()) {
                 return None;
             }
@@ -98,7 +101,7 @@ pub fn cholesky(mut a: DMatrix<f64>) -> Option<DMatrix<f64>> {
                 let c1 = (c0 + TRAIL).min(m);
                 let rows = l21.rows(c0, m - c0);
                 let cols = l21t.columns(c0, c1 - c0);
-                a.view_mut((j1 + c0, j1 + c0), (m - c0, c1 - c0)).gemm(-1.0, &rows, &cols, 1.0);
+                gemm(&mut a.view_mut((j1 + c0, j1 + c0), (m - c0, c1 - c0)), -1.0, &rows, &cols, 1.0);
                 c0 = c1;
             }
         }
@@ -173,9 +176,10 @@ pub fn solve_right(l: &DMatrix<f64>, m: &mut DMatrix<f64>) {
         if j0 > 0 {
             let lt = l.view((j0, 0), (j1 - j0, j0)).transpose();
             let (done, mut block) = m.columns_range_pair_mut(0..j0, j0..j1);
-            block.gemm(-1.0, &done, &lt, 1.0);
+            gemm(&mut block, -1.0, &done, &lt, 1.0);
         }
-        let y = m.columns(j0, j1 - j0) * inv.transpose();
+        let mut y = DMatrix::zeros(d, j1 - j0);
+        gemm(&mut y, 1.0, &m.columns(j0, j1 - j0), &inv.transpose(), 0.0);
         m.columns_mut(j0, j1 - j0).copy_from(&y);
     }
     // Backward: X_J = (Y_J − X_{>J} L_{>J,J}) L_JJ⁻¹.
@@ -183,9 +187,10 @@ pub fn solve_right(l: &DMatrix<f64>, m: &mut DMatrix<f64>) {
         if j1 < n {
             let lb = l.view((j1, j0), (n - j1, j1 - j0));
             let (mut block, done) = m.columns_range_pair_mut(j0..j1, j1..n);
-            block.gemm(-1.0, &done, &lb, 1.0);
+            gemm(&mut block, -1.0, &done, &lb, 1.0);
         }
-        let x = m.columns(j0, j1 - j0) * inv;
+        let mut x = DMatrix::zeros(d, j1 - j0);
+        gemm(&mut x, 1.0, &m.columns(j0, j1 - j0), inv, 0.0);
         m.columns_mut(j0, j1 - j0).copy_from(&x);
     }
 }
@@ -207,14 +212,22 @@ pub fn gram(a: &DMatrix<f64>) -> DMatrix<f64> {
         return g;
     }
     if r <= 2 * TRAIL {
-        return a.transpose() * a;
+        let mut g = DMatrix::zeros(r, r);
+        gemm(&mut g, 1.0, &a.transpose(), a, 0.0);
+        return g;
     }
     let at = a.transpose();
     let mut g = DMatrix::zeros(r, r);
     let mut c0 = 0;
     while c0 < r {
         let c1 = (c0 + TRAIL).min(r);
-        g.view_mut((c0, c0), (r - c0, c1 - c0)).gemm(1.0, &at.rows(c0, r - c0), &a.columns(c0, c1 - c0), 0.0);
+        gemm(
+            &mut g.view_mut((c0, c0), (r - c0, c1 - c0)),
+            1.0,
+            &at.rows(c0, r - c0),
+            &a.columns(c0, c1 - c0),
+            0.0,
+        );
         c0 = c1;
     }
     g

@@ -42,7 +42,8 @@ pub(crate) fn sorted_eigen(g: DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>)> 
 /// When only some of them are asked for, [`top_eigen`] (which checks its answer and otherwise
 /// falls back to the full eigen-decomposition).
 pub(crate) fn top_left(m: &DMatrix<f64>, r: usize) -> Result<(DMatrix<f64>, Vec<f64>)> {
-    let g = m * m.transpose();
+    let mut g = DMatrix::zeros(m.nrows(), m.nrows());
+    super::dgemm::gemm(&mut g, 1.0, m, &m.transpose(), 0.0);
     let r = r.min(m.nrows());
     if g.iter().any(|v| !v.is_finite()) {
         return Err(Error::NonFinite("Gram matrix holds NaN or infinity".into()));

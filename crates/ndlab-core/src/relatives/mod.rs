@@ -18,6 +18,9 @@ mod closed;
 mod compare;
 mod cp;
 mod dense;
+mod dgemm;
+#[doc(hidden)]
+pub use dgemm::packed_gemm_self_check;
 mod linalg;
 mod tucker;
 
