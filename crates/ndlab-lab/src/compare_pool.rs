@@ -77,6 +77,8 @@ pub struct ComparePool {
     total_cost: f64,
     done_cost: f64,
     finished: bool,
+    /// A row unit that times the regular forward pass has been sent.
+    forward_timed: bool,
 }
 
 /// A unit's weight in the progress fraction (closed forms count for something).
@@ -105,6 +107,7 @@ impl ComparePool {
             total_cost,
             done_cost: 0.0,
             finished: false,
+            forward_timed: false,
         };
         let mut actions = Vec::new();
         for w in 0..workers {
@@ -136,7 +139,11 @@ impl ComparePool {
 
     fn dispatch(&mut self, worker: usize, actions: &mut Vec<CompareAction>) {
         let Some(plan) = self.queue.pop_front() else { return };
-        let req = CompareRequest { units: Some(vec![plan.unit.clone()]), ..self.req.clone() };
+        // The first row unit times the regular layer's forward pass for the report; the others skip it.
+        let skip_regular_forward = plan.unit.kind != UnitKind::Row || self.forward_timed;
+        self.forward_timed |= plan.unit.kind == UnitKind::Row;
+        let req =
+            CompareRequest { units: Some(vec![plan.unit.clone()]), skip_regular_forward, ..self.req.clone() };
         if let Some(slot) = self.in_flight.get_mut(worker) {
             *slot = Some(InFlight { plan, id: None, fraction: 0.0 });
             actions.push(CompareAction::Send { worker, req });

@@ -46,6 +46,9 @@ pub struct CompareRequest {
     /// for [`merge`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub units: Option<Vec<Unit>>,
+    /// Do not time the regular layer's forward pass (a pool's other row units: one measures it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_regular_forward: bool,
 }
 
 impl Default for CompareRequest {
@@ -56,6 +59,7 @@ impl Default for CompareRequest {
             sweep_max_sweeps: 25,
             sweep_speedups: vec![32.0, 16.0, 8.0, 2.0],
             units: None,
+            skip_regular_forward: false,
         }
     }
 }
@@ -735,7 +739,8 @@ pub fn run(
     let plan = units(req, d)?;
     let mut rep = Reporter { emit, cancelled: false };
     let mut regular_forward_ms = None;
-    if let Some((x, _)) = input.activations.filter(|_| plan.iter().any(|p| p.unit.kind == UnitKind::Row)) {
+    let rows = plan.iter().any(|p| p.unit.kind == UnitKind::Row);
+    if let Some((x, _)) = input.activations.filter(|_| rows && !req.skip_regular_forward) {
         let t = (input.clock)();
         crate::conv::layer_forward(x, input.layer)?;
         regular_forward_ms = Some((input.clock)() - t);

@@ -121,6 +121,19 @@ fn rows_are_sent_before_series_and_the_costliest_first() {
             _ => None,
         })
         .collect();
+    // One unit times the regular forward pass (the first row sent); the others skip it.
+    let timing: Vec<Unit> = seen
+        .iter()
+        .filter_map(|a| match a {
+            CompareAction::Send { req, .. } if !req.skip_regular_forward => {
+                req.units.as_ref().map(|u| u[0].clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timing, vec![sent[0].clone()]);
+    assert_eq!(sent[0].kind, UnitKind::Row);
+    assert!(done(&seen).regular_forward_ms.is_some(), "the report has the regular layer's time");
     let first_series = sent.iter().position(|u| u.kind == UnitKind::Series).unwrap();
     assert_eq!(first_series, 7, "{sent:?}");
     assert!(sent[first_series..].iter().all(|u| u.kind == UnitKind::Series));
