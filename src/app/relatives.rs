@@ -314,7 +314,7 @@ pub fn RelativesSection() -> impl IntoView {
     view! {
         <section node_ref=section class="relatives" data-testid="relatives" aria-label="decoupling among its relatives">
             <h2>"Decoupling among its relatives, at equal cost"</h2>
-            <p class="blurb">"Channel (CD) and spatial (SD) decompositions, four-factor CP, MobileNet-style CP and Tucker-2 of the same layer, each at its largest rank whose MACs fit the budget; errors on the weights and on this image's real activations, through each method's own layers. CP and Tucker-2 are iterative (ALS, HOOI; at most 200 sweeps) and run in a second worker: cancel stops it."</p>
+            <p class="blurb">"Channel (CD) and spatial (SD) decompositions, four-factor CP, MobileNet-style CP and Tucker-2 of the same layer, each at its largest rank whose MACs fit the budget; errors on the weights and on this image's real activations, through each method's own layers. CP and Tucker-2 are iterative (ALS, HOOI; at most 200 sweeps, stopped when the error stalls). The methods run side by side in workers of their own, one per core (at most 4): cancel stops them."</p>
             <div class="rel-controls">
                 <label>"Speed-up X "
                     <input type="number" data-testid="speedup-input" min=SPEEDUP_RANGE.0 max=SPEEDUP_RANGE.1 step="0.05"
