@@ -214,10 +214,7 @@ fn on_response(ctx: Ctx, net: Net, generation: u64, worker: usize, resp: Respons
             act(ctx, net, |v| v.on_prepared(*p))
         }
         ResponseBody::Evaluated(r) => act(ctx, net, |v| v.on_evaluated(worker, *r)),
-        ResponseBody::Timed(t) => act(ctx, net, |v| {
-            v.on_timed(t);
-            Vec::new()
-        }),
+        ResponseBody::Timed(t) => act(ctx, net, |v| v.on_timed(t)),
         ResponseBody::Exported { name, base64 } => {
             let saved = base64_decode(&base64)
                 .ok_or_else(|| "the exported model is garbled".to_string())

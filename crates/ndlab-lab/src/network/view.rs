@@ -14,7 +14,12 @@ use ndlab_core::network::ConvImpl;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Test items the browser times per run.
-pub const TIME_ITEMS: usize = 200;
+pub const TIME_ITEMS: usize = 100;
+/// Timing rounds of the current choice (each one request: the original then the plan, once each);
+/// the figures are the medians of the rounds so far. One round at a time, and only while worker 0
+/// has nothing else to do: a new choice waits at most one round (a fraction of a second), not the
+/// whole measurement.
+pub const TIME_ROUNDS: usize = 5;
 
 /// What the host does.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +81,10 @@ pub struct NetworkView {
     pub original: Option<PointResult>,
     /// The network timed against the current plan.
     pub timing: Option<TimeResult>,
+    /// The timing rounds of the current choice so far.
+    time_rounds: Vec<TimeResult>,
+    /// The current choice's key and per-conv implementations, once evaluated (for timing rounds).
+    evaluating_current: Option<(u64, Vec<ConvImpl>)>,
     /// The curve's points so far.
     pub curve: Vec<CurvePoint>,
     /// Curve points asked for in all.
@@ -104,6 +113,8 @@ impl NetworkView {
             result: None,
             original: None,
             timing: None,
+            time_rounds: Vec::new(),
+            evaluating_current: None,
             curve: Vec::new(),
             curve_total: 0,
             error: None,
@@ -129,6 +140,8 @@ impl NetworkView {
         self.result = None;
         self.original = None;
         self.timing = None;
+        self.time_rounds.clear();
+        self.evaluating_current = None;
         self.curve.clear();
         self.curve_total = 0;
         self.to_prepare.clear();
@@ -156,6 +169,8 @@ impl NetworkView {
         self.prepared = None;
         self.result = None;
         self.timing = None;
+        self.time_rounds.clear();
+        self.evaluating_current = None;
         if self.summary.is_none() {
             return Vec::new();
         }
@@ -245,11 +260,53 @@ impl NetworkView {
         out
     }
 
-    /// Worker 0 timed the network.
-    pub fn on_timed(&mut self, t: TimeResult) {
-        if Some(t.key) == self.current_key {
-            self.timing = Some(t);
+    /// Worker 0 timed one round: the figures become the medians of the rounds so far, and the next
+    /// round is asked for while worker 0 has nothing else to do (see [`TIME_ROUNDS`]).
+    pub fn on_timed(&mut self, t: TimeResult) -> Vec<NetAction> {
+        // Only the evaluated current choice's rounds (a newer choice clears it).
+        if Some(t.key) != self.current_key || self.evaluating_current.as_ref().map(|(k, _)| *k) != Some(t.key)
+        {
+            return Vec::new();
         }
+        let (key, items) = (t.key, t.items);
+        self.time_rounds.push(t);
+        let median = |f: fn(&TimeResult) -> f64| {
+            let mut v: Vec<f64> = self.time_rounds.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        self.timing = Some(TimeResult {
+            key,
+            original_ms: median(|r| r.original_ms),
+            decoupled_ms: median(|r| r.decoupled_ms),
+            items,
+        });
+        let idle = self.preparing.is_none()
+            && self.to_prepare.is_empty()
+            && self.pool.as_ref().is_none_or(EvalPool::idle);
+        if self.time_rounds.len() < TIME_ROUNDS && idle {
+            self.time_request(key).into_iter().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Timing rounds measured for the current choice.
+    pub fn time_rounds(&self) -> usize {
+        self.time_rounds.len()
+    }
+
+    /// A timing round of the current choice's plan (key `key`), if there is one.
+    fn time_request(&self, key: u64) -> Option<NetAction> {
+        let s = self.summary.as_ref()?;
+        let (_, plan) = self.evaluating_current.as_ref().filter(|(k, _)| *k == key)?;
+        let n = self.result.as_ref().map_or(1, |r| r.n.max(1));
+        Some(NetAction::Time(TimeRequest {
+            network_id: s.network_id,
+            key,
+            impls: plan.clone(),
+            items: TIME_ITEMS.min(n),
+        }))
     }
 
     /// A request failed: `worker` is the pool worker whose evaluation failed (None: worker 0's
@@ -300,14 +357,9 @@ impl NetworkView {
         match role {
             Role::Current if Some(res.key) == self.current_key => {
                 self.result = Some(res.clone());
-                if let Some(s) = &self.summary {
-                    out.push(NetAction::Time(TimeRequest {
-                        network_id: s.network_id,
-                        key: res.key,
-                        impls: plan.impls.clone(),
-                        items: TIME_ITEMS.min(res.n.max(1)),
-                    }));
-                }
+                self.time_rounds.clear();
+                self.evaluating_current = Some((res.key, plan.impls.clone()));
+                out.extend(self.time_request(res.key));
             }
             Role::Current => {}
             Role::Original => self.original = Some(res),

@@ -88,11 +88,45 @@ fn the_original_is_evaluated_first_then_the_current_choice_and_its_timing() {
     let done = v.on_evaluated(cur[1].0, answer(&cur[1].1, 40));
     assert_eq!(v.result.as_ref().map(|r| r.correct), Some(80));
     let NetAction::Time(t) = &done[0] else { panic!("{done:?}") };
-    v.on_timed(TimeResult { key: t.key, original_ms: 10.0, decoupled_ms: 5.0, items: t.items });
-    assert!(v.timing.is_some());
+    let t = t.clone();
+    assert_eq!(t.items, TIME_ITEMS.min(100));
+    // Rounds one at a time while worker 0 is idle; the figures are the medians so far.
+    let rounds = [(10.0, 5.0), (30.0, 4.0), (12.0, 9.0), (11.0, 6.0), (50.0, 1.0)];
+    for (i, &(o, d)) in rounds.iter().enumerate() {
+        let next = v.on_timed(TimeResult { key: t.key, original_ms: o, decoupled_ms: d, items: t.items });
+        assert_eq!(v.time_rounds(), i + 1);
+        if i + 1 < TIME_ROUNDS {
+            assert_eq!(next, vec![NetAction::Time(t.clone())], "round {}", i + 2);
+        } else {
+            assert!(next.is_empty(), "{TIME_ROUNDS} rounds and no more");
+        }
+    }
+    // Medians of (10, 30, 12, 11, 50) and (5, 4, 9, 6, 1), by hand.
+    assert_eq!(v.timing.as_ref().map(|t| (t.original_ms, t.decoupled_ms)), Some((12.0, 5.0)));
     // A timing for an older choice is ignored.
-    v.on_timed(TimeResult { key: 999, original_ms: 1.0, decoupled_ms: 1.0, items: 1 });
-    assert_eq!(v.timing.as_ref().map(|t| t.original_ms), Some(10.0));
+    assert!(v.on_timed(TimeResult { key: 999, original_ms: 1.0, decoupled_ms: 1.0, items: 1 }).is_empty());
+    assert_eq!(v.timing.as_ref().map(|t| t.original_ms), Some(12.0));
+}
+
+#[test]
+fn a_new_choice_does_not_wait_behind_the_timing_rounds() {
+    let mut v = NetworkView::new(1);
+    let _ = v.set_choice(choice(4));
+    let a = v.on_summary(summary(5, 100));
+    let orig = evals(&a);
+    let _ = v.on_prepared(prepared(5, &choice(4), 500));
+    let a = v.on_evaluated(orig[0].0, answer(&orig[0].1, 90));
+    let cur = evals(&a);
+    let done = v.on_evaluated(cur[0].0, answer(&cur[0].1, 80));
+    let NetAction::Time(t) = &done[0] else { panic!("{done:?}") };
+    let t = t.clone();
+    // A new choice arrives while worker 0 times the first round: it is prepared next, and the
+    // old choice's round, when it answers, asks for no more.
+    assert_eq!(prepares(&v.set_choice(choice(2))), vec![choice(2)]);
+    assert!(v
+        .on_timed(TimeResult { key: t.key, original_ms: 1.0, decoupled_ms: 1.0, items: t.items })
+        .is_empty());
+    assert!(v.timing.is_none(), "the old choice's time is not the new one's");
 }
 
 #[test]
