@@ -1,10 +1,11 @@
 //! Network decoupling among its relatives (issue 5): the equal-cost comparison table, the Pareto
-//! plot and the family view, driven by a second Web Worker that runs only comparisons.
+//! plot and the family view, computed by a pool of Web Workers that run only comparisons.
 //!
-//! A Web Worker cannot read messages while it computes, so cancelling (or a newer request, which
-//! wins) terminates the relatives worker and starts a fresh one. The fresh worker is given the
-//! latest layer and image requests the page sent to the main worker ([`Pool::mirror`]) before
-//! the new comparison; answers of any other request id are dropped.
+//! [`ComparePool`] (pure, in ndlab-lab) says which unit goes to which worker and merges their partial
+//! reports; this host executes its actions. A Web Worker cannot read messages while it computes, so
+//! cancelling (or a newer request, which wins) terminates the pool's workers and starts fresh ones,
+//! each given the latest layer and image requests the page sent to the main worker
+//! ([`Pool::mirror`]) before its first unit; answers of an earlier comparison are dropped.
 
 use super::canvas::{download_svg, to_svg};
 use super::client::WorkerClient;
@@ -441,7 +442,7 @@ fn CompareTable(rel: Rel) -> impl IntoView {
                 </tr></thead>
                 <tbody>{rows}</tbody>
             </table>
-            <p class="blurb">{regular}"Times are measured in this browser (the relatives worker), one run each."</p>
+            <p class="blurb">{regular}"Times are measured in this browser (in the comparison's workers, while the others compute), one run each."</p>
         </div>
     }
 }
