@@ -7,26 +7,12 @@
 // drawn from it), and the main-thread work of T changes made while the comparison computes.
 // Prints JSON; medians and the pool/one-worker ratio in the same run.
 //   bash scripts/bench-page.sh [--repeat N]      (builds dist/ first)
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { serveAndLaunch } from '../../tests/e2e/server.mjs';
 import { newWatchedPage } from '../../tests/e2e/page.mjs';
 import { tChange } from '../../tests/e2e/measure.mjs';
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
-const REPEAT = Number(arg('--repeat', '3'));
-const TIMEOUT = 600_000;
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : null;
-};
+import { ROOT, CHROMIUM, REPEAT, TIMEOUT, median } from './common.mjs';
 
 async function once(browser, url, cores) {
   const { context, page, problems } = await newWatchedPage(browser, { longTasks: true });

@@ -10,27 +10,14 @@
 //    while it computes (the page must not block: ≤ 50 ms).
 // Prints JSON with medians (also target/bench-page/network.json).
 //   bash scripts/bench-page.sh --network [--repeat N]
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { serveAndLaunch } from '../../tests/e2e/server.mjs';
 import { newWatchedPage } from '../../tests/e2e/page.mjs';
+import { ROOT, CHROMIUM, REPEAT, TIMEOUT, median } from './common.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
-const REPEAT = Number(arg('--repeat', '3'));
-const TIMEOUT = Number(process.env.BENCH_TIMEOUT ?? 600_000);
 const ACC = '[data-testid="network-accuracy"]';
 const FIGURE = /^\d+\.\d % \(original \d+\.\d %, \d+ test items\)$/;
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : null;
-};
 
 /** Runs `act`, then waits until the accuracy line has left `before` and holds a figure; seconds. */
 async function timed(page, act) {
